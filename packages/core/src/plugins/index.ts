@@ -1,0 +1,27 @@
+/**
+ * The builtin plugins: `noop`, `crypto`, `sgemm-js`, `exec`.
+ * @module
+ */
+import type { Plugin } from '../runtime/plugin.js';
+import { cryptoPlugin } from './crypto.js';
+import { execPlugin } from './exec.js';
+import { noopPlugin } from './noop.js';
+import { sgemmJsPlugin } from './sgemm-js/index.js';
+
+export { cryptoPlugin } from './crypto.js';
+export { type ExecFunction, type ExecPluginOptions, execPlugin } from './exec.js';
+export { noopPlugin } from './noop.js';
+export { type SgemmJsOptions, sgemmJsPlugin, sgemmKernel } from './sgemm-js/index.js';
+
+/** Factories of the builtin plugins by name, each taking the runtime's environment. */
+export function builtinPlugins(): Record<
+  string,
+  (env: Readonly<Record<string, string | undefined>>) => Plugin
+> {
+  return {
+    noop: () => noopPlugin(),
+    crypto: () => cryptoPlugin(),
+    'sgemm-js': () => sgemmJsPlugin(),
+    exec: (env) => execPlugin({ env }),
+  };
+}

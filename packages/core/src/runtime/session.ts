@@ -1,0 +1,99 @@
+/**
+ * Sessions: the unit of work and isolation. A session carries a plugin hint and the resources
+ * registered with it; every op runs in a session.
+ * @module
+ */
+import type { Arg } from '../api/arg.js';
+import type { OpType } from '../api/op.js';
+import type { Tensor } from '../api/tensor.js';
+import type { SgemmParams } from '../ops/blas.js';
+import type { DecryptParams, EncryptParams, EncryptResult } from '../ops/cipher.js';
+import type { Classification } from '../ops/image.js';
+import type { ModelInfo } from '../ops/model.js';
+import type { Resource, ResourceData } from './resource.js';
+
+/** Options every async call takes last. */
+export interface CallOptions {
+  /** Abort the call; an already-aborted signal rejects at once with its reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Session.imageClassify}. */
+export interface ClassifyOptions extends CallOptions {
+  /** How many classes to return, best first (default 5). */
+  topK?: number;
+  /** A model resource registered with the session; default: the plugin's default model. */
+  model?: Resource;
+}
+
+/** Options of {@link Session.modelRun}. */
+export interface ModelRunOptions extends CallOptions {
+  /** Which outputs to return (default: all). */
+  outputs?: readonly string[];
+}
+
+/** Options for creating a session. */
+export interface SessionOptions {
+  /** {@link PluginType} bits preferring plugins of those types (default 0: by priority only). */
+  hint?: number;
+}
+
+/**
+ * A vAccel session. Release it when done (or use `await using`); releasing twice is a no-op, and
+ * any call after release rejects with `EBADF`.
+ */
+export interface Session extends AsyncDisposable {
+  /** Runtime-wide id (> 0). */
+  readonly id: number;
+  /** Current plugin hint bits. */
+  readonly hint: number;
+  /** True once released. */
+  readonly released: boolean;
+
+  /** Changes the plugin hint for later ops. */
+  update(hint: number): void;
+  /** Releases the session and unregisters its resources. Idempotent. */
+  release(): Promise<void>;
+
+  /** Makes `resource` usable by ops of this session (by its id). Registering twice is a no-op. */
+  registerResource(resource: Resource): void;
+  /** Undoes {@link registerResource}. @throws VaccelError `ENOENT` when it was not registered. */
+  unregisterResource(resource: Resource): void;
+  /** Resources registered with this session. */
+  resources(): ResourceData[];
+
+  /**
+   * Runs any op with raw args (upstream's genop): read args are inputs, write args are outputs
+   * filled in place (or, where an op says so, replaced by buffers the plugin sized).
+   */
+  doOperation(op: OpType, read: readonly Arg[], write: Arg[], options?: CallOptions): Promise<void>;
+
+  /** Does nothing, through the dispatch path (for health checks and latency measurements). */
+  noop(options?: CallOptions): Promise<void>;
+  /** C = alpha·A·B + beta·C (row-major). Returns C, updated in place when given. */
+  sgemm(params: SgemmParams, options?: CallOptions): Promise<Float32Array>;
+  /** AES encryption (CBC with PKCS#7 or no padding, CTR, GCM with tag). */
+  encrypt(params: EncryptParams, options?: CallOptions): Promise<EncryptResult>;
+  /** AES decryption. Bad padding or a bad GCM tag reject with `EBADMSG`. */
+  decrypt(params: DecryptParams, options?: CallOptions): Promise<Uint8Array>;
+  /** Classifies an encoded image (JPEG, PNG, WebP …): top-k classes, best first. */
+  imageClassify(image: Uint8Array, options?: ClassifyOptions): Promise<Classification[]>;
+  /** Loads a model resource (registered with this session) and returns its declared inputs/outputs. */
+  modelLoad(model: Resource, options?: CallOptions): Promise<ModelInfo>;
+  /** Runs a loaded model on named input tensors. */
+  modelRun(
+    model: Resource,
+    inputs: Readonly<Record<string, Tensor>>,
+    options?: ModelRunOptions,
+  ): Promise<Record<string, Tensor>>;
+  /** Unloads a model loaded by {@link modelLoad}. */
+  modelUnload(model: Resource, options?: CallOptions): Promise<void>;
+  /** Runs an allowlisted host function `symbol` of module `library` with raw args. */
+  exec(
+    library: string,
+    symbol: string,
+    read: readonly Arg[],
+    write: Arg[],
+    options?: CallOptions,
+  ): Promise<void>;
+}

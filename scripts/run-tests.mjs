@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// Runs every packages/*/test/**/*.test.ts with node:test through tsx, on the TypeScript sources
+// (the `@vaccel/source` export condition), so tests never depend on a stale build.
+// Usage: node scripts/run-tests.mjs [path-filter …] [-- extra node --test flags]
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dash = process.argv.indexOf('--');
+const filters = (dash === -1 ? process.argv.slice(2) : process.argv.slice(2, dash)).filter(Boolean);
+const extra = dash === -1 ? [] : process.argv.slice(dash + 1);
+
+function* walk(dir) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.name === 'node_modules' || entry.name === 'dist') continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* walk(path);
+    else if (entry.name.endsWith('.test.ts')) yield path;
+  }
+}
+
+const files = readdirSync(join(root, 'packages'))
+  .flatMap((pkg) => {
+    try {
+      return [...walk(join(root, 'packages', pkg, 'test'))];
+    } catch {
+      return [];
+    }
+  })
+  .map((file) => relative(root, file))
+  .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))
+  .sort();
+
+if (files.length === 0) {
+  console.error(`no test files match ${filters.join(' ')}`);
+  process.exit(1);
+}
+const tsx = join(root, 'node_modules', '.bin', 'tsx');
+const result = spawnSync(tsx, ['--conditions=@vaccel/source', '--test', ...extra, ...files], {
+  cwd: root,
+  stdio: 'inherit',
+});
+process.exit(result.status ?? 1);
