@@ -6,8 +6,11 @@ import { parentPort } from 'node:worker_threads';
 import type { SgemmArgs } from '../../ops/blas.js';
 import { sgemmKernel } from './kernel.js';
 
-parentPort?.on('message', (args: SgemmArgs) => {
+parentPort?.on('message', (message: SgemmArgs) => {
   try {
+    // A fresh literal: the structured-cloned object has a shape V8 optimises worse (3.1 vs 3.8 GFLOP/s).
+    const { m, n, k, alpha, a, lda, b, ldb, beta, c, ldc } = message;
+    const args: SgemmArgs = { m, n, k, alpha, a, lda, b, ldb, beta, c, ldc };
     sgemmKernel(args);
     parentPort?.postMessage({ c: args.c }, [args.c.buffer as ArrayBuffer]);
   } catch (error) {
