@@ -46,7 +46,8 @@ export function parse<O extends Options>(args: string[], options: O, allowPositi
 export function positiveInt(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got ${value}`);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new UsageError(`--${name} must be a positive integer, got ${value}`);
   return n;
 }
 
@@ -54,7 +55,8 @@ export function positiveInt(value: string | undefined, name: string, fallback: n
 export function hexBytes(value: string | undefined, name: string): Uint8Array | undefined {
   if (value === undefined) return undefined;
   const clean = value.replace(/^0x/i, '');
-  if (!/^([0-9a-f]{2})*$/i.test(clean)) throw new UsageError(`--${name} must be hex digits (an even number of them)`);
+  if (!/^([0-9a-f]{2})*$/i.test(clean))
+    throw new UsageError(`--${name} must be hex digits (an even number of them)`);
   return new Uint8Array(Buffer.from(clean, 'hex'));
 }
 

@@ -3,7 +3,7 @@
  * @module
  */
 import { VACCEL_VERSION } from '@vaccel/core';
-import { encryptCommand, decryptCommand } from './commands/cipher.js';
+import { decryptCommand, encryptCommand } from './commands/cipher.js';
 import { classifyCommand } from './commands/classify.js';
 import type { Command } from './commands/command.js';
 import { noopCommand } from './commands/noop.js';
@@ -13,7 +13,14 @@ import { type Io, println, reportError } from './io.js';
 
 export type { Io } from './io.js';
 
-const commands: readonly Command[] = [classifyCommand, sgemmCommand, encryptCommand, decryptCommand, opsCommand, noopCommand];
+const commands: readonly Command[] = [
+  classifyCommand,
+  sgemmCommand,
+  encryptCommand,
+  decryptCommand,
+  opsCommand,
+  noopCommand,
+];
 
 const usage = `Usage: vaccel <command> [options]
 
@@ -26,7 +33,12 @@ ${commands.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`).join('\n')}
 Run 'vaccel <command> --help' for a command's options.
 Environment: VACCEL_PLUGINS, VACCEL_LOG_LEVEL, VACCEL_RPC_ADDRESS, VACCEL_EXEC_ALLOWLIST.`;
 
-const processIo: Io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+const processIo: Io = {
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+};
 
 /** Runs the CLI with `argv` (without `node` and the script); resolves to the exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {

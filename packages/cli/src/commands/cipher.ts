@@ -8,7 +8,10 @@ import { COMMON_HELP, type Command } from './command.js';
 
 const GCM_TAG = 16;
 
-async function* counted(source: AsyncIterable<Uint8Array>, total: { bytes: number }): AsyncGenerator<Uint8Array> {
+async function* counted(
+  source: AsyncIterable<Uint8Array>,
+  total: { bytes: number },
+): AsyncGenerator<Uint8Array> {
   for await (const chunk of source) {
     total.bytes += chunk.byteLength;
     yield chunk;
@@ -57,12 +60,14 @@ ${COMMON_HELP}`,
         },
         true,
       );
-      if (positionals.length > 2) throw new UsageError(`${direction} takes at most IN and OUT, got ${positionals.length} files`);
+      if (positionals.length > 2)
+        throw new UsageError(`${direction} takes at most IN and OUT, got ${positionals.length} files`);
       for (const required of ['alg', 'key', 'iv'] as const) {
         if (values[required] === undefined) throw new UsageError(`${direction} needs --${required}`);
       }
       const algorithm = values.alg as CipherAlgorithm;
-      if (!CIPHER_ALGORITHMS.includes(algorithm)) throw new UsageError(`--alg must be one of ${CIPHER_ALGORITHMS.join(', ')}`);
+      if (!CIPHER_ALGORITHMS.includes(algorithm))
+        throw new UsageError(`--alg must be one of ${CIPHER_ALGORITHMS.join(', ')}`);
       const [input = '-', output = '-'] = positionals;
       if (direction === 'encrypt' && output === '-' && io.stdout.isTTY) {
         throw new UsageError('refusing to write ciphertext to a terminal; give OUT or redirect stdout');
@@ -90,8 +95,15 @@ ${COMMON_HELP}`,
       } else produced = decryptStream(session, params, counted(source, read), options);
       const sink = output === '-' ? io.stdout : createWriteStream(output);
       await pipeline(Readable.from(counted(produced, written)), sink, { end: output !== '-' });
-      const summary = { op: direction, algorithm, bytesIn: read.bytes, bytesOut: written.bytes, ms: performance.now() - started };
-      if (values.json && output === '-') io.stderr.write(`${JSON.stringify(summary)}\n`); // stdout carries the data
+      const summary = {
+        op: direction,
+        algorithm,
+        bytesIn: read.bytes,
+        bytesOut: written.bytes,
+        ms: performance.now() - started,
+      };
+      if (values.json && output === '-')
+        io.stderr.write(`${JSON.stringify(summary)}\n`); // stdout carries the data
       else if (values.json) printJson(io, summary);
       return 0;
     },

@@ -34,8 +34,16 @@ ${COMMON_HELP}`,
       result = await session.imageClassify(image, { topK });
     } catch (error) {
       if (!isVaccelErrorCode(error, 'ENOTSUP')) throw error;
-      const loaded = vaccel.plugins().map((p) => p.name).join(', ') || 'none';
-      throw new VaccelError('ENOTSUP', `no plugin provides image classification (plugins loaded: ${loaded})`, { cause: error });
+      const loaded =
+        vaccel
+          .plugins()
+          .map((p) => p.name)
+          .join(', ') || 'none';
+      throw new VaccelError(
+        'ENOTSUP',
+        `no plugin provides image classification (plugins loaded: ${loaded})`,
+        { cause: error },
+      );
     }
     const ms = performance.now() - started;
     if (values.json) {

@@ -28,12 +28,18 @@ ${COMMON_HELP}`,
       const started = performance.now();
       await session.doOperation(OpType.Noop, size > 0 ? [Args.raw(payload)] : [], size > 0 ? [out] : []);
       samples.push(performance.now() - started);
-      if (size > 0 && Buffer.compare(out.buf, payload) !== 0) throw new Error('noop did not echo the payload back');
+      if (size > 0 && Buffer.compare(out.buf, payload) !== 0)
+        throw new Error('noop did not echo the payload back');
     }
     const { median, p99 } = stats(samples);
     const plugin = vaccel.listOperations().find((op) => op.op === OpType.Noop)?.plugin;
-    if (values.json) printJson(io, { op: 'noop', plugin, reps, size, medianUs: median * 1e3, p99Us: p99 * 1e3 });
-    else println(io, `noop via ${plugin}: ${reps} calls, ${size} B payload, median ${(median * 1e3).toFixed(1)} µs, p99 ${(p99 * 1e3).toFixed(1)} µs`);
+    if (values.json)
+      printJson(io, { op: 'noop', plugin, reps, size, medianUs: median * 1e3, p99Us: p99 * 1e3 });
+    else
+      println(
+        io,
+        `noop via ${plugin}: ${reps} calls, ${size} B payload, median ${(median * 1e3).toFixed(1)} µs, p99 ${(p99 * 1e3).toFixed(1)} µs`,
+      );
     return 0;
   },
 };

@@ -16,12 +16,18 @@ ${COMMON_HELP}`,
     await using vaccel = await openRuntime(io, values);
     const ops = vaccel.listOperations();
     if (values.json) {
-      printJson(io, { plugins: vaccel.plugins().map(({ name, version }) => ({ name, version })), operations: ops });
+      printJson(io, {
+        plugins: vaccel.plugins().map(({ name, version }) => ({ name, version })),
+        operations: ops,
+      });
       return 0;
     }
     println(io, `${'op'.padStart(3)}  ${'name'.padEnd(22)} plugins`);
     for (const { op, name, plugins, extension } of ops) {
-      println(io, `${String(op).padStart(3)}  ${(name + (extension ? '*' : '')).padEnd(22)} ${plugins.join(', ')}`);
+      println(
+        io,
+        `${String(op).padStart(3)}  ${(name + (extension ? '*' : '')).padEnd(22)} ${plugins.join(', ')}`,
+      );
     }
     println(io, '\n* vaccel-ts extension op (not in upstream vAccel)');
     return 0;

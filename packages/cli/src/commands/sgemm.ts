@@ -18,7 +18,15 @@ function random(seed: number): () => number {
  * Freivalds' check in float64: compares C·x with A·(B·x) for random x, O(n²) per probe instead
  * of the O(n³) of recomputing C. Returns the worst error relative to |A|·(|B|·|x|).
  */
-export function freivalds(m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array, probes = 3): number {
+export function freivalds(
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  probes = 3,
+): number {
   const rand = random(0x5eed);
   let worst = 0;
   for (let probe = 0; probe < probes; probe++) {
@@ -97,10 +105,28 @@ ${COMMON_HELP}`,
     const error = values.check ? freivalds(m, n, k, a, b, c) : undefined;
     const ok = error === undefined || error <= TOLERANCE;
     if (values.json) {
-      printJson(io, { op: 'sgemm', plugin, m, n, k, reps, bestMs: min, medianMs: median, gflops, check: error === undefined ? undefined : { ok, relativeError: error } });
+      printJson(io, {
+        op: 'sgemm',
+        plugin,
+        m,
+        n,
+        k,
+        reps,
+        bestMs: min,
+        medianMs: median,
+        gflops,
+        check: error === undefined ? undefined : { ok, relativeError: error },
+      });
     } else {
-      println(io, `sgemm ${m}×${k} · ${k}×${n} via ${plugin}: best ${min.toFixed(2)} ms, median ${median.toFixed(2)} ms over ${reps} runs → ${gflops.toFixed(2)} GFLOP/s`);
-      if (error !== undefined) println(io, `check: ${ok ? 'ok' : 'FAILED'} (Freivalds, 3 probes, max relative error ${error.toExponential(2)}, tolerance ${TOLERANCE})`);
+      println(
+        io,
+        `sgemm ${m}×${k} · ${k}×${n} via ${plugin}: best ${min.toFixed(2)} ms, median ${median.toFixed(2)} ms over ${reps} runs → ${gflops.toFixed(2)} GFLOP/s`,
+      );
+      if (error !== undefined)
+        println(
+          io,
+          `check: ${ok ? 'ok' : 'FAILED'} (Freivalds, 3 probes, max relative error ${error.toExponential(2)}, tolerance ${TOLERANCE})`,
+        );
     }
     return ok ? 0 : 1;
   },

@@ -76,7 +76,8 @@ export function resolveConfig(options: VaccelOptions = {}): ResolvedConfig {
   if (options.plugins !== undefined && !Array.isArray(options.plugins)) {
     throw new VaccelError('EINVAL', 'plugins must be an array of plugins, names or module specifiers');
   }
-  const fromEnv = env.VACCEL_PLUGINS !== undefined ? splitList(env.VACCEL_PLUGINS) : undefined;
+  // Empty counts as unset, as for every VACCEL_* variable.
+  const fromEnv = env.VACCEL_PLUGINS ? splitList(env.VACCEL_PLUGINS) : undefined;
   const rpcAddress = options.rpcAddress ?? (env.VACCEL_RPC_ADDRESS || env.VACCEL_RPC_ADDR || undefined);
   return { plugins: options.plugins ?? fromEnv, logLevel, rpcAddress, env };
 }
@@ -115,7 +116,6 @@ export async function loadPluginModule(spec: string, env: ResolvedConfig['env'])
       lastError = error;
     }
   }
-  throw new VaccelError('ENOENT', `cannot load plugin module ${spec}: ${(lastError as Error)?.message}`, {
-    cause: lastError,
-  });
+  const why = String((lastError as Error)?.message ?? lastError).split('\n')[0];
+  throw new VaccelError('ENOENT', `cannot load plugin module ${spec}: ${why}`, { cause: lastError });
 }

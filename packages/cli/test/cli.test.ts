@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { suite, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type Io, main } from '@vaccel/cli';
+
+async function run(args: string[], stdin: Uint8Array = new Uint8Array(0)) {
+  const input = new PassThrough();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const stdout = new PassThrough().on('data', (d: Buffer) => out.push(d));
+  const stderr = new PassThrough().on('data', (d: Buffer) => err.push(d));
+  input.end(stdin);
+  const io: Io = { stdin: input, stdout, stderr, env: {} };
+  const code = await main(args, io);
+  return {
+    code,
+    stdout: Buffer.concat(out),
+    text: Buffer.concat(out).toString(),
+    stderr: Buffer.concat(err).toString(),
+  };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'vaccel-cli-'));
+const key = '2b7e151628aed2a6abf7158809cf4f3c';
+const iv = '000102030405060708090a0b0c0d0e0f';
+
+suite('vaccel CLI', () => {
+  test('--help for the tool and every subcommand', async () => {
+    const top = await run(['--help']);
+    assert.equal(top.code, 0);
+    for (const name of ['classify', 'sgemm', 'encrypt', 'decrypt', 'ops', 'noop']) {
+      assert.match(top.text, new RegExp(`\\b${name}\\b`));
+      const help = await run([name, '--help']);
+      assert.equal(help.code, 0, name);
+      assert.match(help.text, new RegExp(`^Usage: vaccel ${name}`), name);
+      assert.match(help.text, /--json/);
+    }
+  });
+
+  test("ops lists the builtin plugins' operations", async () => {
+    const { code, text } = await run(['ops']);
+    assert.equal(code, 0);
+    for (const line of [
+      /\b0\s+noop\s+noop/,
+      /\b1\s+exec\s+exec/,
+      /17\s+blas_sgemm\s+sgemm-js/,
+      /64\s+aes_encrypt\*\s+crypto/,
+      /65\s+aes_decrypt\*\s+crypto/,
+    ]) {
+      assert.match(text, line);
+    }
+    const json = JSON.parse((await run(['ops', '--json'])).text);
+    assert.deepEqual(
+      json.plugins.map((p: { name: string }) => p.name),
+      ['noop', 'crypto', 'sgemm-js', 'exec'],
+    );
+    assert.ok(
+      json.operations.some(
+        (o: { name: string; plugin: string }) => o.name === 'blas_sgemm' && o.plugin === 'sgemm-js',
+      ),
+    );
+  });
+
+  test('sgemm --check prints GFLOP/s and a passing check', async () => {
+    const { code, text } = await run([
+      'sgemm',
+      '--n',
+      '96',
+      '--m',
+      '40',
+      '--k',
+      '70',
+      '--check',
+      '--reps',
+      '2',
+    ]);
+    assert.equal(code, 0, text);
+    assert.match(text, /sgemm 40×70 · 70×96 via sgemm-js: .* → [\d.]+ GFLOP\/s/);
+    assert.match(text, /check: ok \(Freivalds/);
+    const json = JSON.parse((await run(['sgemm', '--n', '32', '--check', '--json'])).text);
+    assert.equal(json.check.ok, true);
+    assert.ok(json.gflops > 0);
+  });
+
+  test('encrypt/decrypt files stream to the same bytes as a one-shot cipher', async () => {
+    const plain = randomBytes(3 * 65536 + 1234);
+    const inFile = join(dir, 'plain.bin');
+    const encFile = join(dir, 'plain.enc');
+    const decFile = join(dir, 'plain.dec');
+    writeFileSync(inFile, plain);
+    for (const alg of ['aes-128-cbc', 'aes-128-ctr']) {
+      const enc = await run([
+        'encrypt',
+        '--alg',
+        alg,
+        '--key',
+        key,
+        '--iv',
+        iv,
+        '--chunk',
+        '65536',
+        inFile,
+        encFile,
+      ]);
+      assert.equal(enc.code, 0, enc.stderr);
+      const cipher = createCipheriv(alg, Buffer.from(key, 'hex'), Buffer.from(iv, 'hex'));
+      assert.ok(readFileSync(encFile).equals(Buffer.concat([cipher.update(plain), cipher.final()])), alg);
+      const dec = await run([
+        'decrypt',
+        '--alg',
+        alg,
+        '--key',
+        key,
+        '--iv',
+        iv,
+        '--chunk',
+        '65536',
+        encFile,
+        decFile,
+      ]);
+      assert.equal(dec.code, 0, dec.stderr);
+      assert.ok(readFileSync(decFile).equals(plain), alg);
+    }
+  });
+
+  test('GCM appends the tag and checks it when decrypting', async () => {
+    const gcmIv = 'cafebabefacedbaddecaf888';
+    const enc = await run(
+      ['encrypt', '--alg', 'aes-128-gcm', '--key', key, '--iv', gcmIv, '--aad', 'feed'],
+      Buffer.from('hello gcm'),
+    );
+    assert.equal(enc.code, 0, enc.stderr);
+    assert.equal(enc.stdout.byteLength, 9 + 16);
+    const dec = await run(
+      ['decrypt', '--alg', 'aes-128-gcm', '--key', key, '--iv', gcmIv, '--aad', 'feed'],
+      enc.stdout,
+    );
+    assert.equal(dec.text, 'hello gcm');
+    const tampered = Buffer.from(enc.stdout);
+    tampered[0]! ^= 1;
+    const bad = await run(
+      ['decrypt', '--alg', 'aes-128-gcm', '--key', key, '--iv', gcmIv, '--aad', 'feed'],
+      tampered,
+    );
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /authentication failed.*\(EBADMSG\)/);
+  });
+
+  test('classify says clearly that no plugin provides it yet', async () => {
+    const image = join(dir, 'image.jpg');
+    writeFileSync(image, Buffer.from([0xff, 0xd8, 0xff, 0xe0]));
+    const { code, stderr } = await run(['classify', image]);
+    assert.equal(code, 1);
+    assert.match(
+      stderr,
+      /no plugin provides image classification \(plugins loaded: noop, crypto, sgemm-js, exec\) \(ENOTSUP\)/,
+    );
+    const missing = await run(['classify', join(dir, 'missing.jpg')]);
+    assert.match(missing.stderr, /cannot read image .*missing\.jpg.*\(ENOENT\)/);
+  });
+
+  test('usage mistakes exit 2 with a pointer to --help; operation errors exit 1 with the code', async () => {
+    const cases: [string[], RegExp, number][] = [
+      [['frobnicate'], /unknown command 'frobnicate'/, 2],
+      [['sgemm'], /sgemm needs --n/, 2],
+      [['sgemm', '--n', 'x'], /--n must be a positive integer/, 2],
+      [['sgemm', '--n', '4', '--bogus'], /Unknown option '--bogus'/, 2],
+      [['encrypt', '--alg', 'aes-128-cbc', '--key', 'zz', '--iv', iv], /--key must be hex/, 2],
+      [['encrypt', '--alg', 'des', '--key', key, '--iv', iv], /--alg must be one of/, 2],
+      [
+        ['encrypt', '--alg', 'aes-128-cbc', '--key', 'abcd', '--iv', iv],
+        /16-byte key, got 2 bytes \(EINVAL\)/,
+        1,
+      ],
+      [['decrypt', '--alg', 'aes-128-cbc', '--key', key, '--iv', iv], /bad padding.*\(EBADMSG\)/, 1],
+      [
+        ['ops', '--plugins', 'noop:nonexistent-plugin'],
+        /cannot load plugin module nonexistent-plugin.*\(ENOENT\)/,
+        1,
+      ],
+    ];
+    for (const [args, pattern, expected] of cases) {
+      const { code, stderr } = await run(args, Buffer.from('not a block multiple'));
+      assert.equal(code, expected, `${args.join(' ')}: ${stderr}`);
+      assert.match(stderr, pattern, args.join(' '));
+    }
+    const json = await run(['sgemm', '--n', '4', '--plugins', 'noop', '--json']);
+    assert.deepEqual(JSON.parse(json.stderr).error.code, 'ENOTSUP');
+  });
+
+  test('noop echoes its payload and reports latency', async () => {
+    const { code, text } = await run(['noop', '--reps', '20', '--size', '4096']);
+    assert.equal(code, 0);
+    assert.match(text, /noop via noop: 20 calls, 4096 B payload, median [\d.]+ µs/);
+  });
+
+  test('as a real process: stdin to stdout piping and exit codes', () => {
+    const bin = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
+    const node = (args: string[], input?: Buffer) =>
+      spawnSync(process.execPath, ['--import', 'tsx', '--conditions=@vaccel/source', bin, ...args], {
+        input,
+        env: { ...process.env, VACCEL_PLUGINS: '' },
+      });
+    const plain = Buffer.from('stream me through a pipe');
+    const enc = node(['encrypt', '--alg', 'aes-256-ctr', '--key', key + key, '--iv', iv], plain);
+    assert.equal(enc.status, 0, enc.stderr.toString());
+    const dec = node(['decrypt', '--alg', 'aes-256-ctr', '--key', key + key, '--iv', iv], enc.stdout);
+    assert.equal(dec.stdout.toString(), plain.toString());
+    assert.equal(node(['nope']).status, 2);
+    // An empty VACCEL_PLUGINS counts as unset: the builtin set.
+    assert.match(node(['ops']).stdout.toString(), /blas_sgemm/);
+  });
+});
