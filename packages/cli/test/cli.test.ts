@@ -29,6 +29,19 @@ async function run(args: string[], stdin: Uint8Array = new Uint8Array(0)) {
 const dir = mkdtempSync(join(tmpdir(), 'vaccel-cli-'));
 const key = '2b7e151628aed2a6abf7158809cf4f3c';
 const iv = '000102030405060708090a0b0c0d0e0f';
+const cipherArgs = (direction: string, alg: string, from: string, to: string): string[] => [
+  direction,
+  '--alg',
+  alg,
+  '--key',
+  key,
+  '--iv',
+  iv,
+  '--chunk',
+  '65536',
+  from,
+  to,
+];
 
 suite('vaccel CLI', () => {
   test('--help for the tool and every subcommand', async () => {
@@ -95,35 +108,11 @@ suite('vaccel CLI', () => {
     const decFile = join(dir, 'plain.dec');
     writeFileSync(inFile, plain);
     for (const alg of ['aes-128-cbc', 'aes-128-ctr']) {
-      const enc = await run([
-        'encrypt',
-        '--alg',
-        alg,
-        '--key',
-        key,
-        '--iv',
-        iv,
-        '--chunk',
-        '65536',
-        inFile,
-        encFile,
-      ]);
+      const enc = await run(cipherArgs('encrypt', alg, inFile, encFile));
       assert.equal(enc.code, 0, enc.stderr);
       const cipher = createCipheriv(alg, Buffer.from(key, 'hex'), Buffer.from(iv, 'hex'));
       assert.ok(readFileSync(encFile).equals(Buffer.concat([cipher.update(plain), cipher.final()])), alg);
-      const dec = await run([
-        'decrypt',
-        '--alg',
-        alg,
-        '--key',
-        key,
-        '--iv',
-        iv,
-        '--chunk',
-        '65536',
-        encFile,
-        decFile,
-      ]);
+      const dec = await run(cipherArgs('decrypt', alg, encFile, decFile));
       assert.equal(dec.code, 0, dec.stderr);
       assert.ok(readFileSync(decFile).equals(plain), alg);
     }

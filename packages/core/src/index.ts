@@ -65,6 +65,7 @@ export {
   type CipherAlgorithm,
   type CipherArgs,
   type CipherMode,
+  type CipherParams,
   checkCipher,
   cipherHandler,
   type DecryptParams,

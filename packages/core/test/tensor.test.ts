@@ -37,6 +37,20 @@ suite('tensor encoding', () => {
     );
   });
 
+  test('names that are special in JavaScript stay plain keys', () => {
+    const tensors: Record<string, Tensor> = {};
+    for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      Object.defineProperty(tensors, name, {
+        value: tensor('int32', [1], new Int32Array([7])),
+        enumerable: true,
+      });
+    }
+    const back = decodeTensors(encodeTensors(tensors));
+    assert.deepEqual(Object.keys(back), ['__proto__', 'constructor', 'toString', 'hasOwnProperty']);
+    assert.equal(Object.getPrototypeOf(back), Object.prototype);
+    assert.deepEqual([...back.__proto__!.data], [7]);
+  });
+
   test('truncated or corrupt encodings are EINVAL, never a crash', () => {
     const bytes = encodeTensors({ x: tensor('float32', [2, 2], new Float32Array(4)) });
     for (let cut = 0; cut < bytes.byteLength; cut++) {

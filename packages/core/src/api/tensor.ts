@@ -163,7 +163,8 @@ export function decodeTensors(bytes: Uint8Array): Record<string, Tensor> {
     if (Object.hasOwn(out, name)) throw new VaccelError('EINVAL', `tensor ${name} appears twice`);
     const t = { dtype, dims, data } as Tensor;
     checkTensor(name, t);
-    out[name] = t;
+    // defineProperty, not assignment: a tensor named "__proto__" must stay a tensor.
+    Object.defineProperty(out, name, { value: t, enumerable: true, writable: true, configurable: true });
   }
   if (at !== bytes.byteLength) throw new VaccelError('EINVAL', 'tensor encoding has trailing bytes');
   return out;

@@ -25,32 +25,28 @@ export const CIPHER_ALGORITHMS: readonly CipherAlgorithm[] = (['cbc', 'ctr', 'gc
 /** AES block size in bytes. */
 export const AES_BLOCK = 16;
 
-/** Parameters of an encryption. */
-export interface EncryptParams {
+/** Parameters common to encryption and decryption. */
+export interface CipherParams {
   algorithm: CipherAlgorithm;
   /** 16, 24 or 32 bytes, matching the algorithm. */
   key: Uint8Array;
   /** 16 bytes for CBC and CTR (the initial counter block); GCM: any non-zero length, 12 recommended. */
   iv: Uint8Array;
   data: Uint8Array;
-  /** CBC only: PKCS#7 padding (default true). Without it, data must be a multiple of 16 bytes. */
+  /** CBC only: PKCS#7 padding (default true). Without it, data must be whole 16-byte blocks. */
   padding?: boolean;
   /** GCM only: additional authenticated data. */
   aad?: Uint8Array;
+}
+
+/** Parameters of an encryption. */
+export interface EncryptParams extends CipherParams {
   /** GCM only: tag length in bytes, 4, 8 or 12–16 (default 16). */
   tagLength?: number;
 }
 
 /** Parameters of a decryption. */
-export interface DecryptParams {
-  algorithm: CipherAlgorithm;
-  key: Uint8Array;
-  iv: Uint8Array;
-  data: Uint8Array;
-  /** CBC only: strip PKCS#7 padding (default true). */
-  padding?: boolean;
-  /** GCM only: additional authenticated data. */
-  aad?: Uint8Array;
+export interface DecryptParams extends CipherParams {
   /** GCM only, required: the authentication tag. */
   tag?: Uint8Array;
 }

@@ -7,7 +7,7 @@ import { allOps, type OpType } from '../api/op.js';
 import { builtinPlugins } from '../plugins/index.js';
 import { loadPluginModule, type ResolvedConfig, resolveConfig, type VaccelOptions } from './config.js';
 import { createStderrLogger, type Logger } from './log.js';
-import type { Plugin } from './plugin.js';
+import type { Plugin, PluginHooks } from './plugin.js';
 import { PluginRegistry, type Resolved } from './registry.js';
 import {
   loadResourceContent,
@@ -227,11 +227,16 @@ export class Vaccel implements AsyncDisposable {
     if (entry.handles > 0 || entry.sessions.size > 0 || !this.#resources.has(entry.id)) return;
     this.#resources.delete(entry.id);
     this.#byDigest.delete(entry.digest);
+    await this.#notifyPlugins((hooks) => hooks.resourceRelease?.(entry), 'resourceRelease');
+  }
+
+  /** Calls one hook on every plugin; a failing hook is logged, never allowed to break release. */
+  async #notifyPlugins(call: (hooks: PluginHooks) => unknown, name: string): Promise<void> {
     for (const plugin of this.#registry.list()) {
       try {
-        await plugin.hooks?.resourceRelease?.(entry);
+        if (plugin.hooks) await call(plugin.hooks);
       } catch (error) {
-        this.logger.warn({ plugin: plugin.name, err: String(error) }, 'resourceRelease hook failed');
+        this.logger.warn({ plugin: plugin.name, err: String(error) }, `${name} hook failed`);
       }
     }
   }
@@ -260,13 +265,7 @@ export class Vaccel implements AsyncDisposable {
       },
       sessionReleased: async (session) => {
         this.#sessions.delete(session.id);
-        for (const plugin of this.#registry.list()) {
-          try {
-            await plugin.hooks?.sessionRelease?.(session);
-          } catch (error) {
-            this.logger.warn({ plugin: plugin.name, err: String(error) }, 'sessionRelease hook failed');
-          }
-        }
+        await this.#notifyPlugins((hooks) => hooks.sessionRelease?.(session), 'sessionRelease');
       },
     };
   }
