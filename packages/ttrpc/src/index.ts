@@ -1,0 +1,34 @@
+/**
+ * `@vaccel/ttrpc`: a ttRPC client and server over any Node Duplex (see PROTOCOL.md).
+ * @module
+ */
+export { type CallOptions, Client, type ClientOptions } from './client.js';
+export {
+  DEFAULT_MAX_FRAME,
+  encodeHeader,
+  type Frame,
+  FrameDecoder,
+  FrameFlag,
+  FrameType,
+  HEADER_SIZE,
+} from './frame.js';
+export {
+  type KeyValue,
+  type Request,
+  RequestSchema,
+  type Response,
+  ResponseSchema,
+  type Status,
+  StatusSchema,
+} from './gen/ttrpc_pb.js';
+export {
+  type CallContext,
+  type ClientStreamMethod,
+  Connection,
+  type Method,
+  Server,
+  type ServerOptions,
+  type StatusReply,
+  type UnaryHandler,
+} from './server.js';
+export { Code, codeName, isTtrpcError, TtrpcClosedError, TtrpcError } from './status.js';
