@@ -223,14 +223,18 @@ export class Server {
       this.#fail(connection, id, Code.INVALID_ARGUMENT, 'malformed request envelope');
       return;
     }
-    if (this.#draining) return this.#fail(connection, id, Code.UNAVAILABLE, 'server is shutting down');
+    if (this.#draining) {
+      this.#fail(connection, id, Code.UNAVAILABLE, 'server is shutting down');
+      return;
+    }
     if (connection.inflight >= this.#maxInflight) {
-      return this.#fail(
+      this.#fail(
         connection,
         id,
         Code.RESOURCE_EXHAUSTED,
         `more than ${this.#maxInflight} calls in flight on this connection`,
       );
+      return;
     }
     const methods = this.#services.get(request.service);
     const method = methods?.get(request.method);
@@ -238,17 +242,14 @@ export class Server {
       const what = methods
         ? `method ${request.service}/${request.method} is not implemented`
         : `service ${request.service} is not registered`;
-      return this.#fail(connection, id, Code.UNIMPLEMENTED, what);
+      this.#fail(connection, id, Code.UNIMPLEMENTED, what);
+      return;
     }
     const streaming = (frame.flags & FrameFlag.RemoteOpen) !== 0;
     if (streaming !== (typeof method !== 'function')) {
       const want = streaming ? 'unary' : 'client-streaming';
-      return this.#fail(
-        connection,
-        id,
-        Code.INVALID_ARGUMENT,
-        `${request.service}/${request.method} is ${want}`,
-      );
+      this.#fail(connection, id, Code.INVALID_ARGUMENT, `${request.service}/${request.method} is ${want}`);
+      return;
     }
     const controller = new AbortController();
     const timeoutMs = Number(request.timeoutNano) / 1e6;
@@ -289,12 +290,13 @@ export class Server {
   #respond(connection: Connection, id: number, reply: Uint8Array): void {
     const parts = okResponseParts(reply);
     if (partsLength(parts) > this.#maxFrame) {
-      return this.#fail(
+      this.#fail(
         connection,
         id,
         Code.RESOURCE_EXHAUSTED,
         `reply of ${reply.byteLength} bytes is over the frame limit of ${this.#maxFrame}`,
       );
+      return;
     }
     this.#reply(connection, id, parts);
   }

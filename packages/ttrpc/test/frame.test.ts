@@ -36,7 +36,7 @@ suite('frame decoder', () => {
             at += size;
           }
           assert.equal(seen.length, frames.length);
-          seen.forEach((got, i) => {
+          for (const [i, got] of seen.entries()) {
             assert.equal(got.streamId, frames[i]!.streamId);
             assert.equal(got.type, frames[i]!.type);
             assert.equal(got.flags, frames[i]!.flags);
