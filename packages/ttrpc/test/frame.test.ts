@@ -41,7 +41,7 @@ suite('frame decoder', () => {
             assert.equal(got.type, frames[i]!.type);
             assert.equal(got.flags, frames[i]!.flags);
             assert.deepEqual([...got.payload], [...frames[i]!.payload]);
-          });
+          }
           assert.ok(decoder.idle);
         },
       ),

@@ -70,7 +70,7 @@ suite('ttrpc client and server', () => {
         client.call('test.Echo', i % 2 ? 'Echo' : 'Slow', bytes(String(i % 7))),
       ),
     );
-    replies.forEach((reply, i) => assert.equal(text(reply), String(i % 7)));
+    for (const [i, reply] of replies.entries()) assert.equal(text(reply), String(i % 7));
     await client.close();
   });
 
