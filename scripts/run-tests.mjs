@@ -38,7 +38,9 @@ if (files.length === 0) {
   process.exit(1);
 }
 const tsx = join(root, 'node_modules', '.bin', 'tsx');
-const result = spawnSync(tsx, ['--conditions=@vaccel/source', '--test', ...extra, ...files], {
+// A hang must fail its test, never stall the run (and CI) forever.
+const timeout = extra.some((a) => a.startsWith('--test-timeout')) ? [] : ['--test-timeout=120000'];
+const result = spawnSync(tsx, ['--conditions=@vaccel/source', '--test', ...timeout, ...extra, ...files], {
   cwd: root,
   stdio: 'inherit',
 });

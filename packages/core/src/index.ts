@@ -15,6 +15,7 @@ export {
   ArgType,
   alignedFloat32,
   argTypeName,
+  copyBytes,
   isArgType,
   ReadArg,
   validateArg,

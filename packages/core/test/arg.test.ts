@@ -55,6 +55,14 @@ suite('args', () => {
     );
   });
 
+  test('float32 arrays inside a Node Buffer pool slab are read correctly', () => {
+    const slab = Buffer.alloc(8191); // odd-sized slab, like the socket read pool
+    const view = slab.subarray(3, 15);
+    new DataView(view.buffer, view.byteOffset).setFloat32(4, -7.25, true);
+    const got = ReadArg.float32Array({ type: ArgType.Float32Array, buf: view }, 'a');
+    assert.deepEqual([...got], [0, -7.25, 0]);
+  });
+
   test('float32 arrays at odd offsets are copied into aligned arrays', () => {
     const raw = new Uint8Array(13);
     new DataView(raw.buffer).setFloat32(1, 2.5, true);

@@ -92,7 +92,7 @@ suite('sessions', () => {
     await session.noop();
     assert.deepEqual([...low.calls, ...high.calls], ['low', 'high', 'high']);
     assert.deepEqual(
-      vaccel.listOperations().find((o) => o.op === OpType.Noop),
+      (await vaccel.listOperations()).find((o) => o.op === OpType.Noop),
       {
         op: 0,
         name: 'noop',

@@ -47,6 +47,8 @@ export class Channel {
     });
     stream.on('end', () => stream.destroy());
     stream.on('close', finish);
+    // A stream handed over paused (e.g. after a transport handshake) must flow now.
+    stream.resume();
   }
 
   /** True once the underlying stream closed. */

@@ -18,6 +18,11 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Metadata sent with every call (e.g. an auth token). */
   metadata?: Readonly<Record<string, string>>;
+  /**
+   * Let the process exit while no call is in flight (the socket is unref'd when idle and ref'd
+   * during calls). Default true, so a client that was never closed does not hold a process open.
+   */
+  unrefWhenIdle?: boolean;
 }
 
 /** Options of one call. */
@@ -69,6 +74,15 @@ export class Client implements AsyncDisposable {
         markClosed();
       },
     });
+    this.#idle();
+  }
+
+  /** Refs the stream while calls are in flight, unrefs it when idle (if the stream can). */
+  #idle(): void {
+    if (this.#options.unrefWhenIdle === false) return;
+    const stream = this.#channel.stream as { ref?: () => void; unref?: () => void };
+    if (this.#pending.size === 0) stream.unref?.();
+    else stream.ref?.();
   }
 
   /** Resolves when the connection has closed. */
@@ -146,6 +160,7 @@ export class Client implements AsyncDisposable {
       let timer: NodeJS.Timeout | undefined;
       const settle = (): void => {
         this.#pending.delete(id);
+        this.#idle();
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
       };
@@ -163,6 +178,7 @@ export class Client implements AsyncDisposable {
           reject(error);
         },
       });
+      this.#idle();
       if (timeoutMs) {
         timer = setTimeout(() => {
           settle();

@@ -32,7 +32,7 @@ ${COMMON_HELP}`,
         throw new Error('noop did not echo the payload back');
     }
     const { median, p99 } = stats(samples);
-    const plugin = vaccel.listOperations().find((op) => op.op === OpType.Noop)?.plugin;
+    const plugin = (await vaccel.listOperations()).find((op) => op.op === OpType.Noop)?.plugin;
     if (values.json)
       printJson(io, { op: 'noop', plugin, reps, size, medianUs: median * 1e3, p99Us: p99 * 1e3 });
     else

@@ -14,7 +14,7 @@ ${COMMON_HELP}`,
   async run(args, io) {
     const { values } = parse(args, {});
     await using vaccel = await openRuntime(io, values);
-    const ops = vaccel.listOperations();
+    const ops = await vaccel.listOperations();
     if (values.json) {
       printJson(io, {
         plugins: vaccel.plugins().map(({ name, version }) => ({ name, version })),

@@ -92,7 +92,7 @@ ${COMMON_HELP}`,
     const b = Float32Array.from({ length: k * n }, rand);
     await using vaccel = await openRuntime(io, values);
     await using session = await vaccel.createSession();
-    const plugin = vaccel.listOperations().find((op) => op.op === OpType.BlasSgemm)?.plugin ?? 'none';
+    const plugin = (await vaccel.listOperations()).find((op) => op.op === OpType.BlasSgemm)?.plugin ?? 'none';
     let c = await session.sgemm({ m, n, k, a, b }); // warm-up (and the result we check)
     const samples: number[] = [];
     for (let r = 0; r < reps; r++) {

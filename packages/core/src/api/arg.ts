@@ -205,9 +205,19 @@ export const ReadArg = Object.freeze({
     alignedFloat32(expect(arg, [T.Float32Array], where).buf),
 });
 
+/**
+ * A copy of `bytes` in a fresh ArrayBuffer of exactly its size. (Not `bytes.slice()`: on a Node
+ * Buffer that is a view, and its `.buffer` is a shared pool slab.)
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
+}
+
 /** A Float32Array over `bytes`: a view when aligned, else a copy (wire buffers may sit at odd offsets). */
 export function alignedFloat32(bytes: Uint8Array): Float32Array {
   if (bytes.byteOffset % 4 === 0)
     return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  return new Float32Array(bytes.slice().buffer);
+  return new Float32Array(copyBytes(bytes).buffer);
 }

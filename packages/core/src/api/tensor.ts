@@ -5,6 +5,7 @@
  * (ONNX TensorProto.DataType number), u8 rank, rank × i64 dims, u64 data length, data bytes.
  * @module
  */
+import { copyBytes } from './arg.js';
 import { VaccelError } from './error.js';
 
 /** Element types, numbered as ONNX's TensorProto.DataType. */
@@ -158,7 +159,7 @@ export function decodeTensors(bytes: Uint8Array): Record<string, Tensor> {
     const ctor = ctors[dtype];
     if (length % ctor.BYTES_PER_ELEMENT !== 0)
       throw new VaccelError('EINVAL', `tensor ${name}: data length ${length} is not whole ${dtype} elements`);
-    const data = new ctor(bytes.slice(at, at + length).buffer);
+    const data = new ctor(copyBytes(bytes.subarray(at, at + length)).buffer);
     at += length;
     if (Object.hasOwn(out, name)) throw new VaccelError('EINVAL', `tensor ${name} appears twice`);
     const t = { dtype, dims, data } as Tensor;

@@ -5,6 +5,7 @@
  * (the tag covers the whole message), so it is buffered and sent in one call.
  * @module
  */
+import { copyBytes } from '../api/arg.js';
 import { VaccelError } from '../api/error.js';
 import type { CallOptions, Session } from '../runtime/session.js';
 import { AES_BLOCK, type DecryptParams, type EncryptParams } from './cipher.js';
@@ -98,7 +99,7 @@ async function* chunked(
     const out = await call({ ...params, iv: chunkIv, data, padding });
     const ciphertext = direction === 'encrypt' ? out : data;
     if (mode === 'cbc' && ciphertext.byteLength >= AES_BLOCK)
-      iv = ciphertext.slice(ciphertext.byteLength - AES_BLOCK);
+      iv = copyBytes(ciphertext.subarray(ciphertext.byteLength - AES_BLOCK));
     done += data.byteLength;
     yield out;
   }

@@ -82,9 +82,11 @@ export function resolveConfig(options: VaccelOptions = {}): ResolvedConfig {
   return { plugins: options.plugins ?? fromEnv, logLevel, rpcAddress, env };
 }
 
-function pluginFromModule(spec: string, mod: Record<string, unknown>, env: ResolvedConfig['env']): Plugin {
+function pluginFromModule(spec: string, mod: Record<string, unknown>, config: ResolvedConfig): Plugin {
   for (const candidate of [mod.default, mod.plugin, mod.createPlugin]) {
-    if (typeof candidate === 'function') return (candidate as (o: object) => Plugin)({ env });
+    if (typeof candidate === 'function') {
+      return (candidate as (o: object) => Plugin)({ env: config.env, rpcAddress: config.rpcAddress });
+    }
     if (typeof candidate === 'object' && candidate !== null && 'ops' in candidate) return candidate as Plugin;
   }
   throw new VaccelError(
@@ -94,11 +96,11 @@ function pluginFromModule(spec: string, mod: Record<string, unknown>, env: Resol
 }
 
 /**
- * Loads a plugin from a module specifier or path. Bare specifiers resolve from this package and
+ * Loads a plugin from a module specifier or path; a factory export gets `{ env, rpcAddress }`. Bare specifiers resolve from this package and
  * then from the current directory, so an application's own plugin packages are found.
  * @throws VaccelError `ENOENT` when the module cannot be found, `EINVAL` when it exports no plugin.
  */
-export async function loadPluginModule(spec: string, env: ResolvedConfig['env']): Promise<Plugin> {
+export async function loadPluginModule(spec: string, config: ResolvedConfig): Promise<Plugin> {
   const isPath = spec.startsWith('.') || isAbsolute(spec);
   const attempts = isPath
     ? [pathToFileURL(resolve(spec)).href]
@@ -110,7 +112,7 @@ export async function loadPluginModule(spec: string, env: ResolvedConfig['env'])
         string,
         unknown
       >;
-      return pluginFromModule(spec, mod, env);
+      return pluginFromModule(spec, mod, config);
     } catch (error) {
       if ((error as { code?: string }).code === 'EINVAL') throw error;
       lastError = error;

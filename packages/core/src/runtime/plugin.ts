@@ -95,6 +95,11 @@ export interface Plugin {
   readonly priority?: number;
   /** The ops it implements. */
   readonly ops: Readonly<Partial<Record<OpType, OpHandler>>>;
+  /**
+   * The ops it can really run now, when that differs from the keys of {@link ops} (the RPC plugin
+   * forwards every op but reports the agent's). Default: the keys of `ops`.
+   */
+  listOps?(): Promise<readonly OpType[]>;
   /** Called once, lazily, before its first op. A plugin whose init fails is skipped. */
   init?(ctx: PluginInitContext): Promise<void> | void;
   /** Called once when the runtime closes. */

@@ -83,6 +83,20 @@ export class PluginRegistry {
     );
   }
 
+  /**
+   * The ops each plugin can run, highest priority first: `listOps()` where a plugin has it (after
+   * its lazy init), else the keys of its `ops`. A plugin whose init fails lists nothing.
+   */
+  async provided(): Promise<{ plugin: Plugin; ops: Set<number> }[]> {
+    return Promise.all(
+      this.#sorted().map(async (entry) => {
+        const { plugin } = entry;
+        if (!plugin.listOps) return { plugin, ops: new Set(Object.keys(plugin.ops).map(Number)) };
+        return { plugin, ops: new Set<number>((await this.#ready(entry)) ? await plugin.listOps() : []) };
+      }),
+    );
+  }
+
   /** Calls `fini` on every initialised plugin and empties the registry. */
   async close(): Promise<void> {
     const entries = this.#sorted();

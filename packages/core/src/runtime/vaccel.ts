@@ -20,6 +20,9 @@ import {
 import type { Session, SessionOptions } from './session.js';
 import { checkHint, type SessionHost, SessionImpl } from './session-impl.js';
 
+/** The RPC plugin's package, loaded when `VACCEL_RPC_ADDRESS` is set. */
+const RPC_PLUGIN = '@vaccel/remote';
+
 /** One operation the runtime can run, as {@link Vaccel.listOperations} reports it. */
 export interface OperationInfo {
   op: OpType;
@@ -127,7 +130,8 @@ export class Vaccel implements AsyncDisposable {
   }
 
   /**
-   * Opens a runtime with plugins from `options.plugins`, else `VACCEL_PLUGINS`, else the builtin
+   * Opens a runtime with plugins from `options.plugins`, else `VACCEL_PLUGINS`, else the RPC
+   * plugin when an agent address is set (`rpcAddress` or `VACCEL_RPC_ADDRESS`), else the builtin
    * set (noop, crypto, sgemm-js, exec).
    * @throws VaccelError `EINVAL` for bad options, `ENOENT` for a plugin module that cannot be loaded.
    */
@@ -135,9 +139,11 @@ export class Vaccel implements AsyncDisposable {
     const config = resolveConfig(options);
     const vaccel = new Vaccel(config, options.logger ?? createStderrLogger(config.logLevel));
     const builtins = builtinPlugins();
-    for (const spec of config.plugins ?? Object.keys(builtins)) {
+    // With an agent address and no explicit plugin list, ops go to the agent (the RPC plugin).
+    const specs = config.plugins ?? (config.rpcAddress ? [RPC_PLUGIN] : Object.keys(builtins));
+    for (const spec of specs) {
       if (typeof spec !== 'string') vaccel.registerPlugin(spec);
-      else vaccel.registerPlugin(builtins[spec]?.(config.env) ?? (await loadPluginModule(spec, config.env)));
+      else vaccel.registerPlugin(builtins[spec]?.(config.env) ?? (await loadPluginModule(spec, config)));
     }
     return vaccel;
   }
@@ -159,11 +165,14 @@ export class Vaccel implements AsyncDisposable {
     return this.#registry.list();
   }
 
-  /** The operations the registered plugins provide (upstream's `vaccel_get_operations`), by op number. */
-  listOperations(): OperationInfo[] {
-    const plugins = this.#registry.list();
+  /**
+   * The operations the registered plugins provide (upstream's `vaccel_get_operations`), by op
+   * number. Plugins that can say what they really run (the RPC plugin asks its agent) are asked.
+   */
+  async listOperations(): Promise<OperationInfo[]> {
+    const provided = await this.#registry.provided();
     return allOps().flatMap(({ op, name, extension }) => {
-      const providers = plugins.filter((plugin) => plugin.ops[op] !== undefined).map((plugin) => plugin.name);
+      const providers = provided.filter(({ ops }) => ops.has(op)).map(({ plugin }) => plugin.name);
       return providers.length === 0
         ? []
         : [{ op, name, extension, plugin: providers[0]!, plugins: providers }];

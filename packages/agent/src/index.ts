@@ -1,0 +1,7 @@
+/**
+ * `@vaccel/agent`: the host daemon that runs vAccel operations for guests.
+ * @module
+ */
+export { Agent, type AgentOptions } from './agent.js';
+export { AgentMetrics } from './metrics.js';
+export { type ConnectionLimits, ConnectionState } from './state.js';

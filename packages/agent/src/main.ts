@@ -1,0 +1,148 @@
+/**
+ * `vaccel-agent`: serve vAccel operations to guests.
+ * @module
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { isVaccelError, LogLevel, parseLogLevel, splitList, Vaccel, VaccelError } from '@vaccel/core';
+import { DEFAULT_ADDRESS } from '@vaccel/remote';
+import pino from 'pino';
+import { Agent } from './agent.js';
+import { AgentMetrics } from './metrics.js';
+
+const usage = `Usage: vaccel-agent [options]
+
+Serves vAccel operations to guests over ttRPC (vAccel 0.8 wire protocol), running them on the
+host's plugins. Sessions and resources belong to the connection that made them and are freed
+when it closes.
+
+  -a, --address ADDR       listen address, repeatable (default ${DEFAULT_ADDRESS}):
+                           unix:///path (created 0600), tcp://host:port; for Firecracker
+                           hybrid vsock listen on unix://<uds>_<port>
+  --plugins LIST           ':'-separated plugins (default: VACCEL_PLUGINS, else the builtin set)
+  --max-frame BYTES        largest frame accepted (default 268435456; upstream allows 1 GiB)
+  --max-sessions N         sessions per connection (default 1024)
+  --max-inflight N         calls in flight per connection (default 4096)
+  --max-resource-bytes N   resource bytes per connection (default 4294967296)
+  --token-file PATH        require 'authorization: Bearer <token>' metadata with this token
+  --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+  --log-level LEVEL        1-4 or error|warn|info|debug (default: VACCEL_LOG_LEVEL, else info)
+  -h, --help               this help
+
+Logs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop accepting, finish in-flight calls,
+exit; a second signal exits at once.`;
+
+const pinoLevels = {
+  [LogLevel.Error]: 'error',
+  [LogLevel.Warn]: 'warn',
+  [LogLevel.Info]: 'info',
+  [LogLevel.Debug]: 'debug',
+} as const;
+
+function count(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new VaccelError('EINVAL', `--${name} must be a positive integer, got ${value}`);
+  return n;
+}
+
+/** Runs the agent until a signal; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let values: ReturnType<typeof parse>['values'];
+  const parse = (args: string[]) =>
+    parseArgs({
+      args,
+      strict: true,
+      options: {
+        address: { type: 'string', short: 'a', multiple: true },
+        plugins: { type: 'string' },
+        'max-frame': { type: 'string' },
+        'max-sessions': { type: 'string' },
+        'max-inflight': { type: 'string' },
+        'max-resource-bytes': { type: 'string' },
+        'token-file': { type: 'string' },
+        metrics: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  try {
+    values = parse(argv).values;
+  } catch (error) {
+    process.stderr.write(`vaccel-agent: ${(error as Error).message}\nTry 'vaccel-agent --help'.\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const levelText = values['log-level'] ?? process.env.VACCEL_LOG_LEVEL;
+  const level = levelText ? parseLogLevel(levelText) : LogLevel.Info;
+  if (level === undefined) {
+    process.stderr.write(`vaccel-agent: log level ${levelText} is not 1-4 or error|warn|info|debug\n`);
+    return 2;
+  }
+  const logger = pino({ level: pinoLevels[level], base: { name: 'vaccel-agent' } });
+  try {
+    const token = values['token-file'] ? (await readFile(values['token-file'], 'utf8')).trim() : undefined;
+    if (values['token-file'] && !token)
+      throw new VaccelError('EINVAL', `token file ${values['token-file']} is empty`);
+    const metrics = new AgentMetrics();
+    // The agent runs ops on this host: it never forwards them to another agent.
+    const vaccel = await Vaccel.open({
+      logger,
+      env: { ...process.env, VACCEL_RPC_ADDRESS: undefined, VACCEL_RPC_ADDR: undefined },
+      ...(values.plugins !== undefined ? { plugins: splitList(values.plugins) } : {}),
+    });
+    const agent = new Agent({
+      vaccel,
+      logger,
+      metrics,
+      token,
+      maxFrame: count(values['max-frame'], 'max-frame'),
+      maxInflight: count(values['max-inflight'], 'max-inflight'),
+      limits: {
+        ...(values['max-sessions'] ? { maxSessions: count(values['max-sessions'], 'max-sessions') } : {}),
+        ...(values['max-resource-bytes']
+          ? { maxResourceBytes: count(values['max-resource-bytes'], 'max-resource-bytes') }
+          : {}),
+      },
+    });
+    for (const address of values.address ?? [DEFAULT_ADDRESS]) await agent.listen(address);
+    let metricsServer: Awaited<ReturnType<AgentMetrics['serve']>> | undefined;
+    if (values.metrics) {
+      const m = /^(.+):(\d+)$/.exec(values.metrics);
+      if (!m) throw new VaccelError('EINVAL', `--metrics must be HOST:PORT, got ${values.metrics}`);
+      metricsServer = await metrics.serve(m[1]!, Number(m[2]));
+      logger.info({ url: `http://${values.metrics}/metrics` }, 'metrics');
+    }
+    logger.info({ plugins: vaccel.plugins().map((p) => p.name) }, 'ready');
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) process.exit(1);
+        stopping = true;
+        logger.info({ signal }, 'draining');
+        agent
+          .shutdown()
+          .then(() => vaccel.close())
+          .finally(() => {
+            metricsServer?.close();
+            resolve();
+          });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+    logger.info('stopped');
+    return 0;
+  } catch (error) {
+    logger.error(
+      { code: isVaccelError(error) ? error.code : undefined, err: (error as Error).message },
+      'agent failed',
+    );
+    process.stderr.write(`vaccel-agent: ${(error as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Prometheus metrics of the agent (prom-client, on its own registry).
+ * @module
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'vaccel_agent_requests_total',
+    help: 'Requests handled, by method, op and status',
+    labelNames: ['method', 'op', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly latency = new Histogram({
+    name: 'vaccel_agent_request_duration_seconds',
+    help: 'Request handling time, by method and op',
+    labelNames: ['method', 'op'] as const,
+    buckets: [
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+      10,
+    ],
+    registers: [this.registry],
+  });
+  readonly bytesIn = new Counter({
+    name: 'vaccel_agent_received_bytes_total',
+    help: 'Request payload bytes received',
+    registers: [this.registry],
+  });
+  readonly bytesOut = new Counter({
+    name: 'vaccel_agent_sent_bytes_total',
+    help: 'Reply payload bytes sent',
+    registers: [this.registry],
+  });
+  readonly sessions = new Gauge({
+    name: 'vaccel_agent_sessions',
+    help: 'Open sessions',
+    registers: [this.registry],
+  });
+  readonly connections = new Gauge({
+    name: 'vaccel_agent_connections',
+    help: 'Open guest connections',
+    registers: [this.registry],
+  });
+  readonly resourceBytes = new Gauge({
+    name: 'vaccel_agent_resource_bytes',
+    help: 'Bytes of resources held for guests',
+    registers: [this.registry],
+  });
+
+  /** Serves `/metrics` over HTTP on `host:port`. */
+  serve(host: string, port: number): Promise<Server> {
+    const server = createServer((request, response) => {
+      if (request.url !== '/metrics') {
+        response.writeHead(404).end('not found; try /metrics\n');
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        (error: Error) => response.writeHead(500).end(error.message),
+      );
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve(server));
+    });
+  }
+}

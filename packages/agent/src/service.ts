@@ -1,0 +1,243 @@
+/**
+ * The vAccel agent service: each RPC runs through the same @vaccel/core runtime an embedded
+ * function uses. Upstream 0.8 semantics (shared/PROTOCOL.md §3, §5) plus our extension ops.
+ * @module
+ */
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import {
+  type Arg,
+  Args,
+  type ArgType,
+  OpType,
+  opName,
+  PluginType,
+  ReadArg,
+  type ResourceType,
+  UPSTREAM_TAG_BYTES,
+  type Vaccel,
+  VaccelError,
+} from '@vaccel/core';
+import type { AgentService, GenArg, GenArgSchema, ServiceImpl } from '@vaccel/remote';
+import type { CallContext } from '@vaccel/ttrpc';
+import type { AgentMetrics } from './metrics.js';
+import type { ConnectionState } from './state.js';
+
+type Impl = ServiceImpl<(typeof AgentService)['method']>;
+
+/** Strips the REMOTE bit: on the host every plugin is local. */
+const hostHint = (flags: number): number => flags & PluginType.All & ~PluginType.Remote;
+
+function toCoreArgs(args: readonly GenArg[], what: string): Arg[] {
+  return args.map((arg, i) => {
+    if (arg.size !== arg.buf.byteLength) {
+      throw new VaccelError(
+        'EINVAL',
+        `${what} arg ${i}: size ${arg.size} does not match its ${arg.buf.byteLength} bytes`,
+      );
+    }
+    return { type: arg.argType as number as ArgType, buf: arg.buf, customTypeId: arg.customTypeId };
+  });
+}
+
+const toWireArg = (arg: Arg): MessageInitShape<typeof GenArgSchema> => ({
+  buf: arg.buf,
+  size: arg.buf.byteLength,
+  argType: arg.type,
+  customTypeId: arg.customTypeId ?? 0,
+});
+
+/** Reassembles GenopStream chunks (parts/part_no) into whole args. */
+function joinChunks(requests: readonly { readArgs: GenArg[]; writeArgs: GenArg[] }[]): {
+  read: GenArg[];
+  write: GenArg[];
+} {
+  const out = { read: [] as GenArg[], write: [] as GenArg[] };
+  let partial: { list: GenArg[]; pieces: Uint8Array[]; arg: GenArg } | undefined;
+  for (const request of requests) {
+    for (const [list, args] of [
+      [out.read, request.readArgs],
+      [out.write, request.writeArgs],
+    ] as const) {
+      for (const arg of args) {
+        if (arg.parts <= 1) {
+          list.push(arg);
+          continue;
+        }
+        if (!partial || arg.partNo === 1) partial = { list, pieces: [], arg };
+        if (arg.partNo !== partial.pieces.length + 1 || arg.parts !== partial.arg.parts) {
+          throw new VaccelError('EINVAL', `genop stream: chunk ${arg.partNo}/${arg.parts} out of order`);
+        }
+        partial.pieces.push(arg.buf);
+        if (arg.partNo === arg.parts) {
+          const buf = Buffer.concat(partial.pieces);
+          list.push({ ...arg, buf, size: buf.byteLength, parts: 0, partNo: 0 });
+          partial = undefined;
+        }
+      }
+    }
+  }
+  if (partial) throw new VaccelError('EINVAL', 'genop stream ended inside a chunked arg');
+  return out;
+}
+
+/** Builds the service implementation over a runtime. */
+export function agentService(
+  vaccel: Vaccel,
+  metrics: AgentMetrics,
+  opOf: WeakMap<CallContext, string>,
+): Impl {
+  const state = (ctx: CallContext): ConnectionState => ctx.connection.context as ConnectionState;
+
+  const runGenop = async (sessionId: bigint, readArgs: GenArg[], writeArgs: GenArg[], ctx: CallContext) => {
+    const read = toCoreArgs(readArgs, 'genop read');
+    const write = toCoreArgs(writeArgs, 'genop write');
+    const op = ReadArg.uint8(read[0], 'genop op');
+    opOf.set(ctx, opName(op));
+    // Listing needs no session: clients probe with it right after connecting.
+    if (op === OpType.ListOperations) {
+      const ops = (await vaccel.listOperations()).map(({ op, name, plugin }) => ({ op, name, plugin }));
+      const out = write[0] ?? Args.raw();
+      out.buf = new TextEncoder().encode(JSON.stringify(ops));
+      return { writeArgs: [toWireArg(out)] };
+    }
+    const session = state(ctx).session(sessionId);
+    await session.doOperation(op as OpType, read.slice(1), write, { signal: ctx.signal });
+    return { writeArgs: write.map(toWireArg) };
+  };
+
+  const notSupported = (what: string) => async () => {
+    throw new VaccelError(
+      'ENOTSUP',
+      `the vaccel-ts agent has no ${what} backend; run ONNX models with model_load/model_run (ops 67–69) through Genop`,
+    );
+  };
+
+  return {
+    async createSession({ flags }, ctx) {
+      const conn = state(ctx);
+      if (conn.sessions.size >= conn.limits.maxSessions) {
+        throw new VaccelError('EUSERS', `more than ${conn.limits.maxSessions} sessions on this connection`);
+      }
+      const session = await vaccel.createSession({ hint: hostHint(flags) });
+      conn.sessions.set(session.id, session);
+      metrics.sessions.inc();
+      return { sessionId: BigInt(session.id) };
+    },
+    updateSession({ sessionId, flags }, ctx) {
+      state(ctx).session(sessionId).update(hostHint(flags));
+      return {};
+    },
+    async destroySession({ sessionId }, ctx) {
+      const conn = state(ctx);
+      const session = conn.session(sessionId);
+      conn.sessions.delete(session.id);
+      await session.release();
+      metrics.sessions.dec();
+      await dropUnused(conn);
+      return {};
+    },
+    async registerResource({ paths, blobs, resourceType, resourceId, sessionId }, ctx) {
+      const conn = state(ctx);
+      const session = conn.session(sessionId);
+      if (resourceId > 0n) {
+        session.registerResource(conn.resource(resourceId));
+        return { resourceId };
+      }
+      if (blobs.length === 0) {
+        throw new VaccelError(
+          paths.length > 0 ? 'EPERM' : 'EINVAL',
+          paths.length > 0
+            ? 'the agent does not read host paths for guests; send the files as blobs'
+            : 'a resource needs blobs',
+        );
+      }
+      let size = 0;
+      for (const [i, blob] of blobs.entries()) {
+        if (blob.size !== 0 && blob.size !== blob.data.byteLength)
+          throw new VaccelError(
+            'EINVAL',
+            `blob ${i}: size ${blob.size} does not match its ${blob.data.byteLength} bytes`,
+          );
+        size += blob.data.byteLength;
+      }
+      if (conn.resourceBytes + size > conn.limits.maxResourceBytes) {
+        throw new VaccelError(
+          'E2BIG',
+          `resources on this connection would exceed ${conn.limits.maxResourceBytes} bytes`,
+        );
+      }
+      const handle = await vaccel.createResource({
+        type: resourceType as number as ResourceType,
+        blobs: blobs.map((blob, i) => ({ name: blob.name || `blob${i}`, data: blob.data })),
+      });
+      const existing = conn.resources.get(handle.id);
+      if (existing)
+        await handle.release(); // same content again: one handle per connection is enough
+      else {
+        conn.resources.set(handle.id, handle);
+        conn.resourceBytes += size;
+        metrics.resourceBytes.inc(size);
+      }
+      session.registerResource(existing ?? handle);
+      return { resourceId: BigInt(handle.id) };
+    },
+    async unregisterResource({ resourceId, sessionId }, ctx) {
+      const conn = state(ctx);
+      conn.session(sessionId).unregisterResource(conn.resource(resourceId));
+      await dropUnused(conn);
+      return {};
+    },
+    syncResource({ resourceId }, ctx) {
+      return {
+        blobs: state(ctx)
+          .resource(resourceId)
+          .blobs.map(({ data }) => ({ data, size: data.byteLength })),
+      };
+    },
+    async imageClassification({ sessionId, image }, ctx) {
+      opOf.set(ctx, opName(OpType.ImageClassify));
+      const write = [
+        Args.ucharArray(new Uint8Array(UPSTREAM_TAG_BYTES)),
+        Args.ucharArray(new Uint8Array(UPSTREAM_TAG_BYTES)),
+      ];
+      await state(ctx)
+        .session(sessionId)
+        .doOperation(OpType.ImageClassify, [Args.buffer(image)], write, { signal: ctx.signal });
+      return { tags: write[1]!.buf };
+    },
+    genop({ sessionId, readArgs, writeArgs }, ctx) {
+      return runGenop(sessionId, readArgs, writeArgs, ctx);
+    },
+    async genopStream(requests, ctx) {
+      const all: { sessionId: bigint; readArgs: GenArg[]; writeArgs: GenArg[] }[] = [];
+      for await (const request of requests) all.push(request);
+      if (all.length === 0) throw new VaccelError('EINVAL', 'genop stream carried no request');
+      const { read, write } = joinChunks(all);
+      return runGenop(all[0]!.sessionId, read, write, ctx);
+    },
+    getProfiler() {
+      return { profiler: { componentName: 'vaccel-ts agent', regions: {} } };
+    },
+    tensorflowModelLoad: notSupported('TensorFlow'),
+    tensorflowModelUnload: notSupported('TensorFlow'),
+    tensorflowModelRun: notSupported('TensorFlow'),
+    tensorflowLiteModelLoad: notSupported('TensorFlow Lite'),
+    tensorflowLiteModelUnload: notSupported('TensorFlow Lite'),
+    tensorflowLiteModelRun: notSupported('TensorFlow Lite'),
+    torchModelLoad: notSupported('Torch'),
+    torchModelRun: notSupported('Torch'),
+  };
+
+  /** Releases resource handles no session of the connection uses any more. */
+  async function dropUnused(conn: ConnectionState): Promise<void> {
+    const used = new Set<number>();
+    for (const session of conn.sessions.values()) for (const r of session.resources()) used.add(r.id);
+    for (const [id, handle] of conn.resources) {
+      if (used.has(id)) continue;
+      conn.resources.delete(id);
+      conn.resourceBytes -= handle.size;
+      metrics.resourceBytes.dec(handle.size);
+      await handle.release();
+    }
+  }
+}

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, suite, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import {
+  Args,
+  CIPHER_ALGORITHMS,
+  OpType,
+  ResourceType,
+  type Session,
+  Vaccel,
+  VaccelError,
+} from '@vaccel/core';
+import { execPlugin } from '@vaccel/core/plugins';
+import { remotePlugin } from '@vaccel/remote';
+import fc from 'fast-check';
+import { fakeVmm, freePort, type RunningAgent, startAgent, tempDir } from './helpers.js';
+
+const execFixture = fileURLToPath(new URL('../../core/test/fixtures/exec-functions.mjs', import.meta.url));
+
+/** Runs `work` on a session and captures its outcome as comparable data. */
+async function outcome(session: Session, work: (s: Session) => Promise<unknown>): Promise<unknown> {
+  try {
+    const value = await work(session);
+    return {
+      ok:
+        value instanceof Uint8Array || ArrayBuffer.isView(value)
+          ? Buffer.from(
+              (value as Uint8Array).buffer,
+              (value as Uint8Array).byteOffset,
+              (value as Uint8Array).byteLength,
+            ).toString('hex')
+          : value,
+    };
+  } catch (error) {
+    assert.ok(error instanceof VaccelError, `not a VaccelError: ${error}`);
+    return { error: error.code };
+  }
+}
+
+suite('remote vs in-process: byte-identical results over every transport', () => {
+  const dir = tempDir();
+  let agent: RunningAgent;
+  let vmm: Awaited<ReturnType<typeof fakeVmm>>;
+  const addresses: [string, string][] = [];
+  let local: Vaccel;
+  let localSession: Session;
+
+  before(async () => {
+    const port = await freePort();
+    const unix = `unix://${join(dir, 'agent.sock')}`;
+    const hybrid = join(dir, 'fc.vsock');
+    agent = await startAgent(['-a', unix, '-a', `tcp://127.0.0.1:${port}`, '-a', `unix://${hybrid}_2048`], {
+      VACCEL_EXEC_ALLOWLIST: execFixture,
+    });
+    vmm = await fakeVmm(hybrid);
+    // Guest → host over hybrid vsock arrives at <uds>_<port>; host → guest goes through CONNECT.
+    addresses.push(
+      ['unix', unix],
+      ['tcp', `tcp://127.0.0.1:${port}`],
+      ['vsock (guest→host)', `unix://${hybrid}_2048`],
+      ['vsock (CONNECT)', `hvsock://${hybrid}:2048`],
+    );
+    local = await Vaccel.open({
+      plugins: ['noop', 'crypto', 'sgemm-js', execPlugin({ allow: [execFixture] })],
+    });
+    localSession = await local.createSession();
+  });
+  after(async () => {
+    await local.close();
+    vmm.close();
+    assert.equal(await agent.stop(), 0, 'the agent exits 0 on SIGTERM');
+  });
+
+  const cases: [string, (s: Session) => Promise<unknown>][] = [
+    ['noop echo', async (s) => {
+      const out = Args.raw(new Uint8Array(9));
+      await s.doOperation(OpType.Noop, [Args.raw(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))], [out]);
+      return out.buf;
+    }],
+    ['sgemm with alpha, beta and padded leading dimensions', (s) =>
+      s.sgemm({ m: 3, n: 4, k: 5, lda: 6, ldb: 5, ldc: 7, alpha: 0.5, beta: -1, a: Float32Array.from({ length: 18 }, (_, i) => i / 7), b: Float32Array.from({ length: 25 }, (_, i) => Math.sin(i)), c: Float32Array.from({ length: 21 }, (_, i) => i) })],
+    ['sgemm big enough for worker threads', (s) => s.sgemm({ m: 120, n: 130, k: 140, a: Float32Array.from({ length: 120 * 140 }, (_, i) => Math.cos(i)), b: Float32Array.from({ length: 140 * 130 }, (_, i) => Math.sin(i)) })],
+    ['sgemm shape mismatch', (s) => s.sgemm({ m: 2, n: 2, k: 2, a: new Float32Array(3), b: new Float32Array(4) })],
+    ['exec of an allowlisted function', async (s) => {
+      const out = Args.int32(0);
+      await s.exec(execFixture, 'sum', [Args.int32(40), Args.int32(2)], [out]);
+      return out.buf;
+    }],
+    ['exec refused', (s) => s.exec(execFixture, 'fail', [], [])],
+    ['classify without a plugin', (s) => s.imageClassify(new Uint8Array([1, 2, 3]))],
+    ['decrypt with a bad tag', (s) => s.decrypt({ algorithm: 'aes-128-gcm', key: new Uint8Array(16), iv: new Uint8Array(12), data: new Uint8Array(5), tag: new Uint8Array(16) })],
+    ['decrypt with bad padding', (s) => s.decrypt({ algorithm: 'aes-256-cbc', key: new Uint8Array(32), iv: new Uint8Array(16), data: new Uint8Array(32) })],
+    ['encrypt with a wrong key length', (s) => s.encrypt({ algorithm: 'aes-192-ctr', key: new Uint8Array(16), iv: new Uint8Array(16), data: new Uint8Array(5) })],
+    ['malformed args', (s) => s.doOperation(OpType.BlasSgemm, [Args.int32(1)], [])],
+  ]; // biome-ignore format: a table reads better packed
+
+  for (const [name, work] of cases) {
+    test(name, async () => {
+      const expected = await outcome(localSession, work);
+      for (const [transport, address] of addresses) {
+        await using remote = await Vaccel.open({ plugins: [remotePlugin({ address })] });
+        await using session = await remote.createSession();
+        assert.deepEqual(await outcome(session, work), expected, transport);
+      }
+    });
+  }
+
+  test('AES in every mode and key size, random data (property)', async () => {
+    await using remote = await Vaccel.open({ plugins: [remotePlugin({ address: addresses[0]![1] })] });
+    await using session = await remote.createSession();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...CIPHER_ALGORITHMS),
+        fc.uint8Array({ maxLength: 2000 }),
+        fc.uint8Array({ maxLength: 20 }),
+        async (algorithm, data, aad) => {
+          const gcm = algorithm.endsWith('gcm');
+          const params = {
+            algorithm,
+            key: randomBytes(Number(algorithm.slice(4, 7)) / 8),
+            iv: randomBytes(gcm ? 12 : 16),
+            ...(gcm ? { aad } : {}),
+          };
+          const here = await localSession.encrypt({ ...params, data });
+          const there = await session.encrypt({ ...params, data });
+          assert.deepEqual(Buffer.from(there.data), Buffer.from(here.data));
+          assert.deepEqual(there.tag && Buffer.from(there.tag), here.tag && Buffer.from(here.tag));
+          const back = await session.decrypt({ ...params, data: there.data, tag: there.tag });
+          assert.deepEqual(Buffer.from(back), Buffer.from(data));
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test("listOperations reports the agent's ops; resources upload once per connection", async () => {
+    await using remote = await Vaccel.open({ plugins: [remotePlugin({ address: addresses[0]![1] })] });
+    const ops = await remote.listOperations();
+    assert.deepEqual(
+      ops.map((o) => o.name),
+      (await local.listOperations()).map((o) => o.name),
+    );
+    assert.ok(ops.every((o) => o.plugin === 'remote'));
+    await using session = await remote.createSession();
+    await using model = await remote.createResource({
+      type: ResourceType.Model,
+      blobs: [{ name: 'm.onnx', data: randomBytes(1000) }],
+    });
+    session.registerResource(model);
+    // No model plugin on this agent: the resource travels, then the op is ENOTSUP, as in-process.
+    await assert.rejects(session.modelLoad(model), { code: 'ENOTSUP' });
+    await assert.rejects(session.modelLoad(model), { code: 'ENOTSUP' });
+  });
+});

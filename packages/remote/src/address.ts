@@ -1,0 +1,93 @@
+/**
+ * Agent addresses, in upstream's URI style.
+ *
+ * | Form | Meaning |
+ * |---|---|
+ * | `unix:///abs/path`, `unix://@name` | unix socket (`@` = Linux abstract namespace) |
+ * | `tcp://host:port` | TCP (upstream's default is `tcp://127.0.0.1:65500`) |
+ * | `vsock://CID:PORT` | AF_VSOCK (in a Firecracker guest the host agent listens on `unix://<uds>_<PORT>`) |
+ * | `hvsock:///abs/uds:PORT` | host side of Firecracker hybrid vsock: connect to the VMM's socket and send `CONNECT PORT` |
+ * | `virtio-serial:///dev/virtio-ports/NAME` | guest side of a QEMU virtio-serial port (a char device) |
+ * @module
+ */
+import { isAbsolute } from 'node:path';
+import { VaccelError } from '@vaccel/core';
+
+/** A parsed address. */
+export type Address =
+  | { kind: 'unix'; path: string }
+  | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'vsock'; cid: number; port: number }
+  | { kind: 'hvsock'; path: string; port: number }
+  | { kind: 'serial'; path: string };
+
+/** Upstream's default agent address. */
+export const DEFAULT_ADDRESS = 'tcp://127.0.0.1:65500';
+
+const FORMS =
+  'unix:///path, unix://@abstract, tcp://host:port, vsock://CID:PORT, hvsock:///uds:PORT, virtio-serial:///dev/virtio-ports/NAME';
+
+function invalid(address: string, why: string): never {
+  throw new VaccelError('EINVAL', `invalid address ${JSON.stringify(address)}: ${why} (accepted: ${FORMS})`);
+}
+
+function port(text: string, address: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 65535)
+    invalid(address, `port ${JSON.stringify(text)} is not 1–65535`);
+  return n;
+}
+
+/**
+ * Parses an address string.
+ * @throws VaccelError `EINVAL` naming the accepted forms.
+ */
+export function parseAddress(address: string): Address {
+  if (typeof address !== 'string') invalid(String(address), 'not a string');
+  const match = /^([a-z-]+):\/\/(.*)$/.exec(address);
+  if (!match) invalid(address, 'missing scheme://');
+  const [, scheme, rest] = match as unknown as [string, string, string];
+  switch (scheme) {
+    case 'unix':
+      if (rest.startsWith('@') && rest.length > 1) return { kind: 'unix', path: `\0${rest.slice(1)}` };
+      if (!isAbsolute(rest)) invalid(address, 'unix paths must be absolute (unix:///abs/path)');
+      return { kind: 'unix', path: rest };
+    case 'tcp': {
+      const m = /^(\[[^\]]+\]|[^:/]+):(\d+)$/.exec(rest);
+      if (!m) invalid(address, 'expected tcp://host:port');
+      return { kind: 'tcp', host: m[1]!.replace(/^\[|\]$/g, ''), port: port(m[2]!, address) };
+    }
+    case 'vsock': {
+      const m = /^(\d+):(\d+)$/.exec(rest);
+      if (!m) invalid(address, 'expected vsock://CID:PORT');
+      return { kind: 'vsock', cid: Number(m[1]), port: port(m[2]!, address) };
+    }
+    case 'hvsock': {
+      const m = /^(\/.+):(\d+)$/.exec(rest);
+      if (!m) invalid(address, 'expected hvsock:///abs/uds:PORT');
+      return { kind: 'hvsock', path: m[1]!, port: port(m[2]!, address) };
+    }
+    case 'virtio-serial':
+    case 'serial':
+      if (!isAbsolute(rest)) invalid(address, 'expected virtio-serial:///dev/virtio-ports/NAME');
+      return { kind: 'serial', path: rest };
+    default:
+      invalid(address, `unknown scheme ${scheme}`);
+  }
+}
+
+/** Formats an address back into its string form. */
+export function formatAddress(address: Address): string {
+  switch (address.kind) {
+    case 'unix':
+      return address.path.startsWith('\0') ? `unix://@${address.path.slice(1)}` : `unix://${address.path}`;
+    case 'tcp':
+      return `tcp://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+    case 'vsock':
+      return `vsock://${address.cid}:${address.port}`;
+    case 'hvsock':
+      return `hvsock://${address.path}:${address.port}`;
+    case 'serial':
+      return `virtio-serial://${address.path}`;
+  }
+}

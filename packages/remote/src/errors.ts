@@ -1,0 +1,97 @@
+/**
+ * The one place errors cross the wire: VaccelError ⇄ ttRPC status.
+ *
+ * Upstream's agent answers vAccel failures with status INTERNAL and a detail
+ * `Any{ type_url: "type.googleapis.com/vaccel.ProtoError", value: vaccel.Error{ ffi_error: errno } }`;
+ * its client maps the detail's errno back. We do the same (with a coarser gRPC code class for
+ * tools that only read codes), so the same `code` comes back on either side and upstream peers
+ * understand us.
+ * @module
+ */
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import type { Any } from '@bufbuild/protobuf/wkt';
+import { type ErrorCode, errorCodeFromErrno, isVaccelError, VaccelError } from '@vaccel/core';
+import { Code, type StatusReply, TtrpcClosedError, TtrpcError } from '@vaccel/ttrpc';
+import { ErrorSchema, ErrorType } from './gen/error_pb.js';
+
+/** Type URL upstream 0.8 uses for the error detail (0.7 used `…/vaccel.VaccelError`). */
+export const ERROR_TYPE_URL = 'type.googleapis.com/vaccel.ProtoError';
+const errorTypeUrls = /\/vaccel\.(ProtoError|VaccelError|Error)$/;
+
+const codeClass: Partial<Record<ErrorCode, number>> = {
+  ENOENT: Code.NOT_FOUND,
+  EPERM: Code.PERMISSION_DENIED,
+  EACCES: Code.UNAUTHENTICATED,
+  EUSERS: Code.RESOURCE_EXHAUSTED,
+  EAGAIN: Code.RESOURCE_EXHAUSTED,
+  E2BIG: Code.RESOURCE_EXHAUSTED,
+  ENOTSUP: Code.UNIMPLEMENTED,
+  ETIMEDOUT: Code.DEADLINE_EXCEEDED,
+};
+
+/** The detail carrying a vAccel errno. */
+export function errorDetail(errno: number): Any {
+  const value = toBinary(ErrorSchema, create(ErrorSchema, { type: ErrorType.FFI, ffiError: errno }));
+  return { $typeName: 'google.protobuf.Any', typeUrl: ERROR_TYPE_URL, value };
+}
+
+/** Agent side: the status to answer a failed call with. */
+export function statusFromError(error: unknown): StatusReply {
+  if (isVaccelError(error)) {
+    return {
+      code: codeClass[error.code] ?? Code.INTERNAL,
+      message: error.message,
+      details: [errorDetail(error.errno)],
+    };
+  }
+  if (error instanceof TtrpcError)
+    return { code: error.code, message: error.message, details: error.details };
+  const message = (error as Error)?.message ?? String(error);
+  return { code: Code.INTERNAL, message, details: [errorDetail(71)] };
+}
+
+const fromCode: Partial<Record<number, ErrorCode>> = {
+  [Code.INVALID_ARGUMENT]: 'EINVAL',
+  [Code.NOT_FOUND]: 'ENOENT',
+  [Code.DEADLINE_EXCEEDED]: 'ETIMEDOUT',
+  [Code.UNIMPLEMENTED]: 'ENOTSUP',
+  [Code.PERMISSION_DENIED]: 'EPERM',
+  [Code.UNAUTHENTICATED]: 'EACCES',
+  [Code.RESOURCE_EXHAUSTED]: 'EAGAIN',
+  [Code.UNAVAILABLE]: 'ECONNRESET',
+  [Code.CANCELLED]: 'ECANCELED',
+};
+
+/** The errno in a status's vAccel detail, if it has one. */
+export function detailErrno(details: readonly Any[]): number | undefined {
+  for (const detail of details) {
+    if (!errorTypeUrls.test(detail.typeUrl)) continue;
+    try {
+      const decoded = fromBinary(ErrorSchema, detail.value);
+      if (decoded.ffiError !== undefined) return decoded.ffiError;
+      return 71; // upstream's client defaults a detail without errno to EBACKEND
+    } catch {
+      // A malformed detail: fall back to the status code.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Client side: the VaccelError for a failed call. Abort reasons pass through unchanged.
+ * @param what names the call, for messages ("agent blas_sgemm").
+ */
+export function errorFromRpc(error: unknown, what: string): unknown {
+  if (isVaccelError(error)) return error;
+  if (error instanceof TtrpcClosedError)
+    return new VaccelError('ECONNRESET', `${what}: connection to the agent lost`, { cause: error });
+  if (error instanceof TtrpcError) {
+    const errno = detailErrno(error.details);
+    const code =
+      (errno !== undefined ? errorCodeFromErrno(errno) : undefined) ??
+      fromCode[error.code] ??
+      (errno !== undefined ? 'EPROTO' : 'EIO');
+    return new VaccelError(code, `${what}: ${error.message}`, { cause: error });
+  }
+  return error;
+}

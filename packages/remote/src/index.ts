@@ -1,0 +1,21 @@
+/**
+ * `@vaccel/remote`: vAccel over ttRPC — messages, addresses, transports and the RPC plugin.
+ * @module
+ */
+export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './address.js';
+export { detailErrno, ERROR_TYPE_URL, errorDetail, errorFromRpc, statusFromError } from './errors.js';
+export type { Arg as GenArg } from './gen/genop_pb.js';
+export { ArgSchema as GenArgSchema, RequestSchema as GenopRequestSchema } from './gen/genop_pb.js';
+export { default, type RemotePluginOptions, remotePlugin } from './plugin.js';
+export { openSerialPort } from './serial.js';
+export {
+  AGENT_SERVICE_ASYNC,
+  AGENT_SERVICE_SYNC,
+  AgentService,
+  type ServiceClient,
+  type ServiceImpl,
+  SyncAgentService,
+  serviceClient,
+  serviceHandlers,
+} from './service.js';
+export { type ConnectOptions, connect, type ListenOptions, listen } from './transport.js';

@@ -1,0 +1,225 @@
+/**
+ * The RPC plugin (guest side): forwards every op to a vAccel agent. Upstream ops ride on Genop
+ * with upstream's arg layouts (image_classify on its dedicated RPC), so an upstream agent serves
+ * them too; our extension ops need a vaccel-ts agent.
+ * @module
+ */
+import {
+  type Arg,
+  Args,
+  allOps,
+  EXTENSION_OP_MIN,
+  type OpArgs,
+  type OpContext,
+  type OpHandler,
+  OpType,
+  opName,
+  type Plugin,
+  PluginType,
+  ReadArg,
+  type SessionInfo,
+  VaccelError,
+} from '@vaccel/core';
+import { DEFAULT_ADDRESS } from './address.js';
+import { errorFromRpc } from './errors.js';
+import { BlobType } from './gen/resource_pb.js';
+import { AgentLink, type Linked } from './link.js';
+
+/** Options of {@link remotePlugin}. Unset ones come from the environment. */
+export interface RemotePluginOptions {
+  /** Agent address (default `VACCEL_RPC_ADDRESS`, then `VACCEL_RPC_ADDR`, then `tcp://127.0.0.1:65500`). */
+  address?: string;
+  /** Shared secret sent as `authorization: Bearer <token>` (default `VACCEL_RPC_TOKEN`). */
+  token?: string;
+  /** Connect timeout in ms (default 5000). */
+  connectTimeoutMs?: number;
+  /** Per-op timeout in ms (default `VACCEL_RPC_TIMEOUT_MS`, else none). */
+  timeoutMs?: number;
+  /** Largest frame (default 256 MiB). */
+  maxFrame?: number;
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+interface RemoteSession {
+  generation: number;
+  agentId: bigint;
+  /** Local resource ids registered with the agent session. */
+  registered: Set<number>;
+  /** Local model resource ids loaded with model_load, re-loaded after a reconnect. */
+  models: Set<number>;
+}
+
+/** Read-arg index holding a local resource id, for ops that reference one. */
+const resourceArg: Partial<Record<OpType, number>> = {
+  [OpType.ModelLoad]: 0,
+  [OpType.ModelRun]: 0,
+  [OpType.ModelUnload]: 0,
+  [OpType.ImageClassifyTopK]: 2,
+  [OpType.ExecWithResource]: 0,
+};
+
+const toWire = (arg: Arg) => ({
+  buf: arg.buf,
+  size: arg.buf.byteLength,
+  argType: arg.type,
+  customTypeId: arg.customTypeId ?? 0,
+});
+
+/** Creates the RPC plugin. */
+export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
+  const env = options.env ?? process.env;
+  const address = options.address ?? (env.VACCEL_RPC_ADDRESS || env.VACCEL_RPC_ADDR || DEFAULT_ADDRESS);
+  const timeoutMs = options.timeoutMs ?? (Number(env.VACCEL_RPC_TIMEOUT_MS) || undefined);
+  const link = new AgentLink({
+    address,
+    token: options.token ?? env.VACCEL_RPC_TOKEN,
+    connectTimeoutMs: options.connectTimeoutMs,
+    maxFrame: options.maxFrame,
+  });
+  const sessions = new Map<number, RemoteSession>();
+
+  const callOptions = (ctx: OpContext) => ({ signal: ctx.signal, timeoutMs });
+
+  async function session(linked: Linked, info: SessionInfo, ctx: OpContext): Promise<RemoteSession> {
+    let s = sessions.get(info.id);
+    if (s?.generation === linked.generation) return s;
+    const { sessionId } = await linked.stub.createSession(
+      { flags: info.hint & ~PluginType.Remote },
+      callOptions(ctx),
+    );
+    const models = s?.models ?? new Set<number>();
+    s = { generation: linked.generation, agentId: sessionId, registered: new Set(), models: new Set() };
+    sessions.set(info.id, s);
+    // The agent lost the models this session had loaded with the old connection: load them again.
+    for (const model of models)
+      await forward(OpType.ModelLoad, { read: [Args.int64(model)], write: [Args.raw()] }, ctx);
+    return s;
+  }
+
+  async function agentResource(
+    linked: Linked,
+    s: RemoteSession,
+    localId: number,
+    ctx: OpContext,
+  ): Promise<bigint> {
+    const data = ctx.resource(localId);
+    let agentId = linked.resources.get(data.digest);
+    if (agentId !== undefined && !s.registered.has(localId)) {
+      try {
+        await linked.stub.registerResource({ resourceId: agentId, sessionId: s.agentId }, callOptions(ctx));
+      } catch {
+        agentId = undefined; // the agent freed it meanwhile: upload again
+      }
+    }
+    if (agentId === undefined) {
+      const blobs = data.blobs.map(({ name, data: bytes }) => ({
+        type: BlobType.BUFFER,
+        name,
+        data: bytes,
+        size: bytes.byteLength,
+      }));
+      ({ resourceId: agentId } = await linked.stub.registerResource(
+        { blobs, resourceType: data.type, resourceId: 0n, sessionId: s.agentId },
+        callOptions(ctx),
+      ));
+      linked.resources.set(data.digest, agentId);
+    }
+    s.registered.add(localId);
+    return agentId;
+  }
+
+  async function forward(op: OpType, { read, write }: OpArgs, ctx: OpContext): Promise<void> {
+    const linked = await link.get(ctx.signal);
+    if (op >= EXTENSION_OP_MIN && !linked.ours) {
+      throw new VaccelError(
+        'ENOTSUP',
+        `the agent at ${address} does not provide ${opName(op)} (it is not a vaccel-ts agent)`,
+      );
+    }
+    const s = await session(linked, ctx.session, ctx);
+    const args = [...read];
+    const at = resourceArg[op];
+    const localId = at !== undefined ? ReadArg.int64(args[at], `${opName(op)} resource id`) : 0;
+    if (at !== undefined && localId > 0) args[at] = Args.int64(await agentResource(linked, s, localId, ctx));
+    if (op === OpType.ImageClassify) {
+      const { tags } = await linked.stub.imageClassification(
+        { sessionId: s.agentId, image: ReadArg.bytes(args[0], 'image') },
+        callOptions(ctx),
+      );
+      write[0]?.buf.fill(0);
+      const out = write[1]?.buf;
+      if (out) out.set(tags.subarray(0, out.byteLength));
+      return;
+    }
+    const reply = await linked.stub.genop(
+      { sessionId: s.agentId, readArgs: [Args.uint8(op), ...args].map(toWire), writeArgs: write.map(toWire) },
+      callOptions(ctx),
+    );
+    for (const [i, arg] of write.entries()) {
+      const got = reply.writeArgs[i]?.buf;
+      if (!got) continue;
+      // Our extension ops size their outputs; upstream ops fill the caller's buffers in place.
+      if (op >= EXTENSION_OP_MIN) arg.buf = got;
+      else arg.buf.set(got.subarray(0, arg.buf.byteLength));
+    }
+    if (op === OpType.ModelLoad) s.models.add(localId);
+    if (op === OpType.ModelUnload) s.models.delete(localId);
+  }
+
+  const handler =
+    (op: OpType): OpHandler =>
+    async (args, ctx) => {
+      try {
+        await forward(op, args, ctx);
+      } catch (error) {
+        const mapped = errorFromRpc(error, `agent ${opName(op)}`);
+        const linked = link.current;
+        // Upstream agents reject ops they do not know (noop, ≥ 24) with EINVAL.
+        if (linked && !linked.ours && op === OpType.Noop && (mapped as VaccelError).code === 'EINVAL') {
+          throw new VaccelError('ENOTSUP', `the agent at ${address} does not provide noop`, {
+            cause: mapped,
+          });
+        }
+        throw mapped;
+      }
+    };
+
+  const ops: Partial<Record<OpType, OpHandler>> = {};
+  for (const { op } of allOps()) if (op !== OpType.ListOperations) ops[op] = handler(op);
+
+  return {
+    name: 'remote',
+    version: '0.1.0',
+    vaccelVersion: '0.8.0',
+    types: PluginType.Remote,
+    // Above every local plugin: when the RPC plugin is loaded, the agent runs the ops.
+    priority: 1000,
+    ops,
+    async listOps() {
+      return (
+        await link.get().catch((error: unknown) => {
+          throw errorFromRpc(error, 'agent');
+        })
+      ).ops;
+    },
+    hooks: {
+      async sessionRelease(info) {
+        const s = sessions.get(info.id);
+        sessions.delete(info.id);
+        const linked = link.current; // a session on a dropped connection died with it
+        if (s && linked?.generation === s.generation)
+          await linked.stub.destroySession({ sessionId: s.agentId }).catch(() => {});
+      },
+    },
+    async fini() {
+      await link.close();
+    },
+  };
+}
+
+/** Module default: the plugin factory `Vaccel.open` uses for `VACCEL_PLUGINS=@vaccel/remote`. */
+export default function createPlugin(
+  options: { env?: Readonly<Record<string, string | undefined>>; rpcAddress?: string } = {},
+): Plugin {
+  return remotePlugin({ env: options.env, address: options.rpcAddress });
+}
