@@ -55,6 +55,9 @@ export interface ServerOptions {
 
 let nextConnectionId = 1;
 
+/** How long {@link Server.shutdown} waits for peers to close their side before cutting them off. */
+const SHUTDOWN_GRACE_MS = 2000;
+
 /** One client connection. `context` is yours: set it in `onConnection`. */
 export class Connection extends EventEmitter<{ close: [] }> {
   readonly id = nextConnectionId++;
@@ -148,18 +151,26 @@ export class Server {
   }
 
   /**
-   * Stops accepting, answers new requests UNAVAILABLE, waits for in-flight calls, then closes every
-   * connection. An aborted `signal` closes at once.
+   * Stops accepting, answers new requests UNAVAILABLE, waits for in-flight calls, then ends every
+   * connection (pending replies are flushed; peers that keep their side open are cut off after 2 s).
+   * An aborted `signal` stops waiting for in-flight calls.
    */
   async shutdown(options: { signal?: AbortSignal } = {}): Promise<void> {
     this.#draining = true;
-    await Promise.all(
-      [...this.#listeners].map((listener) => new Promise((resolve) => listener.close(resolve))),
+    // net.Server#close calls back only once every accepted socket has ended, so start it now
+    // (no new connections) but wait for it only after the connections are closed below.
+    const listenersClosed = [...this.#listeners].map(
+      (listener) => new Promise((resolve) => listener.close(resolve)),
     );
     while ([...this.#connections].some((c) => c.inflight > 0) && !options.signal?.aborted) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    this.close();
+    // End (not destroy) each connection so the replies just written still reach their callers;
+    // a peer that never closes its side is cut off after a grace period.
+    for (const connection of this.#connections) connection.channel.end();
+    const grace = setTimeout(() => this.close(), SHUTDOWN_GRACE_MS);
+    await Promise.all(listenersClosed);
+    clearTimeout(grace);
   }
 
   /** Closes listeners and every connection at once. */

@@ -1,0 +1,242 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { suite, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { OpType, Vaccel, VaccelError } from '@vaccel/core';
+import { AGENT_SERVICE_SYNC, connect, remotePlugin, SyncAgentService, serviceClient } from '@vaccel/remote';
+import { Client, encodeHeader } from '@vaccel/ttrpc';
+import fc from 'fast-check';
+import { freePort, startAgent, tempDir } from './helpers.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const code = (expected: string) => (error: unknown) =>
+  error instanceof VaccelError && error.code === expected;
+
+async function metric(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(' ')[1] ?? Number.NaN);
+}
+
+async function remote(address: string, options = {}) {
+  const vaccel = await Vaccel.open({ plugins: [remotePlugin({ address, ...options })] });
+  return { vaccel, session: await vaccel.createSession() };
+}
+
+suite('agent under load', () => {
+  test('1,000 concurrent requests on one connection and 100 connections at once', async () => {
+    const address = `unix://${join(tempDir(), 'a.sock')}`;
+    const agent = await startAgent(['-a', address]);
+    try {
+      const { vaccel, session } = await remote(address);
+      const key = new Uint8Array(16).fill(1);
+      const iv = new Uint8Array(16).fill(2);
+      const calls = Array.from({ length: 1000 }, async (_, i) => {
+        const data = new Uint8Array(32 + (i % 50)).fill(i & 0xff);
+        const { data: sealed } = await session.encrypt({ algorithm: 'aes-128-cbc', key, iv, data });
+        return Buffer.from(await session.decrypt({ algorithm: 'aes-128-cbc', key, iv, data: sealed })).equals(
+          Buffer.from(data),
+        );
+      });
+      assert.ok((await Promise.all(calls)).every(Boolean));
+      await vaccel.close();
+      const clients = await Promise.all(Array.from({ length: 100 }, () => remote(address)));
+      const results = await Promise.all(
+        clients.map(
+          async ({ session }, i) =>
+            (
+              await session.sgemm({ m: 1, n: 1, k: 1, a: new Float32Array([i]), b: new Float32Array([2]) })
+            )[0],
+        ),
+      );
+      assert.deepEqual(
+        results,
+        Array.from({ length: 100 }, (_, i) => 2 * i),
+      );
+      await Promise.all(clients.map(({ vaccel: v }) => v.close()));
+    } finally {
+      await agent.stop();
+    }
+  });
+});
+
+suite('agent faults', () => {
+  test('agent killed mid-call: the call rejects within 1 s; ops fail fast while it is down; it reconnects after a restart', async () => {
+    const address = `unix://${join(tempDir(), 'k.sock')}`;
+    let agent = await startAgent(['-a', address]);
+    const { vaccel, session } = await remote(address);
+    const n = 1200;
+    const a = new Float32Array(n * n).fill(1);
+    // Settle into a value at once, so the rejection is never 'unhandled' while the agent dies.
+    const slow = session.sgemm({ m: n, n, k: n, a, b: a }).then(
+      () => undefined,
+      (error: unknown) => ({ error, at: performance.now() }),
+    );
+    await sleep(300);
+    const killedAt = performance.now();
+    await agent.kill();
+    const outcome = await slow;
+    assert.ok(
+      outcome && code('ECONNRESET')(outcome.error),
+      `rejected with ECONNRESET: ${String(outcome?.error)}`,
+    );
+    assert.ok(outcome.at - killedAt < 1000, 'rejected within 1 s');
+    const started = performance.now();
+    await assert.rejects(session.noop(), (e) => code('ECONNRESET')(e) || code('ETIMEDOUT')(e));
+    assert.ok(performance.now() - started < 1000, 'fails fast while the agent is down');
+    agent = await startAgent(['-a', address]);
+    await session.noop(); // a new connection, a new agent session, transparently
+    assert.deepEqual(
+      [...(await session.sgemm({ m: 1, n: 1, k: 1, a: new Float32Array([3]), b: new Float32Array([4]) }))],
+      [12],
+    );
+    await vaccel.close();
+    await agent.stop();
+  });
+
+  test('client killed: the agent frees its sessions (visible in metrics)', async () => {
+    const address = `unix://${join(tempDir(), 'c.sock')}`;
+    const metricsPort = await freePort();
+    const agent = await startAgent(['-a', address, '--metrics', `127.0.0.1:${metricsPort}`]);
+    const fixture = fileURLToPath(new URL('./fixtures/idle-client.ts', import.meta.url));
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=@vaccel/source', fixture, address],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    await new Promise<void>((resolve) =>
+      child.stdout!.on('data', (d) => String(d).includes('ready') && resolve()),
+    );
+    assert.equal(await metric(metricsPort, 'vaccel_agent_sessions'), 5);
+    assert.equal(await metric(metricsPort, 'vaccel_agent_connections'), 1);
+    child.kill('SIGKILL');
+    for (let i = 0; i < 50 && (await metric(metricsPort, 'vaccel_agent_sessions')) !== 0; i++)
+      await sleep(20);
+    assert.equal(await metric(metricsPort, 'vaccel_agent_sessions'), 0);
+    assert.equal(await metric(metricsPort, 'vaccel_agent_connections'), 0);
+    assert.ok((await metric(metricsPort, 'vaccel_agent_received_bytes_total')) > 0);
+    await agent.stop();
+  });
+
+  test('hostile frames get an error or a clean close, and other connections keep working (fuzz)', async () => {
+    const path = join(tempDir(), 'f.sock');
+    const agent = await startAgent(['-a', `unix://${path}`, '--max-frame', '65536']);
+    const { vaccel, session } = await remote(`unix://${path}`);
+    const send = (bytes: Uint8Array) =>
+      new Promise<void>((resolve) => {
+        const socket = netConnect(path);
+        socket.on('error', () => {});
+        socket.on('close', () => resolve());
+        socket.write(bytes);
+        setTimeout(() => socket.destroy(), 20);
+      });
+    const frame = fc
+      .tuple(
+        fc.integer({ min: 0, max: 1 << 20 }),
+        fc.nat(),
+        fc.integer({ min: 0, max: 5 }),
+        fc.nat({ max: 7 }),
+        fc.uint8Array({ maxLength: 120 }),
+      )
+      .map(([length, id, type, flags, body]) => Buffer.concat([encodeHeader(length, id, type, flags), body]));
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(frame, fc.uint8Array({ maxLength: 200 })), async (junk) => {
+        await send(junk);
+        await session.noop();
+      }),
+      { numRuns: 60 },
+    );
+    // Envelopes that decode but name nothing real: unknown service and method.
+    const client = new Client(await connect(`unix://${path}`));
+    await assert.rejects(client.call('vaccel.Nope', 'Genop', new Uint8Array(0)), { code: 12 });
+    await assert.rejects(client.call(AGENT_SERVICE_SYNC, 'Nope', new Uint8Array(0)), { code: 12 });
+    await assert.rejects(client.call(AGENT_SERVICE_SYNC, 'Genop', new Uint8Array([0xff, 0xff])), /.+/);
+    await client.close();
+    await session.noop();
+    await vaccel.close();
+    assert.equal(await agent.stop(), 0);
+  });
+
+  test('sessions are scoped to their connection; limits and the token are enforced', async () => {
+    const dir = tempDir();
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, 's3cret\n');
+    const address = `unix://${join(dir, 't.sock')}`;
+    const agent = await startAgent([
+      '-a',
+      address,
+      '--token-file',
+      tokenFile,
+      '--max-sessions',
+      '2',
+      '--max-resource-bytes',
+      '1000',
+    ]);
+    try {
+      const noToken = await remote(address);
+      await assert.rejects(noToken.session.noop(), code('EACCES'));
+      await noToken.vaccel.close();
+      const wrong = await remote(address, { token: 'guess' });
+      await assert.rejects(wrong.session.noop(), code('EACCES'));
+      await wrong.vaccel.close();
+      const stub = async () => {
+        const client = new Client(await connect(address), { metadata: { authorization: 'Bearer s3cret' } });
+        return { client, stub: serviceClient(client, SyncAgentService, AGENT_SERVICE_SYNC) };
+      };
+      const one = await stub();
+      const two = await stub();
+      const { sessionId } = await one.stub.createSession({ flags: 0 });
+      const genop = {
+        sessionId,
+        readArgs: [{ buf: new Uint8Array([OpType.Noop]), size: 1, argType: 9 }],
+        writeArgs: [],
+      };
+      await one.stub.genop(genop);
+      await assert.rejects(two.stub.genop(genop), { code: 5 }); // NOT_FOUND on another connection
+      await assert.rejects(two.stub.destroySession({ sessionId }), { code: 5 });
+      await one.stub.createSession({ flags: 0 });
+      await assert.rejects(one.stub.createSession({ flags: 0 }), { code: 8 }); // RESOURCE_EXHAUSTED
+      await assert.rejects(
+        one.stub.registerResource({
+          sessionId,
+          resourceType: 2,
+          blobs: [{ name: 'big', data: new Uint8Array(2000), size: 2000 }],
+        }),
+        { code: 8 },
+      );
+      await assert.rejects(
+        one.stub.registerResource({ sessionId, resourceType: 2, paths: ['/etc/passwd'] }),
+        { code: 7 },
+      ); // PERMISSION_DENIED
+      await assert.rejects(
+        one.stub.genop({ ...genop, readArgs: [{ buf: new Uint8Array([0, 0]), size: 1, argType: 9 }] }),
+        { code: 13 },
+      );
+      await Promise.all([one.client.close(), two.client.close()]);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  test('SIGTERM drains: an in-flight call completes, then the agent exits 0', {
+    timeout: 20000,
+  }, async () => {
+    const address = `unix://${join(tempDir(), 'd.sock')}`;
+    const agent = await startAgent(['-a', address]);
+    const { vaccel, session } = await remote(address);
+    await session.noop(); // connected, with an agent session: the next call goes straight out
+    const n = 700;
+    const a = new Float32Array(n * n).fill(1);
+    const call = session.sgemm({ m: n, n, k: n, a, b: a });
+    await sleep(150);
+    const stopped = agent.stop();
+    assert.equal((await call)[0], n);
+    assert.equal(await stopped, 0);
+    await vaccel.close();
+  });
+});
