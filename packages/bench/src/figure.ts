@@ -1,0 +1,14 @@
+/**
+ * Options every figure takes.
+ * @module
+ */
+
+/** Options of a figure run. */
+export interface FigureOptions {
+  /** Measured repetitions per point (after a warm-up). */
+  reps: number;
+  /** Fewer, smaller points: a smoke run in well under a minute. */
+  quick: boolean;
+  /** Extra agent address to measure as a guest path (e.g. a virtio-serial or vsock one). */
+  address?: string;
+}

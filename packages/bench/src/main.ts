@@ -1,0 +1,82 @@
+/**
+ * `vaccel-bench`: reproduces the published vAccel figures and measures the RPC path, host
+ * (in-process) against guest (through the agent) in the same run.
+ * @module
+ */
+import { parseArgs } from 'node:util';
+import type { FigureOptions } from './figure.js';
+import { rpcFigure } from './figures/rpc.js';
+import { consoleReport, writeResult } from './report.js';
+import type { FigureResult } from './result.js';
+
+const figures: Record<string, { about: string; run(options: FigureOptions): Promise<FigureResult> }> = {
+  rpc: { about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s', run: rpcFigure },
+};
+
+const usage = `Usage: vaccel-bench <figure|all> [options]
+
+Figures:
+${Object.entries(figures)
+  .map(([name, f]) => `  ${name.padEnd(8)} ${f.about}`)
+  .join('\n')}
+  all      every figure above
+
+Options:
+  --quick          a short smoke run (fewer points and repetitions)
+  --reps N         measured repetitions per point (default 5, quick 3)
+  --out DIR        write <figure>.json, .csv and .md into DIR
+  --address ADDR   also measure through an agent already running at ADDR
+  -h, --help       this help
+
+Each point is the median of its repetitions, after a warm-up; guest and host are measured in the
+same run and compared as guest/host ratios.`;
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  const parse = (args: string[]) =>
+    parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        quick: { type: 'boolean', default: false },
+        reps: { type: 'string' },
+        out: { type: 'string' },
+        address: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    process.stderr.write(`vaccel-bench: ${(error as Error).message}\n\n${usage}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const [which, ...extra] = positionals;
+  const names = which === 'all' ? Object.keys(figures) : which ? [which] : [];
+  const unknown = names.filter((name) => !figures[name]);
+  if (names.length === 0 || unknown.length > 0 || extra.length > 0) {
+    process.stderr.write(
+      `vaccel-bench: ${names.length === 0 ? 'name a figure' : `unknown figure ${[...unknown, ...extra].join(' ')}`}\n\n${usage}\n`,
+    );
+    return 2;
+  }
+  const reps = values.reps === undefined ? (values.quick ? 3 : 5) : Number(values.reps);
+  if (!Number.isSafeInteger(reps) || reps < 1) {
+    process.stderr.write(`vaccel-bench: --reps must be a positive integer, got ${values.reps}\n`);
+    return 2;
+  }
+  const options: FigureOptions = { reps, quick: values.quick ?? false, address: values.address };
+  for (const name of names) {
+    const result = await figures[name]!.run(options);
+    process.stdout.write(`\n${consoleReport(result)}`);
+    if (values.out)
+      for (const file of writeResult(values.out, result)) process.stdout.write(`wrote ${file}\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,67 @@
+/**
+ * The shape every figure produces: labelled points per series, with their summaries, and the
+ * guest-vs-host comparisons measured in the same run.
+ * @module
+ */
+import type { MachineInfo } from './machine.js';
+import type { Summary } from './stats.js';
+
+/** One measured point of one series. */
+export interface Point {
+  /** The path measured, e.g. `host (in-process)` or `guest (agent, unix)`. */
+  series: string;
+  /** Position on the x axis (chunk bytes, matrix size, image side …). */
+  x: number;
+  /** How x is shown (e.g. `64 KiB`, `N=512`). */
+  xLabel: string;
+  /** What was measured (a figure may carry several, e.g. latency and throughput). */
+  metric: string;
+  unit: string;
+  /** True when bigger is better (throughput), false when smaller is (time). */
+  higherIsBetter: boolean;
+  summary: Summary;
+}
+
+/** A guest path against the host path at one x. */
+export interface Comparison {
+  xLabel: string;
+  metric: string;
+  host: string;
+  guest: string;
+  /** guest / host medians. */
+  ratio: number;
+  /** The guest's cost in %: time added, or throughput lost. */
+  overheadPercent: number;
+}
+
+/** A figure's full result. */
+export interface FigureResult {
+  name: string;
+  title: string;
+  xTitle: string;
+  machine: MachineInfo;
+  options: { reps: number; quick: boolean };
+  points: Point[];
+  comparisons: Comparison[];
+  notes: string[];
+}
+
+/** Compares every non-host series with `host` at each (x, metric) where both exist. */
+export function compare(points: readonly Point[], host: string): Comparison[] {
+  const comparisons: Comparison[] = [];
+  for (const guest of points) {
+    if (guest.series === host) continue;
+    const base = points.find((p) => p.series === host && p.x === guest.x && p.metric === guest.metric);
+    if (!base) continue;
+    const ratio = guest.summary.median / base.summary.median;
+    comparisons.push({
+      xLabel: guest.xLabel,
+      metric: guest.metric,
+      host,
+      guest: guest.series,
+      ratio,
+      overheadPercent: guest.higherIsBetter ? 100 * (1 / ratio - 1) : 100 * (ratio - 1),
+    });
+  }
+  return comparisons;
+}
