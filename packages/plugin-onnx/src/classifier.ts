@@ -1,0 +1,144 @@
+/**
+ * An image classifier: a descriptor, its labels and an ONNX Runtime session.
+ * @module
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { type Classification, type ResourceBlob, VaccelError } from '@vaccel/core';
+import * as ort from 'onnxruntime-node';
+import { type ModelDescriptor, parseDescriptor, parseLabels } from './descriptor.js';
+import { preprocess } from './preprocess.js';
+import { createSession, type OrtSession, type SessionSettings } from './session.js';
+
+/** Where the time of one classification went, in ms. */
+export interface ClassifyTimings {
+  decode: number;
+  normalize: number;
+  inference: number;
+  total: number;
+}
+
+/** Top-k classes, best first, with the time taken. */
+export interface ClassifyResult {
+  classes: Classification[];
+  timings: ClassifyTimings;
+}
+
+/** Descriptor file name inside a model folder or resource. */
+export const DESCRIPTOR = 'model.json';
+
+/** Reads a model folder (or its `model.json`, or a bare `.onnx`) into blobs. @throws VaccelError `ENOENT`. */
+export async function readModelBlobs(path: string): Promise<ResourceBlob[]> {
+  let dir = path;
+  try {
+    if (!(await stat(path)).isDirectory()) {
+      if (path.endsWith('.onnx'))
+        return [{ name: basename(path), data: new Uint8Array(await readFile(path)) }];
+      dir = dirname(path);
+    }
+    const names = (await readdir(dir)).filter(
+      (n) => n === DESCRIPTOR || n.endsWith('.onnx') || n.endsWith('.txt'),
+    );
+    return await Promise.all(
+      names.map(async (name) => ({ name, data: new Uint8Array(await readFile(join(dir, name))) })),
+    );
+  } catch (cause) {
+    throw new VaccelError('ENOENT', `model ${path} cannot be read: ${(cause as Error).message}`, { cause });
+  }
+}
+
+function softmaxTopK(values: Float32Array, logits: boolean, k: number): { index: number; score: number }[] {
+  let scores: Float32Array = values;
+  if (logits) {
+    let max = Number.NEGATIVE_INFINITY;
+    for (const v of values) max = Math.max(max, v);
+    scores = new Float32Array(values.length);
+    let sum = 0;
+    for (let i = 0; i < values.length; i++) sum += scores[i] = Math.exp(values[i]! - max);
+    for (let i = 0; i < scores.length; i++) scores[i]! /= sum;
+  }
+  const order = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]!);
+  return order.slice(0, k).map((index) => ({ index, score: scores[index]! }));
+}
+
+/** A loaded classifier. */
+export class Classifier {
+  private constructor(
+    readonly descriptor: ModelDescriptor,
+    readonly labels: readonly string[],
+    private readonly session: OrtSession,
+    private readonly inputName: string,
+    private readonly outputName: string,
+  ) {}
+
+  /**
+   * Loads a classifier from a model's blobs: `model.json` + its ONNX file + labels.
+   * @throws VaccelError `EINVAL` when the descriptor, model or labels do not fit together.
+   */
+  static async load(
+    blobs: readonly ResourceBlob[],
+    settings: SessionSettings,
+    what = 'model',
+  ): Promise<Classifier> {
+    const byName = new Map(blobs.map((b) => [b.name, b.data]));
+    const json = byName.get(DESCRIPTOR);
+    if (!json)
+      throw new VaccelError(
+        'EINVAL',
+        `${what}: image classification needs a ${DESCRIPTOR} descriptor beside the ONNX file`,
+      );
+    const descriptor = parseDescriptor(json);
+    const onnx = byName.get(descriptor.file);
+    if (!onnx)
+      throw new VaccelError('EINVAL', `${what}: ${DESCRIPTOR} names ${descriptor.file}, which is missing`);
+    const labelBytes = descriptor.labels === undefined ? undefined : byName.get(descriptor.labels);
+    if (descriptor.labels !== undefined && !labelBytes)
+      throw new VaccelError(
+        'EINVAL',
+        `${what}: ${DESCRIPTOR} names labels ${descriptor.labels}, which are missing`,
+      );
+    const session = await createSession(onnx, settings, what);
+    const inputName = descriptor.input.name ?? session.inputNames[0]!;
+    const outputName = descriptor.outputName ?? session.outputNames[0]!;
+    if (!session.inputNames.includes(inputName))
+      throw new VaccelError('EINVAL', `${what}: the model has no input ${inputName}`);
+    if (!session.outputNames.includes(outputName))
+      throw new VaccelError('EINVAL', `${what}: the model has no output ${outputName}`);
+    const labels = labelBytes ? parseLabels(labelBytes) : [];
+    return new Classifier(descriptor, labels, session, inputName, outputName);
+  }
+
+  /** Classifies encoded image bytes. @throws VaccelError `EINVAL` for undecodable images. */
+  async classify(image: Uint8Array, topK: number, signal?: AbortSignal): Promise<ClassifyResult> {
+    const started = performance.now();
+    const input = await preprocess(image, this.descriptor.input, signal);
+    const inferStart = performance.now();
+    const out = await this.session.run(
+      { [this.inputName]: new ort.Tensor('float32', input.tensor, input.dims) },
+      [this.outputName],
+    );
+    const inference = performance.now() - inferStart;
+    const scores = out[this.outputName]!.data as Float32Array;
+    const classes = softmaxTopK(scores, this.descriptor.outputKind === 'logits', topK).map(
+      ({ index, score }) => ({
+        label: this.labels[index] ?? `class ${index}`,
+        index,
+        score,
+      }),
+    );
+    return {
+      classes,
+      timings: {
+        decode: input.decodeMs,
+        normalize: input.normalizeMs,
+        inference,
+        total: performance.now() - started,
+      },
+    };
+  }
+
+  /** Frees the ONNX Runtime session. */
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

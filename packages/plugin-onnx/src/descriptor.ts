@@ -1,0 +1,135 @@
+/**
+ * Model descriptors: a small `model.json` beside an ONNX file that says how to feed an image to
+ * it (size, layout, colour, scale, mean/std) and how to read its output (labels, logits or
+ * probabilities), so any ImageNet-style classifier works without code.
+ * @module
+ */
+import { VaccelError } from '@vaccel/core';
+
+/** How to turn an image into the model's input tensor. */
+export interface InputSpec {
+  /** Input tensor name (default: the model's first input). */
+  name?: string;
+  layout: 'NHWC' | 'NCHW';
+  width: number;
+  height: number;
+  /** Channel order fed to the model (default RGB). */
+  color: 'RGB' | 'BGR';
+  /** Multiplier applied to 0–255 pixel values first (e.g. 1/255). */
+  scale: number;
+  /** Per-channel mean subtracted after scaling. */
+  mean: [number, number, number];
+  /** Per-channel std divided by last. */
+  std: [number, number, number];
+  /** sharp resize kernel (default `linear`, i.e. bilinear). */
+  kernel: 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
+}
+
+/** A classifier descriptor, normalised. */
+export interface ModelDescriptor {
+  name: string;
+  /** ONNX file name, relative to the descriptor. */
+  file: string;
+  /** Label file name (one label per line), relative to the descriptor. */
+  labels?: string;
+  input: InputSpec;
+  /** Output tensor name (default: the model's first output). */
+  outputName?: string;
+  /** `logits` get a softmax; `probabilities` are used as they are. */
+  outputKind: 'logits' | 'probabilities';
+}
+
+const bad = (what: string): never => {
+  throw new VaccelError('EINVAL', `model descriptor: ${what}`);
+};
+
+const triple = (value: unknown, fallback: number, what: string): [number, number, number] => {
+  if (value === undefined) return [fallback, fallback, fallback];
+  if (typeof value === 'number') return [value, value, value];
+  if (
+    Array.isArray(value) &&
+    value.length === 3 &&
+    value.every((v) => typeof v === 'number' && Number.isFinite(v))
+  )
+    return value as [number, number, number];
+  return bad(`${what} must be a number or 3 numbers`);
+};
+
+function kernelOf(resize: unknown): InputSpec['kernel'] {
+  const text = typeof resize === 'string' ? resize.toLowerCase() : '';
+  if (text.includes('nearest')) return 'nearest';
+  if (text.includes('bicubic') || text.includes('cubic')) return 'cubic';
+  if (text.includes('lanczos')) return 'lanczos3';
+  return 'linear';
+}
+
+/**
+ * Parses a descriptor (`model.json`). Accepts `input.shape` (`[1,224,224,3]` for NHWC or
+ * `[1,3,224,224]` for NCHW) or `input.width`/`input.height`.
+ * @throws VaccelError `EINVAL` naming the bad field.
+ */
+export function parseDescriptor(json: string | Uint8Array): ModelDescriptor {
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(typeof json === 'string' ? json : new TextDecoder().decode(json));
+  } catch (cause) {
+    throw new VaccelError('EINVAL', `model descriptor is not JSON: ${(cause as Error).message}`, { cause });
+  }
+  if (typeof raw !== 'object' || raw === null) return bad('must be a JSON object');
+  const input = (raw.input ?? {}) as Record<string, unknown>;
+  const output = (raw.output ?? {}) as Record<string, unknown>;
+  const layout = (input.layout ?? 'NHWC') as string;
+  if (layout !== 'NHWC' && layout !== 'NCHW') bad(`input.layout must be NHWC or NCHW, got ${layout}`);
+  const shape = input.shape as number[] | undefined;
+  let [height, width] = [input.height, input.width] as [unknown, unknown];
+  if (Array.isArray(shape)) {
+    if (shape.length !== 4) bad(`input.shape must have 4 dims, got [${shape.join(', ')}]`);
+    [height, width] = layout === 'NHWC' ? [shape[1], shape[2]] : [shape[2], shape[3]];
+    const channels = layout === 'NHWC' ? shape[3] : shape[1];
+    if (channels !== 3) bad(`input.shape must have 3 channels, got ${channels}`);
+  }
+  for (const [what, v] of [
+    ['input height', height],
+    ['input width', width],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || (v as number) < 1 || (v as number) > 8192)
+      bad(`${what} must be an integer in 1–8192, got ${String(v)}`);
+  }
+  const color = (input.color ?? 'RGB') as string;
+  if (color !== 'RGB' && color !== 'BGR') bad(`input.color must be RGB or BGR, got ${color}`);
+  const scale = input.scale ?? 1;
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) bad('input.scale must be a number');
+  const std = triple(input.std, 1, 'input.std');
+  if (std.some((s) => s === 0)) bad('input.std must not be 0');
+  const kindText = String(output.kind ?? (output.postprocess === 'softmax' ? 'logits' : 'probabilities'));
+  if (kindText !== 'logits' && kindText !== 'probabilities')
+    bad(`output.kind must be logits or probabilities, got ${kindText}`);
+  const file = raw.file ?? 'model.onnx';
+  if (typeof file !== 'string' || file.length === 0) bad('file must be a file name');
+  if (raw.labels !== undefined && typeof raw.labels !== 'string') bad('labels must be a file name');
+  return {
+    name: typeof raw.name === 'string' ? raw.name : (file as string),
+    file: file as string,
+    ...(raw.labels !== undefined ? { labels: raw.labels as string } : {}),
+    input: {
+      ...(typeof input.name === 'string' ? { name: input.name } : {}),
+      layout: layout as InputSpec['layout'],
+      width: width as number,
+      height: height as number,
+      color: color as InputSpec['color'],
+      scale: scale as number,
+      mean: triple(input.mean, 0, 'input.mean'),
+      std,
+      kernel: kernelOf(input.resize),
+    },
+    ...(typeof output.name === 'string' ? { outputName: output.name } : {}),
+    outputKind: kindText as ModelDescriptor['outputKind'],
+  };
+}
+
+/** Splits a label file: one label per line, blank trailing lines dropped. */
+export function parseLabels(text: string | Uint8Array): string[] {
+  const lines = (typeof text === 'string' ? text : new TextDecoder().decode(text)).split(/\r?\n/);
+  while (lines.length > 0 && lines[lines.length - 1]!.trim() === '') lines.pop();
+  return lines.map((l) => l.trim());
+}

@@ -1,0 +1,222 @@
+/**
+ * `@vaccel/plugin-onnx`: the host plugin on ONNX Runtime (CPU execution provider now; the provider
+ * list is an option, so a GPU provider drops in) and sharp.
+ *
+ * - `image_classify` / top-k classification with any ImageNet-style ONNX model described by a
+ *   `model.json` ({@link parseDescriptor}); a default model ships with the package.
+ * - `model_load` / `model_run` / `model_unload` on any ONNX model registered as a resource.
+ * - `blas_sgemm` through cached in-memory Gemm graphs (MLAS), ahead of sgemm-js by priority.
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import {
+  type ClassifyArgs,
+  classifyHandlers,
+  modelHandlers,
+  type OpContext,
+  OpType,
+  type Plugin,
+  PluginType,
+  type ResourceBlob,
+  sgemmHandler,
+  VaccelError,
+} from '@vaccel/core';
+import * as ort from 'onnxruntime-node';
+import { Classifier, readModelBlobs } from './classifier.js';
+import {
+  createSession,
+  describeSession,
+  type OrtSession,
+  runSession,
+  type SessionSettings,
+} from './session.js';
+import { OrtSgemm } from './sgemm.js';
+
+export { Classifier, type ClassifyResult, type ClassifyTimings, readModelBlobs } from './classifier.js';
+export { type InputSpec, type ModelDescriptor, parseDescriptor, parseLabels } from './descriptor.js';
+export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from './graph.js';
+export { MAX_INPUT_PIXELS, preprocess } from './preprocess.js';
+export { gemmModel, OrtSgemm } from './sgemm.js';
+
+/** The model classification uses when none is given: the one shipped in `models/`. */
+export const DEFAULT_MODEL_DIR = fileURLToPath(
+  new URL('../models/mobilenet-v2-moderation/', import.meta.url),
+);
+
+/** Options of {@link onnxPlugin}. Unset ones come from the environment. */
+export interface OnnxPluginOptions {
+  /** Default classification model: a folder, its model.json, or an .onnx (default `VACCEL_ONNX_MODEL`, else the shipped one). */
+  defaultModel?: string;
+  /** Execution providers, best first (default `VACCEL_ONNX_PROVIDERS` `:`-list, else `cpu`). */
+  executionProviders?: readonly string[];
+  /** Threads per op (default `VACCEL_ONNX_THREADS`, else all cores). */
+  threads?: number;
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** Execution providers this build of onnxruntime-node offers. */
+export const availableProviders = (): string[] => ort.listSupportedBackends().map((b) => b.name);
+
+interface LoadedModel {
+  session: Promise<OrtSession>;
+  refs: number;
+}
+
+/** Creates the ONNX plugin. */
+export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
+  const env = options.env ?? process.env;
+  const threads = options.threads ?? (Number(env.VACCEL_ONNX_THREADS) || availableParallelism());
+  if (!Number.isSafeInteger(threads) || threads < 1)
+    throw new VaccelError('EINVAL', `onnx: threads must be a positive integer, got ${threads}`);
+  const providers =
+    options.executionProviders ?? (env.VACCEL_ONNX_PROVIDERS?.split(':').filter(Boolean) || ['cpu']);
+  const available = availableProviders();
+  const missing = providers.filter((p) => !available.includes(p));
+  if (missing.length > 0 || providers.length === 0)
+    throw new VaccelError(
+      'ENOTSUP',
+      `onnx: execution providers ${missing.join(', ') || '(none)'} unavailable; this build has ${available.join(', ')}`,
+    );
+  const settings: SessionSettings = { executionProviders: providers, intraOpThreads: threads };
+  const defaultModel = options.defaultModel ?? env.VACCEL_ONNX_MODEL ?? DEFAULT_MODEL_DIR;
+  const sgemm = new OrtSgemm(settings);
+  const classifiers = new Map<string, Promise<Classifier>>();
+  const models = new Map<string, LoadedModel>(); // by resource digest
+  const loaded = new Map<string, string>(); // `${session}:${resource}` → digest
+
+  const cached = <T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> => {
+    let value = map.get(key);
+    if (!value) {
+      value = make();
+      value.catch(() => map.delete(key)); // a failed load may be retried
+      map.set(key, value);
+    }
+    return value;
+  };
+
+  const classifierFor = (modelId: number, ctx: OpContext): Promise<Classifier> => {
+    if (modelId === 0) {
+      return cached(classifiers, `default:${defaultModel}`, async () => {
+        if (!existsSync(defaultModel))
+          throw new VaccelError(
+            'ENOENT',
+            `onnx: no default classification model at ${defaultModel}; pass a model or set VACCEL_ONNX_MODEL`,
+          );
+        return Classifier.load(await readModelBlobs(defaultModel), settings, defaultModel);
+      });
+    }
+    const resource = ctx.resource(modelId);
+    return cached(classifiers, resource.digest, () =>
+      Classifier.load(resource.blobs, settings, `model ${modelId}`),
+    );
+  };
+
+  const onnxBlob = (blobs: readonly ResourceBlob[], what: string): Uint8Array => {
+    const onnx = blobs.filter((b) => b.name.endsWith('.onnx'));
+    if (onnx.length !== 1)
+      throw new VaccelError(
+        'EINVAL',
+        `${what}: a model resource needs exactly one .onnx file, it has ${onnx.length}`,
+      );
+    return onnx[0]!.data;
+  };
+
+  const classify = async ({ image, topK, modelId }: ClassifyArgs, ctx: OpContext) => {
+    const classifier = await classifierFor(modelId, ctx);
+    const { classes, timings } = await classifier.classify(image, topK, ctx.signal);
+    ctx.logger.debug({ model: classifier.descriptor.name, ...timings }, 'classified');
+    return classes;
+  };
+  const classifyOps = classifyHandlers(classify);
+
+  const unloadKey = async (key: string): Promise<void> => {
+    const digest = loaded.get(key);
+    if (digest === undefined) return;
+    loaded.delete(key);
+    const model = models.get(digest);
+    if (model && --model.refs === 0) {
+      models.delete(digest);
+      await (await model.session.catch(() => undefined))?.release();
+    }
+  };
+
+  const model = modelHandlers({
+    async load(modelId, ctx) {
+      const resource = ctx.resource(modelId);
+      const key = `${ctx.session.id}:${modelId}`;
+      let entry = models.get(resource.digest);
+      if (!entry) {
+        const session = createSession(
+          onnxBlob(resource.blobs, `model ${modelId}`),
+          settings,
+          `model ${modelId}`,
+        );
+        entry = { session, refs: 0 };
+        models.set(resource.digest, entry);
+        session.catch(() => models.delete(resource.digest));
+      }
+      const session = await entry.session;
+      if (!loaded.has(key)) {
+        loaded.set(key, resource.digest);
+        entry.refs++;
+      }
+      return describeSession(session);
+    },
+    async run({ modelId, inputs, outputs }, ctx) {
+      const digest = loaded.get(`${ctx.session.id}:${modelId}`);
+      const entry = digest === undefined ? undefined : models.get(digest);
+      if (!entry)
+        throw new VaccelError(
+          'EINVAL',
+          `model_run: model ${modelId} is not loaded in this session; load it first`,
+        );
+      return runSession(await entry.session, inputs, outputs, `model ${modelId}`);
+    },
+    async unload(modelId, ctx) {
+      const key = `${ctx.session.id}:${modelId}`;
+      if (!loaded.has(key))
+        throw new VaccelError('EINVAL', `model_unload: model ${modelId} is not loaded in this session`);
+      await unloadKey(key);
+    },
+  });
+
+  return {
+    name: 'onnx',
+    version: '0.1.0',
+    vaccelVersion: '0.8.0',
+    types: PluginType.Cpu | PluginType.Generic,
+    priority: 10,
+    ops: {
+      [OpType.ImageClassify]: classifyOps.upstream,
+      [OpType.ImageClassifyTopK]: classifyOps.topK,
+      [OpType.ModelLoad]: model.load,
+      [OpType.ModelRun]: model.run,
+      [OpType.ModelUnload]: model.unload,
+      [OpType.BlasSgemm]: sgemmHandler((args) => sgemm.run(args)),
+    },
+    hooks: {
+      async sessionRelease(session) {
+        const prefix = `${session.id}:`;
+        await Promise.all([...loaded.keys()].filter((k) => k.startsWith(prefix)).map(unloadKey));
+      },
+      async resourceRelease(resource) {
+        const classifier = classifiers.get(resource.digest);
+        classifiers.delete(resource.digest);
+        await (await classifier?.catch(() => undefined))?.release();
+      },
+    },
+    async fini() {
+      await sgemm.close();
+      const all = [...classifiers.values()];
+      classifiers.clear();
+      await Promise.allSettled(all.map(async (c) => (await c).release()));
+      for (const key of [...loaded.keys()]) await unloadKey(key);
+    },
+  };
+}
+
+/** The plugin factory the runtime calls for `VACCEL_PLUGINS=@vaccel/plugin-onnx`. */
+export default (config: { env?: Readonly<Record<string, string | undefined>> } = {}): Plugin =>
+  onnxPlugin({ env: config.env });

@@ -1,0 +1,124 @@
+/**
+ * ONNX Runtime sessions for model resources: created once per model content (by digest), with the
+ * plugin's execution providers and threads; inputs checked against the model's metadata.
+ * @module
+ */
+import { type ModelInfo, type Tensor, type TensorInfo, VaccelError } from '@vaccel/core';
+import * as ort from 'onnxruntime-node';
+
+/** How sessions are made. */
+export interface SessionSettings {
+  /** Execution providers, best first (default `['cpu']`); a GPU provider drops in here. */
+  executionProviders: readonly string[];
+  /** Threads per op (default: all cores). */
+  intraOpThreads: number;
+}
+
+/** ORT tensor type for each vAccel dtype. */
+const ortTypes = {
+  float32: 'float32',
+  float16: 'float16',
+  int8: 'int8',
+  uint8: 'uint8',
+  int32: 'int32',
+  int64: 'int64',
+  bool: 'bool',
+} as const satisfies Record<Tensor['dtype'], string>;
+
+const vaccelTypes = new Map(Object.entries(ortTypes).map(([v, o]) => [o as string, v as Tensor['dtype']]));
+
+/** Creates an inference session from ONNX bytes. @throws VaccelError `EINVAL` for a bad model. */
+export async function createSession(bytes: Uint8Array, settings: SessionSettings, what: string) {
+  try {
+    return await ort.InferenceSession.create(bytes, {
+      executionProviders: [...settings.executionProviders],
+      intraOpNumThreads: settings.intraOpThreads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
+  } catch (cause) {
+    throw new VaccelError(
+      'EINVAL',
+      `${what}: ONNX Runtime cannot load the model: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
+  }
+}
+
+export type OrtSession = Awaited<ReturnType<typeof createSession>>;
+
+const infoOf = (m: ort.InferenceSession.ValueMetadata): TensorInfo =>
+  m.isTensor
+    ? { name: m.name, dtype: vaccelTypes.get(m.type) ?? m.type, dims: [...m.shape] }
+    : { name: m.name, dtype: 'non-tensor', dims: [] };
+
+/** The inputs and outputs a session declares. */
+export const describeSession = (session: OrtSession): ModelInfo => ({
+  inputs: session.inputMetadata.map(infoOf),
+  outputs: session.outputMetadata.map(infoOf),
+});
+
+/**
+ * Runs a session on named vAccel tensors, after checking names, dtypes and static dims.
+ * @throws VaccelError `EINVAL` naming the input and what is wrong.
+ */
+export async function runSession(
+  session: OrtSession,
+  inputs: Readonly<Record<string, Tensor>>,
+  outputs: readonly string[],
+  what: string,
+): Promise<Record<string, Tensor>> {
+  const feeds: Record<string, ort.Tensor> = {};
+  const declared = new Map(session.inputMetadata.map((m) => [m.name, m]));
+  for (const name of Object.keys(inputs)) {
+    if (!declared.has(name))
+      throw new VaccelError(
+        'EINVAL',
+        `${what}: the model has no input "${name}" (inputs: ${[...declared.keys()].join(', ')})`,
+      );
+  }
+  for (const [name, meta] of declared) {
+    const t = inputs[name];
+    if (!t) throw new VaccelError('EINVAL', `${what}: input "${name}" is missing`);
+    if (meta.isTensor) {
+      if (ortTypes[t.dtype] !== meta.type)
+        throw new VaccelError(
+          'EINVAL',
+          `${what}: input "${name}" must be ${vaccelTypes.get(meta.type) ?? meta.type}, got ${t.dtype}`,
+        );
+      const ok =
+        meta.shape.length === t.dims.length &&
+        meta.shape.every((d, i) => typeof d !== 'number' || d < 0 || d === t.dims[i]);
+      if (!ok)
+        throw new VaccelError(
+          'EINVAL',
+          `${what}: input "${name}" must have shape [${meta.shape.join(', ')}], got [${t.dims.join(', ')}]`,
+        );
+    }
+    feeds[name] = new ort.Tensor(ortTypes[t.dtype], t.data as never, t.dims);
+  }
+  const known = session.outputNames;
+  for (const name of outputs) {
+    if (!known.includes(name))
+      throw new VaccelError(
+        'EINVAL',
+        `${what}: the model has no output "${name}" (outputs: ${known.join(', ')})`,
+      );
+  }
+  let results: ort.InferenceSession.ReturnType;
+  try {
+    results = outputs.length > 0 ? await session.run(feeds, [...outputs]) : await session.run(feeds);
+  } catch (cause) {
+    throw new VaccelError('EINVAL', `${what}: ONNX Runtime failed: ${(cause as Error).message}`, { cause });
+  }
+  const out: Record<string, Tensor> = {};
+  for (const [name, value] of Object.entries(results)) {
+    const dtype = vaccelTypes.get(value.type);
+    if (!dtype)
+      throw new VaccelError('ENOTSUP', `${what}: output "${name}" has unsupported type ${value.type}`);
+    out[name] = { dtype, dims: [...value.dims], data: value.data as never };
+  }
+  return out;
+}
