@@ -9,8 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { convertLayersModel } from '@vaccel/plugin-onnx/convert';
-import { LABELS, loadNsfwjsModel, NSFWJS_VERSION } from './nsfwjs.js';
+import { convertDefaultModel, LABELS, NSFWJS_VERSION } from './nsfwjs.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const out = join(here, '..', 'packages', 'plugin-onnx', 'models', 'mobilenet-v2-moderation');
@@ -36,11 +35,7 @@ const descriptor = {
   output: { name: 'output', shape: [1, LABELS.length], kind: 'probabilities' },
 };
 
-const { model, weights } = loadNsfwjsModel();
-const onnx = convertLayersModel(model, weights, {
-  name: 'mobilenet_v2_moderation',
-  docString: `MobileNetV2 image-moderation classifier from nsfwjs@${NSFWJS_VERSION} (MIT)`,
-});
+const onnx = convertDefaultModel();
 const sha = createHash('sha256').update(onnx).digest('hex');
 if (process.argv.includes('--check')) {
   const expected = /^([0-9a-f]{64})\s+\S*model\.onnx$/m.exec(readFileSync(sums, 'utf8'))?.[1];

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { TfjsLayersModel } from '@vaccel/plugin-onnx/convert';
+import { convertLayersModel, type TfjsLayersModel } from '@vaccel/plugin-onnx/convert';
 
 export const NSFWJS_VERSION = '4.4.0';
 export const LABELS = ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'];
@@ -27,4 +27,13 @@ export function loadNsfwjsModel(): { model: TfjsLayersModel; weights: Uint8Array
     Buffer.from(require(join(dir, `${path.replace(/\.bin$/, '')}.min.js`)) as string, 'base64'),
   );
   return { model, weights: new Uint8Array(Buffer.concat(parts)) };
+}
+
+/** The default model's ONNX bytes, converted from the pinned package (deterministic). */
+export function convertDefaultModel(): Uint8Array {
+  const { model, weights } = loadNsfwjsModel();
+  return convertLayersModel(model, weights, {
+    name: 'mobilenet_v2_moderation',
+    docString: `MobileNetV2 image-moderation classifier from nsfwjs@${NSFWJS_VERSION} (MIT)`,
+  });
 }
