@@ -5,12 +5,17 @@
  */
 import { parseArgs } from 'node:util';
 import type { FigureOptions } from './figure.js';
+import { onnxFigure } from './figures/onnx.js';
 import { rpcFigure } from './figures/rpc.js';
 import { consoleReport, writeResult } from './report.js';
 import type { FigureResult } from './result.js';
 
 const figures: Record<string, { about: string; run(options: FigureOptions): Promise<FigureResult> }> = {
   rpc: { about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s', run: rpcFigure },
+  onnx: {
+    about: 'ONNX plugin: sgemm GFLOP/s (1 and 2 threads) vs sgemm-js; classify time split',
+    run: onnxFigure,
+  },
 };
 
 const usage = `Usage: vaccel-bench <figure|all> [options]

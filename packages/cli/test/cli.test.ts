@@ -56,13 +56,15 @@ suite('vaccel CLI', () => {
     }
   });
 
-  test("ops lists the builtin plugins' operations", async () => {
+  test("ops lists the embedded default's operations (builtin plugins and the ONNX plugin)", async () => {
     const { code, text } = await run(['ops']);
     assert.equal(code, 0);
     for (const line of [
       /\b0\s+noop\s+noop/,
       /\b1\s+exec\s+exec/,
-      /17\s+blas_sgemm\s+sgemm-js/,
+      /\b3\s+image_classify\s+onnx/,
+      /17\s+blas_sgemm\s+onnx, sgemm-js/,
+      /68\s+model_run\*\s+onnx/,
       /64\s+aes_encrypt\*\s+crypto/,
       /65\s+aes_decrypt\*\s+crypto/,
     ]) {
@@ -70,12 +72,12 @@ suite('vaccel CLI', () => {
     }
     const json = JSON.parse((await run(['ops', '--json'])).text);
     assert.deepEqual(
-      json.plugins.map((p: { name: string }) => p.name),
-      ['noop', 'crypto', 'sgemm-js', 'exec'],
+      json.plugins.map((p: { name: string }) => p.name).sort(),
+      ['crypto', 'exec', 'noop', 'onnx', 'sgemm-js'],
     );
     assert.ok(
       json.operations.some(
-        (o: { name: string; plugin: string }) => o.name === 'blas_sgemm' && o.plugin === 'sgemm-js',
+        (o: { name: string; plugin: string }) => o.name === 'blas_sgemm' && o.plugin === 'onnx',
       ),
     );
   });
@@ -94,7 +96,9 @@ suite('vaccel CLI', () => {
       '2',
     ]);
     assert.equal(code, 0, text);
-    assert.match(text, /sgemm 40×70 · 70×96 via sgemm-js: .* → [\d.]+ GFLOP\/s/);
+    assert.match(text, /sgemm 40×70 · 70×96 via onnx: .* → [\d.]+ GFLOP\/s/);
+    const js = await run(['sgemm', '--n', '16', '--check', '--plugins', 'sgemm-js']);
+    assert.match(js.text, /via sgemm-js: .*check: ok/s);
     assert.match(text, /check: ok \(Freivalds/);
     const json = JSON.parse((await run(['sgemm', '--n', '32', '--check', '--json'])).text);
     assert.equal(json.check.ok, true);
@@ -141,10 +145,22 @@ suite('vaccel CLI', () => {
     assert.match(bad.stderr, /authentication failed.*\(EBADMSG\)/);
   });
 
-  test('classify says clearly that no plugin provides it yet', async () => {
+  test('classify prints the top-5 labels of a photo; bad images and missing plugins fail clearly', async () => {
+    const cat = fileURLToPath(new URL('../../../examples/images/cat.jpg', import.meta.url));
+    const ok = await run(['classify', cat]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const lines = ok.text.trim().split('\n');
+    assert.equal(lines.length, 6);
+    assert.match(lines[0]!, /^\s*\d+\.\d\d%\s+Neutral$/);
+    assert.match(lines[5]!, /^\([\d.]+ ms\)$/);
+    const json = JSON.parse((await run(['classify', '--top', '2', '--json', cat])).text);
+    assert.equal(json.classes.length, 2);
     const image = join(dir, 'image.jpg');
     writeFileSync(image, Buffer.from([0xff, 0xd8, 0xff, 0xe0]));
-    const { code, stderr } = await run(['classify', image]);
+    const corrupt = await run(['classify', image]);
+    assert.equal(corrupt.code, 1);
+    assert.match(corrupt.stderr, /^vaccel: cannot decode image \(4 bytes\): .*\(EINVAL\)\n$/);
+    const { code, stderr } = await run(['classify', cat, '--plugins', 'noop:crypto:sgemm-js:exec']);
     assert.equal(code, 1);
     assert.match(
       stderr,
@@ -152,6 +168,8 @@ suite('vaccel CLI', () => {
     );
     const missing = await run(['classify', join(dir, 'missing.jpg')]);
     assert.match(missing.stderr, /cannot read image .*missing\.jpg.*\(ENOENT\)/);
+    const noModel = await run(['classify', '--model', join(dir, 'nowhere'), cat]);
+    assert.match(noModel.stderr, /cannot read model .*nowhere.*\(ENOENT\)/);
   });
 
   test('usage mistakes exit 2 with a pointer to --help; operation errors exit 1 with the code', async () => {

@@ -42,7 +42,7 @@ export async function preprocess(
   } catch (cause) {
     throw new VaccelError(
       'EINVAL',
-      `cannot decode image (${image.byteLength} bytes): ${(cause as Error).message}`,
+      `cannot decode image (${image.byteLength} bytes): ${(cause as Error).message.split('\n')[0]}`,
       {
         cause,
       },
