@@ -71,10 +71,13 @@ suite('vaccel CLI', () => {
       assert.match(text, line);
     }
     const json = JSON.parse((await run(['ops', '--json'])).text);
-    assert.deepEqual(
-      json.plugins.map((p: { name: string }) => p.name).sort(),
-      ['crypto', 'exec', 'noop', 'onnx', 'sgemm-js'],
-    );
+    assert.deepEqual(json.plugins.map((p: { name: string }) => p.name).sort(), [
+      'crypto',
+      'exec',
+      'noop',
+      'onnx',
+      'sgemm-js',
+    ]);
     assert.ok(
       json.operations.some(
         (o: { name: string; plugin: string }) => o.name === 'blas_sgemm' && o.plugin === 'onnx',
