@@ -19,7 +19,8 @@ when it closes.
   -a, --address ADDR       listen address, repeatable (default ${DEFAULT_ADDRESS}):
                            unix:///path (created 0600), tcp://host:port; for Firecracker
                            hybrid vsock listen on unix://<uds>_<port>
-  --plugins LIST           ':'-separated plugins (default: VACCEL_PLUGINS, else the builtin set)
+  --plugins LIST           ':'-separated plugins (default: VACCEL_PLUGINS, else the builtin
+                           set and the ONNX plugin: classification, model ops, fast sgemm)
   --max-frame BYTES        largest frame accepted (default 268435456; upstream allows 1 GiB)
   --max-sessions N         sessions per connection (default 1024)
   --max-inflight N         calls in flight per connection (default 4096)
@@ -93,7 +94,12 @@ export async function main(argv: string[]): Promise<number> {
     const vaccel = await Vaccel.open({
       logger,
       env: { ...process.env, VACCEL_RPC_ADDRESS: undefined, VACCEL_RPC_ADDR: undefined },
-      ...(values.plugins !== undefined ? { plugins: splitList(values.plugins) } : {}),
+      plugins:
+        values.plugins !== undefined
+          ? splitList(values.plugins)
+          : process.env.VACCEL_PLUGINS
+            ? undefined
+            : (await import('@vaccel/plugin-onnx')).hostPlugins(process.env),
     });
     const agent = new Agent({
       vaccel,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -9,14 +10,17 @@ import {
   OpType,
   ResourceType,
   type Session,
+  tensor,
   Vaccel,
   VaccelError,
 } from '@vaccel/core';
 import { execPlugin } from '@vaccel/core/plugins';
+import { DEFAULT_MODEL_DIR, hostPlugins } from '@vaccel/plugin-onnx';
 import { remotePlugin } from '@vaccel/remote';
 import fc from 'fast-check';
 import { fakeVmm, freePort, type RunningAgent, startAgent, tempDir } from './helpers.js';
 
+const cat = new Uint8Array(readFileSync(new URL('../../../examples/images/cat.jpg', import.meta.url)));
 const execFixture = fileURLToPath(new URL('../../core/test/fixtures/exec-functions.mjs', import.meta.url));
 
 /** Runs `work` on a session and captures its outcome as comparable data. */
@@ -63,7 +67,8 @@ suite('remote vs in-process: byte-identical results over every transport', () =>
       ['vsock (CONNECT)', `hvsock://${hybrid}:2048`],
     );
     local = await Vaccel.open({
-      plugins: ['noop', 'crypto', 'sgemm-js', execPlugin({ allow: [execFixture] })],
+      // The agent's default set: the builtin plugins and the ONNX plugin (exec allowlisted as there).
+      plugins: [...hostPlugins().filter((p) => p !== 'exec'), execPlugin({ allow: [execFixture] })],
     });
     localSession = await local.createSession();
   });
@@ -89,7 +94,13 @@ suite('remote vs in-process: byte-identical results over every transport', () =>
       return out.buf;
     }],
     ['exec refused', (s) => s.exec(execFixture, 'fail', [], [])],
-    ['classify without a plugin', (s) => s.imageClassify(new Uint8Array([1, 2, 3]))],
+    ['classify a photo with the default model', (s) => s.imageClassify(cat, { topK: 5 })],
+    ['classify a corrupt image', (s) => s.imageClassify(new Uint8Array([1, 2, 3]))],
+    ['upstream image_classify op', async (s) => {
+      const [name, text] = [Args.raw(new Uint8Array(1024)), Args.raw(new Uint8Array(1024))];
+      await s.doOperation(OpType.ImageClassify, [Args.buffer(cat)], [name, text]);
+      return [name.buf, text.buf];
+    }],
     ['decrypt with a bad tag', (s) => s.decrypt({ algorithm: 'aes-128-gcm', key: new Uint8Array(16), iv: new Uint8Array(12), data: new Uint8Array(5), tag: new Uint8Array(16) })],
     ['decrypt with bad padding', (s) => s.decrypt({ algorithm: 'aes-256-cbc', key: new Uint8Array(32), iv: new Uint8Array(16), data: new Uint8Array(32) })],
     ['encrypt with a wrong key length', (s) => s.encrypt({ algorithm: 'aes-192-ctr', key: new Uint8Array(16), iv: new Uint8Array(16), data: new Uint8Array(5) })],
@@ -146,11 +157,33 @@ suite('remote vs in-process: byte-identical results over every transport', () =>
     await using session = await remote.createSession();
     await using model = await remote.createResource({
       type: ResourceType.Model,
-      blobs: [{ name: 'm.onnx', data: randomBytes(1000) }],
+      paths: `${DEFAULT_MODEL_DIR}model.onnx`,
     });
     session.registerResource(model);
-    // No model plugin on this agent: the resource travels, then the op is ENOTSUP, as in-process.
-    await assert.rejects(session.modelLoad(model), { code: 'ENOTSUP' });
-    await assert.rejects(session.modelLoad(model), { code: 'ENOTSUP' });
+    await using junk = await remote.createResource({
+      type: ResourceType.Model,
+      blobs: [{ name: 'm.onnx', data: randomBytes(1000) }],
+    });
+    session.registerResource(junk);
+    // The resource travels once; a file that is not ONNX is EINVAL, as in-process.
+    await assert.rejects(session.modelLoad(junk), { code: 'EINVAL' });
+    await assert.rejects(session.modelLoad(junk), { code: 'EINVAL' });
+    // model_load / model_run through the agent equal the same ops in-process.
+    await using localModel = await local.createResource({
+      type: ResourceType.Model,
+      paths: `${DEFAULT_MODEL_DIR}model.onnx`,
+    });
+    localSession.registerResource(localModel);
+    assert.deepEqual(await session.modelLoad(model), await localSession.modelLoad(localModel));
+    const input = tensor(
+      'float32',
+      [1, 224, 224, 3],
+      Float32Array.from({ length: 224 * 224 * 3 }, (_, i) => (i % 251) / 251),
+    );
+    const there = await session.modelRun(model, { input_1: input });
+    const here = await localSession.modelRun(localModel, { input_1: input });
+    assert.deepEqual(there, here);
+    await session.modelUnload(model);
+    await localSession.modelUnload(localModel);
   });
 });

@@ -217,6 +217,17 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
   };
 }
 
+/** The builtin plugins every runtime has, by name. */
+const BUILTIN_PLUGINS = ['noop', 'crypto', 'sgemm-js', 'exec'];
+
+/**
+ * The host's default plugin set (embedded `vaccel` and `vaccel-agent`): the builtin plugins plus
+ * this one, which wins for sgemm by priority.
+ */
+export const hostPlugins = (
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): (Plugin | string)[] => [...BUILTIN_PLUGINS, onnxPlugin({ env })];
+
 /** The plugin factory the runtime calls for `VACCEL_PLUGINS=@vaccel/plugin-onnx`. */
 export default (config: { env?: Readonly<Record<string, string | undefined>> } = {}): Plugin =>
   onnxPlugin({ env: config.env });
