@@ -16,7 +16,7 @@ import {
   serviceHandlers,
   statusFromError,
 } from '@vaccel/remote';
-import { type CallContext, codeName, type Method, Server } from '@vaccel/ttrpc';
+import { type CallContext, codeName, type Method, type Payload, payloadLength, Server } from '@vaccel/ttrpc';
 import { AgentMetrics } from './metrics.js';
 import { agentService } from './service.js';
 import { type ConnectionLimits, ConnectionState } from './state.js';
@@ -131,14 +131,14 @@ export class Agent implements AsyncDisposable {
       const measure = async (
         ctx: CallContext,
         bytesIn: number,
-        run: () => Promise<Uint8Array>,
-      ): Promise<Uint8Array> => {
+        run: () => Promise<Payload>,
+      ): Promise<Payload> => {
         const started = process.hrtime.bigint();
         let status = 'OK';
         try {
           authorize(ctx);
           const reply = await run();
-          this.metrics.bytesOut.inc(reply.byteLength);
+          this.metrics.bytesOut.inc(payloadLength(reply));
           return reply;
         } catch (error) {
           status = codeName(statusFromError(error).code);

@@ -1,7 +1,8 @@
 /**
  * Binds a protobuf-es service descriptor to @vaccel/ttrpc: `serviceHandlers` turns a typed
  * implementation into ttRPC methods; `serviceClient` turns a ttRPC client into a typed stub with
- * the same method names. One generated interface types both ends.
+ * the same method names. One generated interface types both ends. Genop requests and replies,
+ * the messages that carry the data, are encoded without copying their arg buffers.
  * @module
  */
 import {
@@ -13,9 +14,14 @@ import {
   toBinary,
 } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
-import type { CallContext, CallOptions, Client, Method } from '@vaccel/ttrpc';
+import type { CallContext, CallOptions, Client, Method, Payload } from '@vaccel/ttrpc';
 import { AgentService as AsyncAgentService } from './gen/agent_asynchronous_pb.js';
 import { AgentService as SyncAgentService } from './gen/agent_sync_pb.js';
+import {
+  RequestSchema as GenopRequestSchema,
+  ResponseSchema as GenopResponseSchema,
+} from './gen/genop_pb.js';
+import { encodeGenopRequest, encodeGenopResponse } from './genop-codec.js';
 
 /** Service strings of the vAccel 0.8 agent (sync and async builds use different packages). */
 export const AGENT_SERVICE_SYNC = SyncAgentService.typeName;
@@ -60,8 +66,10 @@ export function serviceHandlers<S extends GenServiceMethods>(
   for (const method of service.methods) {
     const fn = impl[method.localName as keyof S] as ((...args: unknown[]) => unknown) | undefined;
     if (!fn) continue;
-    const encode = (reply: unknown): Uint8Array =>
-      toBinary(method.output, create(method.output, reply as never));
+    const encode = (reply: unknown): Payload =>
+      method.output.typeName === GenopResponseSchema.typeName
+        ? encodeGenopResponse(reply as never)
+        : toBinary(method.output, create(method.output, reply as never));
     if (method.methodKind === 'unary') {
       methods[method.name] = async (payload, ctx) => encode(await fn(fromBinary(method.input, payload), ctx));
     } else if (method.methodKind === 'client_streaming') {
@@ -101,6 +109,10 @@ export function serviceClient<S extends GenServiceMethods>(
   for (const method of service.methods) {
     const encode = (request: unknown): Uint8Array =>
       toBinary(method.input, create(method.input, request as never));
+    const encodeUnary = (request: unknown): Payload =>
+      method.input.typeName === GenopRequestSchema.typeName
+        ? encodeGenopRequest(request as never)
+        : encode(request);
     stub[method.localName] =
       method.methodKind === 'client_streaming'
         ? async (requests: Iterable<unknown>, options?: CallOptions) =>
@@ -109,7 +121,10 @@ export function serviceClient<S extends GenServiceMethods>(
               await client.callStream(serviceName, method.name, [...requests].map(encode), options),
             )
         : async (request: unknown, options?: CallOptions) =>
-            fromBinary(method.output, await client.call(serviceName, method.name, encode(request), options));
+            fromBinary(
+              method.output,
+              await client.call(serviceName, method.name, encodeUnary(request), options),
+            );
   }
   return stub as ServiceClient<S>;
 }

@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { fromBinary } from '@bufbuild/protobuf';
 import { Channel } from './channel.js';
-import { requestParts } from './envelope.js';
+import { type Payload, requestParts } from './envelope.js';
 import { DEFAULT_MAX_FRAME, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
 import { ResponseSchema } from './gen/ttrpc_pb.js';
 import { Code, codeName, TtrpcClosedError, TtrpcError } from './status.js';
@@ -101,11 +101,12 @@ export class Client implements AsyncDisposable {
   }
 
   /**
-   * A unary call: sends `payload` (an encoded request message), resolves with the encoded reply.
+   * A unary call: sends `payload` (an encoded request message, or its parts, which are written
+   * without being joined), resolves with the encoded reply.
    * @throws TtrpcError for a non-OK status, TtrpcClosedError when the connection closes first,
    * the signal's reason when aborted.
    */
-  call(service: string, method: string, payload: Uint8Array, options: CallOptions = {}): Promise<Uint8Array> {
+  call(service: string, method: string, payload: Payload, options: CallOptions = {}): Promise<Uint8Array> {
     return this.#start(service, method, options, (id, envelope) => {
       this.#channel.write(id, FrameType.Request, 0, envelope(payload));
     });
@@ -141,7 +142,7 @@ export class Client implements AsyncDisposable {
     service: string,
     method: string,
     options: CallOptions,
-    send: (id: number, envelope: (payload: Uint8Array) => Uint8Array[]) => void,
+    send: (id: number, envelope: (payload: Payload) => Uint8Array[]) => void,
   ): Promise<Uint8Array> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -154,7 +155,7 @@ export class Client implements AsyncDisposable {
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
     const metadata = { ...this.#options.metadata, ...options.metadata };
     const timeoutNano = timeoutMs ? BigInt(Math.round(timeoutMs * 1e6)) : 0n;
-    const envelope = (payload: Uint8Array): Uint8Array[] =>
+    const envelope = (payload: Payload): Uint8Array[] =>
       requestParts(service, method, payload, timeoutNano, metadata);
     return new Promise<Uint8Array>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;

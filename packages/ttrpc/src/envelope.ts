@@ -10,21 +10,31 @@ import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { ResponseSchema } from './gen/ttrpc_pb.js';
 
+/**
+ * An encoded message: one buffer, or parts whose concatenation is the message (so big fields can
+ * be sent by reference, never copied into one buffer).
+ */
+export type Payload = Uint8Array | readonly Uint8Array[];
+
+const partsOf = (payload: Payload): readonly Uint8Array[] =>
+  payload instanceof Uint8Array ? [payload] : payload;
+
 /** Request envelope parts around `payload`. */
 export function requestParts(
   service: string,
   method: string,
-  payload: Uint8Array,
+  payload: Payload,
   timeoutNano: bigint,
   metadata: Readonly<Record<string, string>>,
 ): Uint8Array[] {
+  const body = partsOf(payload);
   const head = new BinaryWriter()
     .tag(1, WireType.LengthDelimited)
     .string(service)
     .tag(2, WireType.LengthDelimited)
     .string(method)
     .tag(3, WireType.LengthDelimited)
-    .uint32(payload.byteLength)
+    .uint32(partsLength(body))
     .finish();
   const tail = new BinaryWriter();
   if (timeoutNano !== 0n) tail.tag(4, WireType.Varint).int64(timeoutNano);
@@ -38,12 +48,13 @@ export function requestParts(
       .string(value)
       .join();
   }
-  return [head, payload, tail.finish()];
+  return [head, ...body, tail.finish()];
 }
 
 /** OK Response envelope parts around `payload` (a missing status means OK). */
-export function okResponseParts(payload: Uint8Array): Uint8Array[] {
-  return [new BinaryWriter().tag(2, WireType.LengthDelimited).uint32(payload.byteLength).finish(), payload];
+export function okResponseParts(payload: Payload): Uint8Array[] {
+  const body = partsOf(payload);
+  return [new BinaryWriter().tag(2, WireType.LengthDelimited).uint32(partsLength(body)).finish(), ...body];
 }
 
 /** An error Response envelope. */
@@ -57,3 +68,6 @@ export function errorResponse(code: number, message: string, details: readonly A
 /** Total byte length of parts. */
 export const partsLength = (parts: readonly Uint8Array[]): number =>
   parts.reduce((sum, part) => sum + part.byteLength, 0);
+
+/** Byte length of a {@link Payload}. */
+export const payloadLength = (payload: Payload): number => partsLength(partsOf(payload));

@@ -3,6 +3,7 @@
  * @module
  */
 export { type CallOptions, Client, type ClientOptions } from './client.js';
+export { type Payload, payloadLength } from './envelope.js';
 export {
   DEFAULT_MAX_FRAME,
   encodeHeader,

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { fromBinary } from '@bufbuild/protobuf';
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { Channel } from './channel.js';
-import { errorResponse, okResponseParts, partsLength } from './envelope.js';
+import { errorResponse, okResponseParts, type Payload, partsLength } from './envelope.js';
 import { DEFAULT_MAX_FRAME, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
 import { RequestSchema } from './gen/ttrpc_pb.js';
 import { MessageQueue } from './queue.js';
@@ -24,12 +24,12 @@ export interface CallContext {
   readonly connection: Connection;
 }
 
-/** A unary method: encoded request in, encoded reply out. */
-export type UnaryHandler = (payload: Uint8Array, ctx: CallContext) => Promise<Uint8Array> | Uint8Array;
+/** A unary method: encoded request in, encoded reply (or its parts, see {@link Payload}) out. */
+export type UnaryHandler = (payload: Uint8Array, ctx: CallContext) => Promise<Payload> | Payload;
 /** A client-streaming method: encoded requests in, one encoded reply out. */
 export interface ClientStreamMethod {
   kind: 'client-stream';
-  handler(payloads: AsyncIterable<Uint8Array>, ctx: CallContext): Promise<Uint8Array>;
+  handler(payloads: AsyncIterable<Uint8Array>, ctx: CallContext): Promise<Payload>;
 }
 /** A method implementation. */
 export type Method = UnaryHandler | ClientStreamMethod;
@@ -298,14 +298,15 @@ export class Server {
     work.catch(() => {}); // a handler that fails after the deadline answered is not unhandled
   }
 
-  #respond(connection: Connection, id: number, reply: Uint8Array): void {
+  #respond(connection: Connection, id: number, reply: Payload): void {
     const parts = okResponseParts(reply);
-    if (partsLength(parts) > this.#maxFrame) {
+    const length = partsLength(parts);
+    if (length > this.#maxFrame) {
       this.#fail(
         connection,
         id,
         Code.RESOURCE_EXHAUSTED,
-        `reply of ${reply.byteLength} bytes is over the frame limit of ${this.#maxFrame}`,
+        `reply of ${length} bytes is over the frame limit of ${this.#maxFrame}`,
       );
       return;
     }
