@@ -5,12 +5,18 @@
  */
 import { parseArgs } from 'node:util';
 import type { FigureOptions } from './figure.js';
+import { fig2 } from './figures/fig2.js';
+import { fig4 } from './figures/fig4.js';
+import { fig7 } from './figures/fig7.js';
 import { onnxFigure } from './figures/onnx.js';
 import { rpcFigure } from './figures/rpc.js';
 import { consoleReport, writeResult } from './report.js';
 import type { FigureResult } from './result.js';
 
 const figures: Record<string, { about: string; run(options: FigureOptions): Promise<FigureResult> }> = {
+  fig2: { about: 'AES-128-CBC encrypt/decrypt MB/s vs chunk size, host vs guest', run: fig2 },
+  fig4: { about: 'SGEMM MFLOPS vs matrix size, host vs guest', run: fig4 },
+  fig7: { about: 'image classification ms vs image size, host vs guest', run: fig7 },
   rpc: { about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s', run: rpcFigure },
   onnx: {
     about: 'ONNX plugin: sgemm GFLOP/s (1 and 2 threads) vs sgemm-js; classify time split',
@@ -29,7 +35,7 @@ ${Object.entries(figures)
 Options:
   --quick          a short smoke run (fewer points and repetitions)
   --reps N         measured repetitions per point (default 5, quick 3)
-  --out DIR        write <figure>.json, .csv and .md into DIR
+  --out DIR        write <figure>.json, .csv, .md, .svg and .png into DIR
   --address ADDR   also measure through an agent already running at ADDR
   -h, --help       this help
 
@@ -81,7 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     const result = await figures[name]!.run(options);
     process.stdout.write(`\n${consoleReport(result)}`);
     if (values.out)
-      for (const file of writeResult(values.out, result)) process.stdout.write(`wrote ${file}\n`);
+      for (const file of await writeResult(values.out, result)) process.stdout.write(`wrote ${file}\n`);
   }
   return 0;
 }

@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatMachine } from './machine.js';
+import { renderPlot } from './plot.js';
 import type { FigureResult } from './result.js';
 import { spreadPercent } from './stats.js';
 
@@ -27,18 +28,24 @@ export function markdown(result: FigureResult): string {
   lines.push(
     `Medians of ${result.options.reps} repetitions${result.options.quick ? ' (quick run)' : ''}; spread = IQR / median.`,
     '',
-    `| ${result.xTitle} | series | median | unit | spread |`,
-    '|---|---|---:|---|---:|',
+    `| ${result.xTitle} | metric | series | median | unit | spread |`,
+    '|---|---|---|---:|---|---:|',
   );
   for (const p of result.points) {
     lines.push(
-      `| ${p.xLabel} | ${p.series} | ${formatNumber(p.summary.median)} | ${p.unit} | ${spreadPercent(p.summary).toFixed(1)}% |`,
+      `| ${p.xLabel} | ${p.metric} | ${p.series} | ${formatNumber(p.summary.median)} | ${p.unit} | ${spreadPercent(p.summary).toFixed(1)}% |`,
     );
   }
   if (result.comparisons.length > 0) {
-    lines.push('', `| ${result.xTitle} | guest path | guest / host | overhead |`, '|---|---|---:|---:|');
+    lines.push(
+      '',
+      `| ${result.xTitle} | metric | guest path | guest / host | overhead |`,
+      '|---|---|---|---:|---:|',
+    );
     for (const c of result.comparisons) {
-      lines.push(`| ${c.xLabel} | ${c.guest} | ${c.ratio.toFixed(3)} | ${c.overheadPercent.toFixed(1)}% |`);
+      lines.push(
+        `| ${c.xLabel} | ${c.metric} | ${c.guest} | ${c.ratio.toFixed(3)} | ${c.overheadPercent.toFixed(1)}% |`,
+      );
     }
   }
   if (result.notes.length > 0) lines.push('', ...result.notes.map((n) => `- ${n}`));
@@ -47,11 +54,14 @@ export function markdown(result: FigureResult): string {
 
 /** A console summary. */
 export function consoleReport(result: FigureResult): string {
-  const rows = [[result.xTitle, 'series', 'median', 'unit', 'spread', 'vs host']];
+  const rows = [[result.xTitle, 'metric', 'series', 'median', 'unit', 'spread', 'vs host']];
   for (const p of result.points) {
-    const c = result.comparisons.find((c) => c.guest === p.series && c.xLabel === p.xLabel);
+    const c = result.comparisons.find(
+      (c) => c.guest === p.series && c.xLabel === p.xLabel && c.metric === p.metric,
+    );
     rows.push([
       p.xLabel,
+      p.metric,
       p.series,
       formatNumber(p.summary.median),
       p.unit,
@@ -87,13 +97,16 @@ export function csv(result: FigureResult): string {
   return `${[header, ...rows].join('\n')}\n`;
 }
 
-/** Writes `<name>.json`, `.csv` and `.md` into `dir`; returns the paths written. */
-export function writeResult(dir: string, result: FigureResult): string[] {
+/** Writes `<name>.json`, `.csv`, `.md`, `.svg` and `.png` into `dir`; returns the paths written. */
+export async function writeResult(dir: string, result: FigureResult): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
-  const files: [string, string][] = [
+  const { svg, png } = await renderPlot(result);
+  const files: [string, string | Buffer][] = [
     [`${result.name}.json`, `${JSON.stringify(result, null, 2)}\n`],
     [`${result.name}.csv`, csv(result)],
-    [`${result.name}.md`, markdown(result)],
+    [`${result.name}.md`, `${markdown(result)}\n![${result.name}](${result.name}.svg)\n`],
+    [`${result.name}.svg`, svg],
+    [`${result.name}.png`, png],
   ];
   return files.map(([name, text]) => {
     const path = join(dir, name);

@@ -17,6 +17,7 @@ import { startAgent } from '../agent-process.js';
 import { ECHO_METHOD, ECHO_SERVICE } from '../echo-server.js';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
+import { HOST } from '../paths.js';
 import { Progress } from '../progress.js';
 import { compare, type FigureResult, type Point } from '../result.js';
 import { summarize } from '../stats.js';
@@ -24,7 +25,6 @@ import { summarize } from '../stats.js';
 type Call = () => Promise<unknown>;
 
 const PAYLOAD_BYTES = 4 << 20;
-export const HOST = 'host (in-process)';
 
 /** Per-call round trips in µs, one after another. */
 async function latencies(call: Call, count: number): Promise<Float64Array> {

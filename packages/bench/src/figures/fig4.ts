@@ -1,0 +1,59 @@
+/**
+ * fig4 — SGEMM MFLOPS vs square matrix size, host vs guest, on the best plugin the host has (the
+ * ONNX plugin's Gemm when installed, else sgemm-js).
+ * @module
+ */
+import { sgemmFlops } from '@vaccel/core';
+import type { FigureOptions } from '../figure.js';
+import { describeMachine } from '../machine.js';
+import { HOST, openPaths, sweep, type Tick } from '../paths.js';
+import { Progress } from '../progress.js';
+import { compare, type FigureResult } from '../result.js';
+
+/** Runs fig4. */
+export async function fig4(options: FigureOptions): Promise<FigureResult> {
+  const { reps, quick } = options;
+  const sizes = quick ? [32, 64, 128, 256] : [32, 64, 128, 256, 512, 1024, 2048];
+  const ticks: Tick[] = sizes.map((x) => ({ x, label: `${x}` }));
+  await using paths = await openPaths(options);
+  const matrices = new Map(
+    sizes.map((n) => [n, Float32Array.from({ length: n * n }, () => Math.random() * 2 - 1)] as const),
+  );
+  // Small sizes finish in microseconds: time several calls per measurement.
+  const callsFor = (n: number) => Math.max(1, Math.round(2 ** 27 / sgemmFlops(n, n, n)));
+  const progress = new Progress('fig4', ticks.length);
+  let points: FigureResult['points'];
+  try {
+    points = await sweep(
+      paths.all,
+      ticks,
+      reps,
+      async (path, n) => {
+        const a = matrices.get(n)!;
+        const c = new Float32Array(n * n);
+        const calls = callsFor(n);
+        const started = performance.now();
+        for (let i = 0; i < calls; i++) await path.session.sgemm({ m: n, n, k: n, a, b: a, c });
+        return (calls * sgemmFlops(n, n, n)) / ((performance.now() - started) * 1e3); // MFLOPS
+      },
+      { metric: 'sgemm', unit: 'MFLOPS', higherIsBetter: true },
+      progress,
+    );
+  } finally {
+    progress.stop();
+  }
+  const plugin = (await paths.host.vaccel.listOperations()).find((o) => o.name === 'blas_sgemm')?.plugin;
+  return {
+    name: 'fig4',
+    title: 'SGEMM MFLOPS vs matrix size (host vs guest)',
+    xTitle: 'N (N×N matrices)',
+    machine: describeMachine(paths.versions),
+    options: { reps, quick },
+    points,
+    comparisons: compare(points, HOST),
+    notes: [
+      `C = A·B on random N×N float32 matrices with the ${plugin} plugin; MFLOPS = 2N³ / time; small N time several calls per measurement`,
+      'guest: the same sgemm through vaccel-agent over a unix socket (A and B go out, C comes back)',
+    ],
+  };
+}

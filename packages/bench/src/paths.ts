@@ -1,0 +1,103 @@
+/**
+ * The two paths every figure compares: "host" runs the op in-process on the host's plugins,
+ * "guest" sends the same op through a `vaccel-agent` process (over a unix socket, and over any
+ * other address given with --address).
+ * @module
+ */
+import { type Session, Vaccel } from '@vaccel/core';
+import { hostPlugins } from '@vaccel/plugin-onnx';
+import { remotePlugin } from '@vaccel/remote';
+import { type AgentProcess, startAgent } from './agent-process.js';
+import type { FigureOptions } from './figure.js';
+import type { Progress } from './progress.js';
+import type { Point } from './result.js';
+import { summarize } from './stats.js';
+
+export const HOST = 'host (in-process)';
+export const GUEST = 'guest (agent, unix)';
+
+/** One way to run ops. */
+export interface BenchPath {
+  series: string;
+  vaccel: Vaccel;
+  session: Session;
+}
+
+/** The host path and the guest path(s), open. */
+export interface Paths extends AsyncDisposable {
+  all: BenchPath[];
+  host: BenchPath;
+  /** Plugin name → version on the host path. */
+  versions: Record<string, string>;
+}
+
+async function open(series: string, plugins: Parameters<typeof Vaccel.open>[0]): Promise<BenchPath> {
+  const vaccel = await Vaccel.open(plugins);
+  return { series, vaccel, session: await vaccel.createSession() };
+}
+
+/** Starts an agent and opens every path. */
+export async function openPaths(options: FigureOptions): Promise<Paths> {
+  const agent: AgentProcess = await startAgent();
+  const host = await open(HOST, { plugins: hostPlugins() });
+  const all = [host, await open(GUEST, { plugins: [remotePlugin({ address: agent.address })] })];
+  if (options.address) {
+    all.push(
+      await open(`guest (${options.address})`, { plugins: [remotePlugin({ address: options.address })] }),
+    );
+  }
+  const versions = Object.fromEntries(host.vaccel.plugins().map((p) => [p.name, p.version]));
+  return {
+    all,
+    host,
+    versions,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(all.map((p) => p.vaccel.close()));
+      await agent.stop();
+    },
+  };
+}
+
+/** What one measurement returns: the value, in the figure's unit. */
+export type Measure = (path: BenchPath, x: number) => Promise<number>;
+
+/** An x value and how to show it. */
+export interface Tick {
+  x: number;
+  label: string;
+}
+
+/**
+ * Measures every path at every x: a warm-up, then `reps` rounds that alternate the paths (so
+ * drift of the machine hits both alike).
+ */
+export async function sweep(
+  paths: readonly BenchPath[],
+  ticks: readonly Tick[],
+  reps: number,
+  measure: Measure,
+  point: Omit<Point, 'series' | 'x' | 'xLabel' | 'summary'>,
+  progress: Progress,
+): Promise<Point[]> {
+  const points: Point[] = [];
+  for (const { x, label } of ticks) {
+    progress.step(label);
+    for (const path of paths) await measure(path, x);
+    const values = paths.map(() => [] as number[]);
+    for (let r = 0; r < reps; r++) {
+      for (const [i, path] of paths.entries()) values[i]!.push(await measure(path, x));
+    }
+    paths.forEach((path, i) =>
+      points.push({ ...point, series: path.series, x, xLabel: label, summary: summarize(values[i]!) }),
+    );
+    progress.tick();
+  }
+  return points;
+}
+
+/** 64, 256 … as `64 B`, `1 KiB`, `4 MiB`. */
+export function formatBytes(n: number): string {
+  if (n >= 1 << 20) return `${n / (1 << 20)} MiB`;
+  if (n >= 1 << 10) return `${n / (1 << 10)} KiB`;
+  return `${n} B`;
+}
