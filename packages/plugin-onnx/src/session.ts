@@ -12,6 +12,8 @@ export interface SessionSettings {
   executionProviders: readonly string[];
   /** Threads per op (default: all cores). */
   intraOpThreads: number;
+  /** Let idle ORT threads spin-wait for the next op (lower latency, busy cores; default false). */
+  spin?: boolean;
 }
 
 /** ORT tensor type for each vAccel dtype. */
@@ -35,6 +37,9 @@ export async function createSession(bytes: Uint8Array, settings: SessionSettings
       intraOpNumThreads: settings.intraOpThreads,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
+      // Idle ORT threads spin by default, burning the cores that other sessions, other guests'
+      // calls and other processes on the host need: an agent serving many guests must not.
+      extra: { session: { intra_op: { allow_spinning: settings.spin ? '1' : '0' } } },
     });
   } catch (cause) {
     throw new VaccelError(
