@@ -87,9 +87,9 @@ export async function sweep(
     for (let r = 0; r < reps; r++) {
       for (const [i, path] of paths.entries()) values[i]!.push(await measure(path, x));
     }
-    paths.forEach((path, i) =>
-      points.push({ ...point, series: path.series, x, xLabel: label, summary: summarize(values[i]!) }),
-    );
+    for (const [i, path] of paths.entries()) {
+      points.push({ ...point, series: path.series, x, xLabel: label, summary: summarize(values[i]!) });
+    }
     progress.tick();
   }
   return points;
