@@ -1,0 +1,199 @@
+/**
+ * Builds the guest: Debian's kernel and busybox-static (fetched with apt), this machine's node
+ * binary with the libraries it links, and the slim guest packages (@vaccel/core, remote, ttrpc,
+ * cli — no native code, no models), packed into a gzip initramfs under a cache folder.
+ * @module
+ */
+import { execFileSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { type CpioEntry, cpioNewc } from './cpio.js';
+
+/** Where the built guest lives. */
+export interface GuestImage {
+  kernel: string;
+  initrd: string;
+}
+
+/** The kernel modules the guest loads, in dependency order (virtio-serial over PCI). */
+export const GUEST_MODULES = [
+  'virtio_ring',
+  'virtio',
+  'virtio_pci_modern_dev',
+  'virtio_pci_legacy_dev',
+  'virtio_pci',
+  'virtio_console',
+];
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const guestDir = fileURLToPath(new URL('../guest/', import.meta.url));
+const require = createRequire(import.meta.url);
+
+const run = (command: string, args: string[], cwd?: string): string =>
+  execFileSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** Downloads and unpacks a Debian package into `dir/<name>/` (once). */
+function debianPackage(cacheDir: string, name: string): string {
+  const out = join(cacheDir, 'pkg', name);
+  if (existsSync(out)) return out;
+  const debs = join(cacheDir, 'debs');
+  mkdirSync(debs, { recursive: true });
+  try {
+    run('apt-get', ['download', name], debs);
+  } catch (error) {
+    throw new Error(
+      `cannot download the Debian package ${name} (${(error as { stderr?: string }).stderr?.trim() || (error as Error).message}); run \`apt-get update\` first, as root`,
+    );
+  }
+  const deb = readdirSync(debs).find((f) => f.startsWith(`${name}_`) && f.endsWith('.deb'));
+  if (!deb) throw new Error(`apt-get download ${name} left no .deb in ${debs}`);
+  mkdirSync(out, { recursive: true });
+  run('dpkg-deb', ['-x', join(debs, deb), out]);
+  return out;
+}
+
+/** The versioned kernel package linux-image-amd64 points at. */
+function kernelPackage(): string {
+  const depends = run('apt-cache', ['depends', 'linux-image-amd64']);
+  const name = /Depends:\s+(linux-image-[\d.]+-\d+-amd64)/.exec(depends)?.[1];
+  if (!name) throw new Error('apt-cache knows no linux-image-amd64; run `apt-get update` first');
+  return name;
+}
+
+const file = (path: string, source: string, mode?: number): CpioEntry => ({
+  path,
+  kind: 'file',
+  data: readFileSync(source),
+  ...(mode === undefined ? {} : { mode }),
+});
+
+/** Every file below `dir`, as entries under `to` (directories first). */
+function tree(dir: string, to: string, skip: (rel: string) => boolean = () => false): CpioEntry[] {
+  const entries: CpioEntry[] = [{ path: to, kind: 'dir' }];
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (skip(relative(dir, path))) continue;
+    if (statSync(path).isDirectory())
+      entries.push(...tree(path, `${to}/${name}`, (rel) => skip(join(name, rel))));
+    else entries.push(file(`${to}/${name}`, path, statSync(path).mode & 0o777));
+  }
+  return entries;
+}
+
+/** The slim guest packages, as installed into /app/node_modules. */
+function guestPackages(): CpioEntry[] {
+  const entries: CpioEntry[] = [
+    { path: '/app/node_modules', kind: 'dir' },
+    { path: '/app/node_modules/@vaccel', kind: 'dir' },
+  ];
+  for (const pkg of ['core', 'ttrpc', 'remote', 'cli']) {
+    const dir = join(root, 'packages', pkg);
+    if (!existsSync(join(dir, 'dist')))
+      throw new Error(`packages/${pkg} is not built; run \`npm run build\``);
+    entries.push(
+      { path: `/app/node_modules/@vaccel/${pkg}`, kind: 'dir' },
+      file(`/app/node_modules/@vaccel/${pkg}/package.json`, join(dir, 'package.json')),
+    );
+    entries.push(
+      ...tree(
+        join(dir, 'dist'),
+        `/app/node_modules/@vaccel/${pkg}/dist`,
+        (rel) => rel.endsWith('.map') || rel.endsWith('.d.ts'),
+      ),
+    );
+    if (existsSync(join(dir, 'bin')))
+      entries.push(...tree(join(dir, 'bin'), `/app/node_modules/@vaccel/${pkg}/bin`));
+  }
+  // Its exports map hides package.json: walk up from the entry point to the package root.
+  let protobuf = dirname(require.resolve('@bufbuild/protobuf'));
+  while (!existsSync(join(protobuf, 'package.json')) || !protobuf.endsWith('protobuf'))
+    protobuf = dirname(protobuf);
+  entries.push({ path: '/app/node_modules/@bufbuild', kind: 'dir' });
+  entries.push(
+    ...tree(
+      protobuf,
+      '/app/node_modules/@bufbuild/protobuf',
+      (rel) => rel.endsWith('.map') || rel.endsWith('.d.ts'),
+    ),
+  );
+  return entries;
+}
+
+/** node and the shared libraries it links (from ldd), at their own paths. */
+function nodeBinary(): CpioEntry[] {
+  const entries: CpioEntry[] = [file('/bin/node', realpathSync(process.execPath), 0o755)];
+  const dirs = new Set<string>();
+  for (const line of run('ldd', [process.execPath]).split('\n')) {
+    const path = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line)?.[1];
+    if (!path) continue;
+    for (let d = dirname(path); d !== '/' && !dirs.has(d); d = dirname(d)) dirs.add(d);
+    entries.push(file(path, realpathSync(path), 0o755));
+  }
+  const dirEntries = [...dirs]
+    .sort((a, b) => a.length - b.length)
+    .map((path): CpioEntry => ({ path, kind: 'dir' }));
+  return [...dirEntries, ...entries];
+}
+
+/** Builds (or reuses, unless `rebuild`) the guest kernel and initramfs under `cacheDir`. */
+export function buildGuest(
+  cacheDir: string,
+  options: { rebuild?: boolean; log?: (line: string) => void } = {},
+): GuestImage {
+  const log = options.log ?? (() => {});
+  const initrd = join(cacheDir, 'initramfs.cpio.gz');
+  const kernelName = kernelPackage();
+  const kernelRoot = debianPackage(cacheDir, kernelName);
+  const version = readdirSync(join(kernelRoot, 'lib', 'modules'))[0]!;
+  const kernel = join(kernelRoot, 'boot', `vmlinuz-${version}`);
+  if (existsSync(initrd) && !options.rebuild) return { kernel, initrd };
+  log(`building the guest initramfs (kernel ${version})`);
+  const busybox = join(debianPackage(cacheDir, 'busybox-static'), 'bin', 'busybox');
+  const applets = run(busybox, ['--list'])
+    .split('\n')
+    .filter((a) => a && a !== 'busybox');
+  const modules = join(kernelRoot, 'lib', 'modules', version, 'kernel', 'drivers');
+  const moduleFile = (name: string) =>
+    [join(modules, 'virtio', `${name}.ko`), join(modules, 'char', `${name}.ko`)].find((p) => existsSync(p));
+  const entries: CpioEntry[] = [
+    ...['/bin', '/dev', '/proc', '/sys', '/tmp', '/lib', '/lib/modules', '/app', '/examples', '/etc'].map(
+      (path): CpioEntry => ({ path, kind: 'dir' }),
+    ),
+    file('/bin/busybox', busybox, 0o755),
+    ...applets.map((name): CpioEntry => ({ path: `/bin/${name}`, kind: 'symlink', target: 'busybox' })),
+    file('/init', join(guestDir, 'init'), 0o755),
+    { path: '/lib/modules/order', kind: 'file', data: Buffer.from(`${GUEST_MODULES.join('\n')}\n`) },
+    ...GUEST_MODULES.map((name) => {
+      const path = moduleFile(name);
+      if (!path) throw new Error(`kernel ${version} has no module ${name}`);
+      return file(`/lib/modules/${name}.ko`, path);
+    }),
+    ...nodeBinary(),
+    file('/app/guest-run.mjs', join(guestDir, 'guest-run.mjs')),
+    {
+      path: '/bin/vaccel',
+      kind: 'file',
+      mode: 0o755,
+      data: Buffer.from('#!/bin/sh\nexec /bin/node /app/node_modules/@vaccel/cli/bin/vaccel.js "$@"\n'),
+    },
+    ...guestPackages(),
+    ...readdirSync(join(root, 'examples', 'images')).map((name) =>
+      file(`/examples/${name}`, join(root, 'examples', 'images', name)),
+    ),
+  ];
+  mkdirSync(cacheDir, { recursive: true });
+  writeFileSync(initrd, gzipSync(cpioNewc(entries), { level: 1 }));
+  log(`wrote ${initrd} (${(statSync(initrd).size / 2 ** 20).toFixed(1)} MiB)`);
+  return { kernel, initrd };
+}

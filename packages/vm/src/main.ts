@@ -1,0 +1,111 @@
+/**
+ * `vaccel-vm`: a real VM guest that offloads to the host agent.
+ * @module
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Vaccel } from '@vaccel/core';
+import { hostPlugins } from '@vaccel/plugin-onnx';
+import { buildGuest } from './build.js';
+import { runInGuest } from './run.js';
+
+const usage = `Usage: vaccel-vm <build|run|demo> [options] [-- guest command]
+
+  build            fetch Debian's kernel and busybox-static (apt), pack node and the guest packages
+                   into an initramfs under the cache folder
+  run -- CMD ...   boot the guest (QEMU; KVM when usable, else TCG), run CMD in it with
+                   VACCEL_RPC_ADDRESS on a virtio-serial port served by a host vaccel-agent, stream its
+                   output, power off and exit with CMD's exit code; 'vaccel' runs the vaccel CLI
+  demo             classify /examples/cat.jpg in the guest and compare with the host's in-process result
+
+Options:
+  --cache DIR      where the guest is built (default .vm/ at the repository root)
+  --rebuild        rebuild the initramfs even if present
+  --timeout S      give up after S seconds (default 300)
+  -h, --help       this help
+
+Needs qemu-system-x86_64 (apt-get install qemu-system-x86) and apt-get/dpkg-deb for the build.`;
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+function ensureQemu(): void {
+  if (spawnSync('qemu-system-x86_64', ['--version']).status === 0) return;
+  throw new Error(
+    'qemu-system-x86_64 is not installed; run: apt-get install -y --no-install-recommends qemu-system-x86',
+  );
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  const parse = (args: string[]) =>
+    parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        cache: { type: 'string' },
+        rebuild: { type: 'boolean', default: false },
+        timeout: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    process.stderr.write(`vaccel-vm: ${(error as Error).message}\n\n${usage}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [verb, ...rest] = positionals;
+  if (values.help || !verb) {
+    process.stdout.write(`${usage}\n`);
+    return values.help ? 0 : 2;
+  }
+  const cacheDir = values.cache ?? join(root, '.vm');
+  const timeoutSeconds = values.timeout ? Number(values.timeout) : 300;
+  const log = (line: string) => process.stderr.write(`vaccel-vm: ${line}\n`);
+  try {
+    if (verb === 'build') {
+      buildGuest(cacheDir, { rebuild: values.rebuild, log });
+      return 0;
+    }
+    ensureQemu();
+    const image = buildGuest(cacheDir, { rebuild: values.rebuild, log });
+    if (verb === 'run') {
+      if (rest.length === 0) throw new Error('run needs a guest command after --');
+      return (await runInGuest(image, rest, { timeoutSeconds })).exitCode;
+    }
+    if (verb === 'demo') {
+      log('booting the guest to classify /examples/cat.jpg through the host agent');
+      const guest = await runInGuest(image, ['vaccel', 'classify', '--json', '/examples/cat.jpg'], {
+        timeoutSeconds,
+        onLine: () => {},
+      });
+      if (guest.exitCode !== 0) throw new Error(`the guest failed (${guest.exitCode}):\n${guest.output}`);
+      const start = guest.output.search(/^\{/m);
+      const json = start < 0 ? '' : guest.output.slice(start, guest.output.lastIndexOf('}') + 1);
+      if (!json) throw new Error(`the guest printed no result:\n${guest.output}`);
+      const fromGuest = JSON.parse(json) as { classes: { label: string; score: number }[] };
+      await using vaccel = await Vaccel.open({ plugins: hostPlugins() });
+      await using session = await vaccel.createSession();
+      const onHost = await session.imageClassify(readFileSync(join(root, 'examples', 'images', 'cat.jpg')));
+      const show = (classes: { label: string; score: number }[]) =>
+        classes.map((c) => `${(c.score * 100).toFixed(2).padStart(6)}%  ${c.label}`).join('\n');
+      process.stdout.write(
+        `guest (in the VM, through the agent):\n${show(fromGuest.classes)}\n\nhost (in-process):\n${show(onHost)}\n`,
+      );
+      const equal = JSON.stringify(fromGuest.classes) === JSON.stringify(onHost);
+      process.stdout.write(
+        equal ? '\nequal: the guest got exactly the host result\n' : '\nDIFFERENT results\n',
+      );
+      return equal ? 0 : 1;
+    }
+    throw new Error(`unknown verb ${verb}`);
+  } catch (error) {
+    process.stderr.write(`vaccel-vm: ${(error as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Boots the guest with QEMU and runs one command in it. The guest's virtio-serial port `vaccel`
+ * is connected (QEMU as client) to a unix socket served by a `vaccel-agent` on the host, so every
+ * op the guest asks for runs on the host's plugins.
+ * @module
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { startAgent } from '@vaccel/bench/agent-process';
+import type { GuestImage } from './build.js';
+
+/** Options of {@link runInGuest}. */
+export interface RunOptions {
+  /** Give up (and kill QEMU) after this many seconds (default 300). */
+  timeoutSeconds?: number;
+  /** Guest memory in MiB (default 1024). */
+  memoryMiB?: number;
+  /** Called with each line the guest prints (default: written to stdout). */
+  onLine?: (line: string) => void;
+}
+
+/** What a guest run produced. */
+export interface GuestRun {
+  exitCode: number;
+  /** Everything the guest printed, exit marker removed. */
+  output: string;
+}
+
+const EXIT_MARKER = /VACCEL_VM_EXIT=(\d+)/;
+/** The kernel's own last words ("reboot: Power down"), not the guest command's output. */
+const KERNEL_LINE = /^\[\s*\d+\.\d+\] (reboot|ACPI):/;
+
+/** True when KVM can be used here; QEMU falls back to TCG (software emulation) otherwise. */
+export function kvmUsable(): boolean {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Boots `image`, runs `argv` in the guest (e.g. `['vaccel', 'sgemm', '--n', '64']`), powers off. */
+export async function runInGuest(
+  image: GuestImage,
+  argv: readonly string[],
+  options: RunOptions = {},
+): Promise<GuestRun> {
+  if (argv.length === 0) throw new Error('no guest command given');
+  await using agent = await startAgent();
+  const socket = agent.address.replace(/^unix:\/\//, '');
+  const command = Buffer.from(JSON.stringify(argv)).toString('base64url');
+  const qemu = spawn(
+    'qemu-system-x86_64',
+    [
+      ...['-accel', kvmUsable() ? 'kvm' : 'tcg', '-m', String(options.memoryMiB ?? 1024), '-smp', '2'],
+      ...['-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot'],
+      ...['-kernel', image.kernel, '-initrd', image.initrd],
+      ...['-append', `console=ttyS0 quiet loglevel=3 panic=-1 vaccel.cmd=${command}`],
+      ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=vaccel,path=${socket},reconnect=1`],
+      ...['-device', 'virtserialport,chardev=vaccel,name=vaccel'],
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const onLine = options.onLine ?? ((line: string) => process.stdout.write(`${line}\n`));
+  let output = '';
+  let exitCode: number | undefined;
+  let pending = '';
+  let stderr = '';
+  qemu.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  qemu.stdout.on('data', (chunk: Buffer) => {
+    pending += chunk.toString('utf8');
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const raw of lines) {
+      const line = raw.replace(/\r$/, '');
+      const marker = EXIT_MARKER.exec(line);
+      if (marker) {
+        exitCode = Number(marker[1]);
+        continue;
+      }
+      if (KERNEL_LINE.test(line)) continue;
+      output += `${line}\n`;
+      onLine(line);
+    }
+  });
+  const timeout = setTimeout(() => qemu.kill('SIGKILL'), (options.timeoutSeconds ?? 300) * 1000);
+  const status = await new Promise<number | null>((resolve) => qemu.once('exit', (code) => resolve(code)));
+  clearTimeout(timeout);
+  if (exitCode === undefined) {
+    throw new Error(
+      `the guest did not report an exit code (qemu exited with ${status}${status === null ? ', killed after the timeout' : ''})${stderr ? `: ${stderr.trim()}` : ''}`,
+    );
+  }
+  return { exitCode, output };
+}
