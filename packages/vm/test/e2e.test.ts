@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { before, suite, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Vaccel } from '@vaccel/core';
+import { hostPlugins } from '@vaccel/plugin-onnx';
+import { buildGuest, type GuestImage } from '../src/build.js';
+import { runInGuest } from '../src/run.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const qemu = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
+const apt = spawnSync('apt-get', ['--version']).status === 0;
+const skip = !qemu
+  ? 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86; .ci/run does it)'
+  : !apt
+    ? 'apt-get is not available to fetch the guest kernel and busybox'
+    : false;
+
+suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, timeout: 300_000 }, () => {
+  let image: GuestImage;
+  before(() => {
+    image = buildGuest(`${root}.vm`);
+  });
+
+  test('classify in the guest equals the host in-process result', { timeout: 120_000 }, async () => {
+    const guest = await runInGuest(image, ['vaccel', 'classify', '--json', '/examples/cat.jpg'], {
+      onLine: () => {},
+      timeoutSeconds: 110,
+    });
+    assert.equal(guest.exitCode, 0, guest.output);
+    const start = guest.output.search(/^\{/m);
+    const fromGuest = JSON.parse(guest.output.slice(start, guest.output.lastIndexOf('}') + 1));
+    await using vaccel = await Vaccel.open({ plugins: hostPlugins() });
+    await using session = await vaccel.createSession();
+    const onHost = await session.imageClassify(readFileSync(`${root}examples/images/cat.jpg`));
+    assert.deepEqual(fromGuest.classes, onHost);
+  });
+
+  test('sgemm and AES in the guest: checked product, ciphertext equal to the host OpenSSL', {
+    timeout: 120_000,
+  }, async () => {
+    const key = '000102030405060708090a0b0c0d0e0f';
+    const iv = 'f0e0d0c0b0a090807060504030201000';
+    const script = [
+      'vaccel sgemm --n 128 --check',
+      `vaccel encrypt --alg aes-128-cbc --key ${key} --iv ${iv} /examples/cat.jpg /tmp/sealed`,
+      'sha256sum /tmp/sealed',
+      'vaccel noop --help >/dev/null; echo vaccel-ops; vaccel ops',
+    ].join(' && ');
+    const guest = await runInGuest(image, ['sh', '-c', script], { onLine: () => {}, timeoutSeconds: 110 });
+    assert.equal(guest.exitCode, 0, guest.output);
+    assert.match(guest.output, /sgemm 128×128 · 128×128 via remote: .*GFLOP\/s/);
+    assert.match(guest.output, /check: ok/);
+    const cipher = createCipheriv('aes-128-cbc', Buffer.from(key, 'hex'), Buffer.from(iv, 'hex'));
+    const sealed = Buffer.concat([
+      cipher.update(readFileSync(`${root}examples/images/cat.jpg`)),
+      cipher.final(),
+    ]);
+    assert.match(
+      guest.output,
+      new RegExp(`^${createHash('sha256').update(sealed).digest('hex')}\\s+/tmp/sealed$`, 'm'),
+    );
+    // The guest lists the agent's operations, the heavy ones included: it runs none of them itself.
+    assert.match(guest.output, /image_classify\s+remote/);
+  });
+});
