@@ -11,4 +11,6 @@ export interface FigureOptions {
   quick: boolean;
   /** Extra agent address to measure as a guest path (e.g. a virtio-serial or vsock one). */
   address?: string;
+  /** Start a local vaccel-agent for the guest path (default true). */
+  startAgent?: boolean;
 }

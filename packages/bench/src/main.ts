@@ -5,22 +5,30 @@
  */
 import { parseArgs } from 'node:util';
 import type { FigureOptions } from './figure.js';
-import { fig2 } from './figures/fig2.js';
-import { fig4 } from './figures/fig4.js';
-import { fig7 } from './figures/fig7.js';
-import { onnxFigure } from './figures/onnx.js';
-import { rpcFigure } from './figures/rpc.js';
 import { consoleReport, writeResult } from './report.js';
 import type { FigureResult } from './result.js';
 
 const figures: Record<string, { about: string; run(options: FigureOptions): Promise<FigureResult> }> = {
-  fig2: { about: 'AES-128-CBC encrypt/decrypt MB/s vs chunk size, host vs guest', run: fig2 },
-  fig4: { about: 'SGEMM MFLOPS vs matrix size, host vs guest', run: fig4 },
-  fig7: { about: 'image classification ms vs image size, host vs guest', run: fig7 },
-  rpc: { about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s', run: rpcFigure },
+  // Loaded on demand: a guest VM runs fig2/fig4 without the host-only packages (ONNX, sharp, vega).
+  fig2: {
+    about: 'AES-128-CBC encrypt/decrypt MB/s vs chunk size, host vs guest',
+    run: async (o) => (await import('./figures/fig2.js')).fig2(o),
+  },
+  fig4: {
+    about: 'SGEMM MFLOPS vs matrix size, host vs guest',
+    run: async (o) => (await import('./figures/fig4.js')).fig4(o),
+  },
+  fig7: {
+    about: 'image classification ms vs image size, host vs guest',
+    run: async (o) => (await import('./figures/fig7.js')).fig7(o),
+  },
+  rpc: {
+    about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s',
+    run: async (o) => (await import('./figures/rpc.js')).rpcFigure(o),
+  },
   onnx: {
     about: 'ONNX plugin: sgemm GFLOP/s (1 and 2 threads) vs sgemm-js; classify time split',
-    run: onnxFigure,
+    run: async (o) => (await import('./figures/onnx.js')).onnxFigure(o),
   },
 };
 
@@ -37,6 +45,8 @@ Options:
   --reps N         measured repetitions per point (default 5, quick 3)
   --out DIR        write <figure>.json, .csv, .md, .svg and .png into DIR
   --address ADDR   also measure through an agent already running at ADDR
+  --no-agent       do not start a local agent: guest = --address only (e.g. inside a VM:
+                   --address virtio-serial:///dev/virtio-ports/vaccel; fig2 and fig4)
   -h, --help       this help
 
 Each point is the median of its repetitions, after a warm-up; guest and host are measured in the
@@ -54,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
         reps: { type: 'string' },
         out: { type: 'string' },
         address: { type: 'string' },
+        'no-agent': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -82,7 +93,16 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`vaccel-bench: --reps must be a positive integer, got ${values.reps}\n`);
     return 2;
   }
-  const options: FigureOptions = { reps, quick: values.quick ?? false, address: values.address };
+  if (values['no-agent'] && !values.address) {
+    process.stderr.write('vaccel-bench: --no-agent needs --address (the guest path to measure)\n');
+    return 2;
+  }
+  const options: FigureOptions = {
+    reps,
+    quick: values.quick ?? false,
+    address: values.address,
+    startAgent: !values['no-agent'],
+  };
   for (const name of names) {
     const result = await figures[name]!.run(options);
     process.stdout.write(`\n${consoleReport(result)}`);

@@ -4,10 +4,9 @@
  * other address given with --address).
  * @module
  */
-import { type Session, Vaccel } from '@vaccel/core';
-import { hostPlugins } from '@vaccel/plugin-onnx';
+import { type Plugin, type Session, Vaccel } from '@vaccel/core';
 import { remotePlugin } from '@vaccel/remote';
-import { type AgentProcess, startAgent } from './agent-process.js';
+import { startAgent } from './agent-process.js';
 import type { FigureOptions } from './figure.js';
 import type { Progress } from './progress.js';
 import type { Point } from './result.js';
@@ -36,11 +35,22 @@ async function open(series: string, plugins: Parameters<typeof Vaccel.open>[0]):
   return { series, vaccel, session: await vaccel.createSession() };
 }
 
-/** Starts an agent and opens every path. */
+/** The host's plugins: builtins + ONNX where installed (a VM guest has only the builtins). */
+async function localPlugins(): Promise<(Plugin | string)[]> {
+  try {
+    return (await import('@vaccel/plugin-onnx')).hostPlugins();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException)?.code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    return ['noop', 'crypto', 'sgemm-js', 'exec'];
+  }
+}
+
+/** Starts an agent (unless told not to) and opens every path. */
 export async function openPaths(options: FigureOptions): Promise<Paths> {
-  const agent: AgentProcess = await startAgent();
-  const host = await open(HOST, { plugins: hostPlugins() });
-  const all = [host, await open(GUEST, { plugins: [remotePlugin({ address: agent.address })] })];
+  const agent = options.startAgent === false ? undefined : await startAgent();
+  const host = await open(HOST, { plugins: await localPlugins() });
+  const all = [host];
+  if (agent) all.push(await open(GUEST, { plugins: [remotePlugin({ address: agent.address })] }));
   if (options.address) {
     all.push(
       await open(`guest (${options.address})`, { plugins: [remotePlugin({ address: options.address })] }),
@@ -53,7 +63,7 @@ export async function openPaths(options: FigureOptions): Promise<Paths> {
     versions,
     async [Symbol.asyncDispose]() {
       await Promise.all(all.map((p) => p.vaccel.close()));
-      await agent.stop();
+      await agent?.stop();
     },
   };
 }

@@ -5,7 +5,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatMachine } from './machine.js';
-import { renderPlot } from './plot.js';
 import type { FigureResult } from './result.js';
 import { spreadPercent } from './stats.js';
 
@@ -100,7 +99,7 @@ export function csv(result: FigureResult): string {
 /** Writes `<name>.json`, `.csv`, `.md`, `.svg` and `.png` into `dir`; returns the paths written. */
 export async function writeResult(dir: string, result: FigureResult): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
-  const { svg, png } = await renderPlot(result);
+  const { svg, png } = await (await import('./plot.js')).renderPlot(result);
   const files: [string, string | Buffer][] = [
     [`${result.name}.json`, `${JSON.stringify(result, null, 2)}\n`],
     [`${result.name}.csv`, csv(result)],

@@ -14,7 +14,6 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -38,7 +37,6 @@ export const GUEST_MODULES = [
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const guestDir = fileURLToPath(new URL('../guest/', import.meta.url));
-const require = createRequire(import.meta.url);
 
 const run = (command: string, args: string[], cwd?: string): string =>
   execFileSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -91,42 +89,62 @@ function tree(dir: string, to: string, skip: (rel: string) => boolean = () => fa
   return entries;
 }
 
+/** Our packages the guest gets (no native code, no models): the library, the CLI, the bench. */
+const GUEST_WORKSPACES = ['core', 'ttrpc', 'remote', 'cli', 'bench'];
+/** Dependencies of those that only the host uses (native code, plots, the agent itself). */
+const HOST_ONLY = new Set(['@vaccel/agent', '@vaccel/plugin-onnx', 'sharp', 'vega', 'vega-lite']);
+
+const noMapsOrTypes = (rel: string) => rel.endsWith('.map') || rel.endsWith('.d.ts');
+
+/** The npm packages (hoisted in the root node_modules) that `names` need, transitively. */
+function npmClosure(names: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const visit = (name: string): void => {
+    if (seen.has(name) || HOST_ONLY.has(name) || name.startsWith('@vaccel/')) return;
+    const dir = join(root, 'node_modules', name);
+    if (!existsSync(join(dir, 'package.json'))) throw new Error(`${name} is not installed; run \`npm ci\``);
+    seen.add(name);
+    const { dependencies = {} } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    for (const dependency of Object.keys(dependencies)) visit(dependency);
+  };
+  for (const name of names) visit(name);
+  return [...seen].sort();
+}
+
 /** The slim guest packages, as installed into /app/node_modules. */
 function guestPackages(): CpioEntry[] {
   const entries: CpioEntry[] = [
     { path: '/app/node_modules', kind: 'dir' },
     { path: '/app/node_modules/@vaccel', kind: 'dir' },
   ];
-  for (const pkg of ['core', 'ttrpc', 'remote', 'cli']) {
+  const external = new Set<string>();
+  for (const pkg of GUEST_WORKSPACES) {
     const dir = join(root, 'packages', pkg);
     if (!existsSync(join(dir, 'dist')))
       throw new Error(`packages/${pkg} is not built; run \`npm run build\``);
+    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    for (const dependency of Object.keys(manifest.dependencies ?? {})) external.add(dependency);
     entries.push(
       { path: `/app/node_modules/@vaccel/${pkg}`, kind: 'dir' },
       file(`/app/node_modules/@vaccel/${pkg}/package.json`, join(dir, 'package.json')),
     );
-    entries.push(
-      ...tree(
-        join(dir, 'dist'),
-        `/app/node_modules/@vaccel/${pkg}/dist`,
-        (rel) => rel.endsWith('.map') || rel.endsWith('.d.ts'),
-      ),
-    );
+    entries.push(...tree(join(dir, 'dist'), `/app/node_modules/@vaccel/${pkg}/dist`, noMapsOrTypes));
     if (existsSync(join(dir, 'bin')))
       entries.push(...tree(join(dir, 'bin'), `/app/node_modules/@vaccel/${pkg}/bin`));
   }
-  // Its exports map hides package.json: walk up from the entry point to the package root.
-  let protobuf = dirname(require.resolve('@bufbuild/protobuf'));
-  while (!existsSync(join(protobuf, 'package.json')) || !protobuf.endsWith('protobuf'))
-    protobuf = dirname(protobuf);
-  entries.push({ path: '/app/node_modules/@bufbuild', kind: 'dir' });
-  entries.push(
-    ...tree(
-      protobuf,
-      '/app/node_modules/@bufbuild/protobuf',
-      (rel) => rel.endsWith('.map') || rel.endsWith('.d.ts'),
-    ),
-  );
+  const scopes = new Set<string>();
+  for (const name of npmClosure([...external])) {
+    const scope = name.startsWith('@') ? name.split('/')[0]! : undefined;
+    if (scope && !scopes.has(scope)) {
+      scopes.add(scope);
+      entries.push({ path: `/app/node_modules/${scope}`, kind: 'dir' });
+    }
+    entries.push(...tree(join(root, 'node_modules', name), `/app/node_modules/${name}`, noMapsOrTypes));
+  }
   return entries;
 }
 
@@ -181,12 +199,17 @@ export function buildGuest(
     }),
     ...nodeBinary(),
     file('/app/guest-run.mjs', join(guestDir, 'guest-run.mjs')),
-    {
-      path: '/bin/vaccel',
-      kind: 'file',
-      mode: 0o755,
-      data: Buffer.from('#!/bin/sh\nexec /bin/node /app/node_modules/@vaccel/cli/bin/vaccel.js "$@"\n'),
-    },
+    ...[
+      ['vaccel', 'cli/bin/vaccel.js'],
+      ['vaccel-bench', 'bench/bin/vaccel-bench.js'],
+    ].map(
+      ([name, script]): CpioEntry => ({
+        path: `/bin/${name}`,
+        kind: 'file',
+        mode: 0o755,
+        data: Buffer.from(`#!/bin/sh\nexec /bin/node /app/node_modules/@vaccel/${script} "$@"\n`),
+      }),
+    ),
     ...guestPackages(),
     ...readdirSync(join(root, 'examples', 'images')).map((name) =>
       file(`/examples/${name}`, join(root, 'examples', 'images', name)),
