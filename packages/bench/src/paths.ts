@@ -4,6 +4,7 @@
  * other address given with --address).
  * @module
  */
+import { fileURLToPath } from 'node:url';
 import { type Plugin, type Session, Vaccel } from '@vaccel/core';
 import { remotePlugin } from '@vaccel/remote';
 import { startAgent } from './agent-process.js';
@@ -13,6 +14,8 @@ import type { Point } from './result.js';
 import { summarize } from './stats.js';
 
 export const HOST = 'host (in-process)';
+/** The photo the classification figures resize. */
+export const CAT = fileURLToPath(new URL('../../../examples/images/cat.jpg', import.meta.url));
 export const GUEST = 'guest (agent, unix)';
 
 /** One way to run ops. */

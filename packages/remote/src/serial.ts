@@ -12,13 +12,16 @@ import { VaccelError } from '@vaccel/core';
 /** Idle polling bounds for a port with nothing to read: fast right after traffic, then backing off. */
 const POLL_MIN_MS = 1;
 const POLL_MAX_MS = 20;
+/** Immediate re-polls while a call waits, before falling back to 1 ms timers. */
+const EAGER_POLLS = 200;
 
 /**
  * Opens a virtio-serial port as a Duplex.
  *
  * The device is opened non-blocking and polled: a blocking read would sit in libuv's thread pool
  * until the host writes, holding a pool thread and keeping the process from ever exiting. Polls
- * back off from 1 ms to 20 ms while idle; like a socket, the port has ref()/unref().
+ * re-poll at once while a call waits and back off to 20 ms while idle; like a socket, the port has
+ * ref()/unref().
  * @throws VaccelError `ENOENT` when the port does not exist (is the device attached?).
  */
 export async function openSerialPort(path: string): Promise<Duplex> {
@@ -36,14 +39,24 @@ export async function openSerialPort(path: string): Promise<Duplex> {
   const buffer = Buffer.allocUnsafe(256 * 1024);
   let reading = false;
   let idleMs = POLL_MIN_MS;
+  let eagerPolls = 0;
   // Like a socket, the port keeps the process alive only while ref'd (the ttRPC client refs it
   // during calls and unrefs it when idle).
   let refed = true;
   let timer: NodeJS.Timeout | undefined;
   const later = (fn: () => void): void => {
-    timer = setTimeout(fn, idleMs);
-    if (!refed) timer.unref();
-    idleMs = Math.min(POLL_MAX_MS, idleMs * 2);
+    // A call is waiting for its reply: poll at once for a while (a virtio-serial round trip is well
+    // under a millisecond), then every millisecond. Idle: back off to POLL_MAX_MS.
+    if (refed && eagerPolls < EAGER_POLLS) {
+      eagerPolls++;
+      setImmediate(fn);
+      return;
+    }
+    timer = setTimeout(fn, refed ? POLL_MIN_MS : idleMs);
+    if (!refed) {
+      timer.unref();
+      idleMs = Math.min(POLL_MAX_MS, idleMs * 2);
+    }
   };
   const readSome = (): void => {
     if (reading || duplex.destroyed) return;
@@ -56,6 +69,7 @@ export async function openSerialPort(path: string): Promise<Duplex> {
           return;
         }
         idleMs = POLL_MIN_MS;
+        eagerPolls = 0;
         if (duplex.push(Buffer.from(buffer.subarray(0, bytesRead)))) readSome();
       },
       (error: NodeJS.ErrnoException) => {
@@ -97,6 +111,7 @@ export async function openSerialPort(path: string): Promise<Duplex> {
   return Object.assign(duplex, {
     ref() {
       refed = true;
+      eagerPolls = 0;
       timer?.ref();
       return duplex;
     },

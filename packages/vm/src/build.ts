@@ -17,6 +17,7 @@ import {
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { FIG7_IMAGE_DIR, FIG7_SIDES, fig7ImageName, testImage } from '@vaccel/bench/fig7';
 import { type CpioEntry, cpioNewc } from './cpio.js';
 
 /** Where the built guest lives. */

@@ -69,11 +69,11 @@ export async function main(argv: string[]): Promise<number> {
   const log = (line: string) => process.stderr.write(`vaccel-vm: ${line}\n`);
   try {
     if (verb === 'build') {
-      buildGuest(cacheDir, { rebuild: values.rebuild, log });
+      await buildGuest(cacheDir, { rebuild: values.rebuild, log });
       return 0;
     }
     ensureQemu();
-    const image = buildGuest(cacheDir, { rebuild: values.rebuild, log });
+    const image = await buildGuest(cacheDir, { rebuild: values.rebuild, log });
     if (verb === 'run') {
       if (rest.length === 0) throw new Error('run needs a guest command after --');
       return (await runInGuest(image, rest, { timeoutSeconds })).exitCode;

@@ -20,8 +20,8 @@ const skip = !qemu
 
 suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, timeout: 300_000 }, () => {
   let image: GuestImage;
-  before(() => {
-    image = buildGuest(`${root}.vm`);
+  before(async () => {
+    image = await buildGuest(`${root}.vm`);
   });
 
   test('classify in the guest equals the host in-process result', { timeout: 120_000 }, async () => {

@@ -3,28 +3,37 @@
  * made from a shipped photo, classified with the default model.
  * @module
  */
-import { readFileSync } from 'node:fs';
-import sharp from 'sharp';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
-import { HOST, openPaths, sweep, type Tick } from '../paths.js';
+import { CAT, HOST, openPaths, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
 import { compare, type FigureResult } from '../result.js';
-import { CAT } from './onnx.js';
+
+/** Where a VM guest (which has no sharp) finds the test images, made on the host by vaccel-vm. */
+export const FIG7_IMAGE_DIR = '/examples/fig7';
+/** All sizes fig7 uses. */
+export const FIG7_SIDES = [128, 256, 512, 1024, 2048, 4096];
+export const fig7ImageName = (side: number) => `cat-${side}.jpg`;
+
+/** cat.jpg as a `side`² JPEG (quality 90): made with sharp, or read from {@link FIG7_IMAGE_DIR}. */
+export async function testImage(side: number): Promise<Uint8Array> {
+  const premade = join(FIG7_IMAGE_DIR, fig7ImageName(side));
+  if (existsSync(premade)) return new Uint8Array(readFileSync(premade));
+  const { default: sharp } = await import('sharp');
+  return new Uint8Array(
+    await sharp(readFileSync(CAT)).resize(side, side, { fit: 'fill' }).jpeg({ quality: 90 }).toBuffer(),
+  );
+}
 
 /** Runs fig7. */
 export async function fig7(options: FigureOptions): Promise<FigureResult> {
   const { reps, quick } = options;
-  const sides = quick ? [128, 512] : [128, 256, 512, 1024, 2048, 4096];
+  const sides = quick ? [128, 512] : FIG7_SIDES;
   const ticks: Tick[] = sides.map((x) => ({ x, label: `${x}×${x}` }));
-  const cat = readFileSync(CAT);
   const images = new Map<number, Uint8Array>();
-  for (const side of sides) {
-    images.set(
-      side,
-      new Uint8Array(await sharp(cat).resize(side, side, { fit: 'fill' }).jpeg({ quality: 90 }).toBuffer()),
-    );
-  }
+  for (const side of sides) images.set(side, await testImage(side));
   await using paths = await openPaths(options);
   const progress = new Progress('fig7', ticks.length);
   let points: FigureResult['points'];

@@ -8,14 +8,12 @@ import { fileURLToPath } from 'node:url';
 import { sgemmFlops, Vaccel } from '@vaccel/core';
 import { sgemmJsPlugin } from '@vaccel/core/plugins';
 import { Classifier, onnxPlugin, readModelBlobs } from '@vaccel/plugin-onnx';
-import sharp from 'sharp';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { Progress } from '../progress.js';
 import type { FigureResult, Point } from '../result.js';
 import { summarize } from '../stats.js';
-
-export const CAT = fileURLToPath(new URL('../../../../examples/images/cat.jpg', import.meta.url));
+import { testImage } from './fig7.js';
 
 const random = (length: number) => Float32Array.from({ length }, () => Math.random() * 2 - 1);
 
@@ -75,9 +73,7 @@ export async function onnxFigure(options: FigureOptions): Promise<FigureResult> 
     );
     for (const side of imageSides) {
       progress.step(`classify ${side}²`);
-      const image = new Uint8Array(
-        await sharp(CAT).resize(side, side, { fit: 'fill' }).jpeg({ quality: 90 }).toBuffer(),
-      );
+      const image = await testImage(side);
       await classifier.classify(image, 5);
       const parts: Record<'decode' | 'normalize' | 'inference' | 'total', number[]> = {
         decode: [],
