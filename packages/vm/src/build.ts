@@ -166,10 +166,10 @@ function nodeBinary(): CpioEntry[] {
 }
 
 /** Builds (or reuses, unless `rebuild`) the guest kernel and initramfs under `cacheDir`. */
-export function buildGuest(
+export async function buildGuest(
   cacheDir: string,
   options: { rebuild?: boolean; log?: (line: string) => void } = {},
-): GuestImage {
+): Promise<GuestImage> {
   const log = options.log ?? (() => {});
   const initrd = join(cacheDir, 'initramfs.cpio.gz');
   const kernelName = kernelPackage();
@@ -215,6 +215,17 @@ export function buildGuest(
     ...readdirSync(join(root, 'examples', 'images')).map((name) =>
       file(`/examples/${name}`, join(root, 'examples', 'images', name)),
     ),
+    // fig7's test images, made here with sharp: the guest has no native image library.
+    { path: FIG7_IMAGE_DIR, kind: 'dir' },
+    ...(await Promise.all(
+      FIG7_SIDES.map(
+        async (side): Promise<CpioEntry> => ({
+          path: `${FIG7_IMAGE_DIR}/${fig7ImageName(side)}`,
+          kind: 'file',
+          data: await testImage(side),
+        }),
+      ),
+    )),
   ];
   mkdirSync(cacheDir, { recursive: true });
   writeFileSync(initrd, gzipSync(cpioNewc(entries), { level: 1 }));

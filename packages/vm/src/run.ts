@@ -70,8 +70,10 @@ export async function runInGuest(
   qemu.stderr.on('data', (chunk) => {
     stderr += chunk;
   });
-  qemu.stdout.on('data', (chunk: Buffer) => {
-    pending += chunk.toString('utf8');
+  // Decode as a stream: a UTF-8 character may be split across two chunks.
+  qemu.stdout.setEncoding('utf8');
+  qemu.stdout.on('data', (chunk: string) => {
+    pending += chunk;
     const lines = pending.split('\n');
     pending = lines.pop() ?? '';
     for (const raw of lines) {
