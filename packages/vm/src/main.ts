@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { Vaccel } from '@vaccel/core';
 import { hostPlugins } from '@vaccel/plugin-onnx';
 import { buildGuest } from './build.js';
-import { runInGuest } from './run.js';
+import { jsonFromOutput, runInGuest } from './run.js';
 
 const usage = `Usage: vaccel-vm <build|run|demo> [options] [-- guest command]
 
@@ -85,10 +85,7 @@ export async function main(argv: string[]): Promise<number> {
         onLine: () => {},
       });
       if (guest.exitCode !== 0) throw new Error(`the guest failed (${guest.exitCode}):\n${guest.output}`);
-      const start = guest.output.search(/^\{/m);
-      const json = start < 0 ? '' : guest.output.slice(start, guest.output.lastIndexOf('}') + 1);
-      if (!json) throw new Error(`the guest printed no result:\n${guest.output}`);
-      const fromGuest = JSON.parse(json) as { classes: { label: string; score: number }[] };
+      const fromGuest = jsonFromOutput<{ classes: { label: string; score: number }[] }>(guest.output);
       await using vaccel = await Vaccel.open({ plugins: hostPlugins() });
       await using session = await vaccel.createSession();
       const onHost = await session.imageClassify(readFileSync(join(root, 'examples', 'images', 'cat.jpg')));

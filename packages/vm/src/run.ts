@@ -98,3 +98,10 @@ export async function runInGuest(
   }
   return { exitCode, output };
 }
+
+/** The JSON document a guest command printed (from the first line starting with `{`). */
+export function jsonFromOutput<T = unknown>(output: string): T {
+  const start = output.search(/^\{/m);
+  if (start < 0) throw new Error(`the guest printed no JSON:\n${output}`);
+  return JSON.parse(output.slice(start, output.lastIndexOf('}') + 1)) as T;
+}

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Vaccel } from '@vaccel/core';
 import { hostPlugins } from '@vaccel/plugin-onnx';
 import { buildGuest, type GuestImage } from '../src/build.js';
-import { runInGuest } from '../src/run.js';
+import { jsonFromOutput, runInGuest } from '../src/run.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const qemu = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
@@ -30,8 +30,7 @@ suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, time
       timeoutSeconds: 110,
     });
     assert.equal(guest.exitCode, 0, guest.output);
-    const start = guest.output.search(/^\{/m);
-    const fromGuest = JSON.parse(guest.output.slice(start, guest.output.lastIndexOf('}') + 1));
+    const fromGuest = jsonFromOutput<{ classes: unknown }>(guest.output);
     await using vaccel = await Vaccel.open({ plugins: hostPlugins() });
     await using session = await vaccel.createSession();
     const onHost = await session.imageClassify(readFileSync(`${root}examples/images/cat.jpg`));
