@@ -5,6 +5,7 @@
  * @module
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -26,7 +27,11 @@ export interface GuestImage {
   initrd: string;
 }
 
-/** The kernel modules the guest loads, in dependency order (virtio-serial over PCI). */
+/**
+ * The kernel modules the guest loads, in dependency order: virtio over PCI, virtio-serial (the
+ * agent's transport), virtio-crypto (registers `virtio_crypto_aes_cbc` when the VM has the device)
+ * and AF_ALG with NETLINK_CRYPTO (the kernel crypto API from user space: kcapi-enc, OpenSSL's afalg).
+ */
 export const GUEST_MODULES = [
   'virtio_ring',
   'virtio',
@@ -34,6 +39,29 @@ export const GUEST_MODULES = [
   'virtio_pci_legacy_dev',
   'virtio_pci',
   'virtio_console',
+  'crypto_engine',
+  'virtio_crypto',
+  'af_alg',
+  'algif_skcipher',
+  'crypto_user',
+];
+
+/**
+ * Debian packages whose files go into the guest: the kernel crypto API tools (kcapi-enc) and
+ * OpenSSL with its afalg engine (openssl speed -engine afalg measures the device).
+ */
+const GUEST_TOOLS: readonly { pkg: string; files: readonly string[] }[] = [
+  { pkg: 'kcapi-tools', files: ['usr/bin/kcapi-enc'] },
+  { pkg: 'libkcapi1', files: ['usr/lib/x86_64-linux-gnu/libkcapi.so.1'] },
+  { pkg: 'openssl', files: ['usr/bin/openssl'] },
+  {
+    pkg: 'libssl3',
+    files: [
+      'usr/lib/x86_64-linux-gnu/libssl.so.3',
+      'usr/lib/x86_64-linux-gnu/libcrypto.so.3',
+      'usr/lib/x86_64-linux-gnu/engines-3/afalg.so',
+    ],
+  },
 ];
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -149,20 +177,58 @@ function guestPackages(): CpioEntry[] {
   return entries;
 }
 
-/** node and the shared libraries it links (from ldd), at their own paths. */
-function nodeBinary(): CpioEntry[] {
-  const entries: CpioEntry[] = [file('/bin/node', realpathSync(process.execPath), 0o755)];
+/** Directory entries for every parent of `paths` not in `made` (parents first; adds them to `made`). */
+function parents(paths: readonly string[], made: Set<string>): CpioEntry[] {
   const dirs = new Set<string>();
+  for (const path of paths)
+    for (let d = dirname(path); d !== '/' && !made.has(d); d = dirname(d)) dirs.add(d);
+  for (const d of dirs) made.add(d);
+  return [...dirs].sort((a, b) => a.length - b.length).map((path): CpioEntry => ({ path, kind: 'dir' }));
+}
+
+/** node and the shared libraries it links (from ldd), at their own paths. */
+function nodeBinary(made: Set<string>): CpioEntry[] {
+  const entries: CpioEntry[] = [file('/bin/node', realpathSync(process.execPath), 0o755)];
   for (const line of run('ldd', [process.execPath]).split('\n')) {
     const path = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line)?.[1];
-    if (!path) continue;
-    for (let d = dirname(path); d !== '/' && !dirs.has(d); d = dirname(d)) dirs.add(d);
-    entries.push(file(path, realpathSync(path), 0o755));
+    if (path) entries.push(file(path, realpathSync(path), 0o755));
   }
-  const dirEntries = [...dirs]
-    .sort((a, b) => a.length - b.length)
-    .map((path): CpioEntry => ({ path, kind: 'dir' }));
-  return [...dirEntries, ...entries];
+  return [
+    ...parents(
+      entries.map((e) => e.path),
+      made,
+    ),
+    ...entries,
+  ];
+}
+
+/** The guest tools' files, from their Debian packages (their other libraries come with node's). */
+function guestTools(cacheDir: string, made: Set<string>): CpioEntry[] {
+  const entries = GUEST_TOOLS.flatMap(({ pkg, files }) => {
+    const dir = debianPackage(cacheDir, pkg);
+    return files.map((rel) => file(`/${rel}`, realpathSync(join(dir, rel)), 0o755));
+  });
+  return [
+    ...parents(
+      entries.map((e) => e.path),
+      made,
+    ),
+    ...entries,
+  ];
+}
+
+/** Every module of the kernel tree `dir`, by name. */
+function moduleIndex(dir: string): Map<string, string> {
+  const index = new Map<string, string>();
+  const walk = (d: string): void => {
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const path = join(d, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith('.ko')) index.set(entry.name.slice(0, -3), path);
+    }
+  };
+  walk(dir);
+  return index;
 }
 
 /** Builds (or reuses, unless `rebuild`) the guest kernel and initramfs under `cacheDir`. */
@@ -171,7 +237,14 @@ export async function buildGuest(
   options: { rebuild?: boolean; log?: (line: string) => void } = {},
 ): Promise<GuestImage> {
   const log = options.log ?? (() => {});
-  const initrd = join(cacheDir, 'initramfs.cpio.gz');
+  // A new guest recipe (modules, tools, init scripts) gets a new file, so a stale cache is never used.
+  const recipe = createHash('sha256')
+    .update(JSON.stringify({ GUEST_MODULES, GUEST_TOOLS, GUEST_WORKSPACES }))
+    .update(readFileSync(join(guestDir, 'init')))
+    .update(readFileSync(join(guestDir, 'guest-run.mjs')))
+    .digest('hex')
+    .slice(0, 12);
+  const initrd = join(cacheDir, `initramfs-${recipe}.cpio.gz`);
   const kernelName = kernelPackage();
   const kernelRoot = debianPackage(cacheDir, kernelName);
   const version = readdirSync(join(kernelRoot, 'lib', 'modules'))[0]!;
@@ -182,23 +255,33 @@ export async function buildGuest(
   const applets = run(busybox, ['--list'])
     .split('\n')
     .filter((a) => a && a !== 'busybox');
-  const modules = join(kernelRoot, 'lib', 'modules', version, 'kernel', 'drivers');
-  const moduleFile = (name: string) =>
-    [join(modules, 'virtio', `${name}.ko`), join(modules, 'char', `${name}.ko`)].find((p) => existsSync(p));
+  const modules = moduleIndex(join(kernelRoot, 'lib', 'modules', version, 'kernel'));
+  const topDirs = [
+    '/bin',
+    '/dev',
+    '/proc',
+    '/sys',
+    '/tmp',
+    '/lib',
+    '/lib/modules',
+    '/app',
+    '/examples',
+    '/etc',
+  ];
+  const made = new Set(topDirs);
   const entries: CpioEntry[] = [
-    ...['/bin', '/dev', '/proc', '/sys', '/tmp', '/lib', '/lib/modules', '/app', '/examples', '/etc'].map(
-      (path): CpioEntry => ({ path, kind: 'dir' }),
-    ),
+    ...topDirs.map((path): CpioEntry => ({ path, kind: 'dir' })),
     file('/bin/busybox', busybox, 0o755),
     ...applets.map((name): CpioEntry => ({ path: `/bin/${name}`, kind: 'symlink', target: 'busybox' })),
     file('/init', join(guestDir, 'init'), 0o755),
     { path: '/lib/modules/order', kind: 'file', data: Buffer.from(`${GUEST_MODULES.join('\n')}\n`) },
     ...GUEST_MODULES.map((name) => {
-      const path = moduleFile(name);
+      const path = modules.get(name);
       if (!path) throw new Error(`kernel ${version} has no module ${name}`);
       return file(`/lib/modules/${name}.ko`, path);
     }),
-    ...nodeBinary(),
+    ...nodeBinary(made),
+    ...guestTools(cacheDir, made),
     file('/app/guest-run.mjs', join(guestDir, 'guest-run.mjs')),
     ...[
       ['vaccel', 'cli/bin/vaccel.js'],

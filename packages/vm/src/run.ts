@@ -17,6 +17,12 @@ export interface RunOptions {
   memoryMiB?: number;
   /** Called with each line the guest prints (default: written to stdout). */
   onLine?: (line: string) => void;
+  /**
+   * Give the guest a virtio-crypto device served by the vhost-user backend listening on this
+   * unix socket (e.g. a `CryptoBackend` from @vaccel/vhost-user). Guest memory becomes a shared
+   * memfd, as vhost-user needs.
+   */
+  cryptoSocket?: string;
 }
 
 /** What a guest run produced. */
@@ -50,10 +56,25 @@ export async function runInGuest(
   await using agent = await startAgent();
   const socket = agent.address.replace(/^unix:\/\//, '');
   const command = Buffer.from(JSON.stringify(argv)).toString('base64url');
+  const memory = options.memoryMiB ?? 1024;
+  const crypto = options.cryptoSocket
+    ? [
+        ...[
+          '-object',
+          `memory-backend-memfd,id=mem,size=${memory}M,share=on`,
+          '-machine',
+          'memory-backend=mem',
+        ],
+        ...['-chardev', `socket,id=crypto0,path=${options.cryptoSocket}`],
+        ...['-object', 'cryptodev-vhost-user,id=cryptodev0,chardev=crypto0'],
+        ...['-device', 'virtio-crypto-pci,id=crypto0,cryptodev=cryptodev0'],
+      ]
+    : [];
   const qemu = spawn(
     'qemu-system-x86_64',
     [
-      ...['-accel', kvmUsable() ? 'kvm' : 'tcg', '-m', String(options.memoryMiB ?? 1024), '-smp', '2'],
+      ...['-accel', kvmUsable() ? 'kvm' : 'tcg', '-m', String(memory), '-smp', '2'],
+      ...crypto,
       ...['-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot'],
       ...['-kernel', image.kernel, '-initrd', image.initrd],
       ...['-append', `console=ttyS0 quiet loglevel=3 panic=-1 vaccel.cmd=${command}`],

@@ -1,0 +1,498 @@
+// The few Linux syscalls the vhost-user backend needs and Node lacks: unix sockets that carry file
+// descriptors (SCM_RIGHTS), mmap of those descriptors, eventfds, and a libuv readiness watcher.
+// Everything else — the vhost-user protocol, virtqueues, virtio-crypto — is TypeScript.
+// Every call is non-blocking except sendmsg, which waits up to one second for buffer space.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+// The most descriptors one message may carry (vhost-user sends at most 8, for a memory table).
+#define MAX_FDS 16
+
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    if ((call) != napi_ok) return NULL;                                                            \
+  } while (0)
+
+// Throws an Error shaped like Node's system errors: message, code ("EAGAIN"), errno, syscall.
+static napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  char text[256];
+  snprintf(text, sizeof text, "%s: %s", syscall, strerror(err));
+  napi_value message, code, error, number, name;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &message);
+  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, err, &number);
+  napi_set_named_property(env, error, "errno", number);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &name);
+  napi_set_named_property(env, error, "syscall", name);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value throw_type(napi_env env, const char *message) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+  return NULL;
+}
+
+static int arg_int(napi_env env, napi_value value, int32_t *out) {
+  return napi_get_value_int32(env, value, out) == napi_ok;
+}
+
+static napi_value make_int(napi_env env, int64_t value) {
+  napi_value out;
+  napi_create_int64(env, value, &out);
+  return out;
+}
+
+static napi_value make_null(napi_env env) {
+  napi_value out;
+  napi_get_null(env, &out);
+  return out;
+}
+
+// Reads the bytes of a Uint8Array/Buffer argument.
+static int arg_bytes(napi_env env, napi_value value, uint8_t **data, size_t *length) {
+  bool is_typed;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed) return 0;
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t offset;
+  void *raw;
+  if (napi_get_typedarray_info(env, value, &type, length, &raw, &buffer, &offset) != napi_ok) return 0;
+  if (type != napi_uint8_array) return 0;
+  *data = raw;
+  return 1;
+}
+
+static int fill_unix_address(napi_env env, napi_value value, struct sockaddr_un *address) {
+  memset(address, 0, sizeof *address);
+  address->sun_family = AF_UNIX;
+  size_t length;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok) return 0;
+  if (length == 0 || length >= sizeof address->sun_path) return 0;
+  napi_get_value_string_utf8(env, value, address->sun_path, sizeof address->sun_path, &length);
+  return 1;
+}
+
+// listen(path, backlog) -> fd: a non-blocking listening unix stream socket.
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un address;
+  int32_t backlog = 16;
+  if (argc < 1 || !fill_unix_address(env, argv[0], &address))
+    return throw_type(env, "listen(path): path must be a string shorter than 108 bytes");
+  if (argc > 1) arg_int(env, argv[1], &backlog);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "bind", err);
+  }
+  if (listen(fd, backlog) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "listen", err);
+  }
+  return make_int(env, fd);
+}
+
+// accept(fd) -> fd, or null when no connection is waiting.
+static napi_value js_accept(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !arg_int(env, argv[0], &fd)) return throw_type(env, "accept(fd)");
+  int client = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (client < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED) return make_null(env);
+    return throw_errno(env, "accept4", errno);
+  }
+  return make_int(env, client);
+}
+
+// connect(path) -> fd: a non-blocking connected unix stream socket (the test front-ends use it).
+static napi_value js_connect(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct sockaddr_un address;
+  if (argc < 1 || !fill_unix_address(env, argv[0], &address))
+    return throw_type(env, "connect(path): path must be a string shorter than 108 bytes");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "connect", err);
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return make_int(env, fd);
+}
+
+// recvmsg(fd, buffer) -> { bytes, fds } (bytes 0 = peer closed), or null when nothing is waiting.
+static napi_value js_recvmsg(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  uint8_t *data;
+  size_t length;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || !arg_int(env, argv[0], &fd) || !arg_bytes(env, argv[1], &data, &length))
+    return throw_type(env, "recvmsg(fd, buffer: Uint8Array)");
+  union {
+    char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {.iov_base = data, .iov_len = length};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+  ssize_t n;
+  do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_null(env);
+    return throw_errno(env, "recvmsg", errno);
+  }
+  int fds[MAX_FDS];
+  size_t count = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *received = (int *)CMSG_DATA(c);
+    for (size_t i = 0; i < k; i++) {
+      if (count < MAX_FDS) fds[count++] = received[i];
+      else close(received[i]);
+    }
+  }
+  if (msg.msg_flags & MSG_CTRUNC) {
+    for (size_t i = 0; i < count; i++) close(fds[i]);
+    return throw_errno(env, "recvmsg (too many descriptors)", EMSGSIZE);
+  }
+  napi_value result, list;
+  CHECK(napi_create_object(env, &result));
+  CHECK(napi_create_array_with_length(env, count, &list));
+  for (size_t i = 0; i < count; i++) napi_set_element(env, list, (uint32_t)i, make_int(env, fds[i]));
+  napi_set_named_property(env, result, "bytes", make_int(env, n));
+  napi_set_named_property(env, result, "fds", list);
+  return result;
+}
+
+// sendmsg(fd, buffer, fds?) -> bytes sent; waits up to 1 s for buffer space, then throws ETIMEDOUT.
+static napi_value js_sendmsg(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  uint8_t *data;
+  size_t length;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || !arg_int(env, argv[0], &fd) || !arg_bytes(env, argv[1], &data, &length))
+    return throw_type(env, "sendmsg(fd, buffer: Uint8Array, fds?: number[])");
+  int fds[MAX_FDS];
+  uint32_t count = 0;
+  if (argc > 2) {
+    bool is_array = false;
+    napi_is_array(env, argv[2], &is_array);
+    if (is_array) {
+      napi_get_array_length(env, argv[2], &count);
+      if (count > MAX_FDS) return throw_type(env, "sendmsg: at most 16 descriptors");
+      for (uint32_t i = 0; i < count; i++) {
+        napi_value element;
+        napi_get_element(env, argv[2], i, &element);
+        if (!arg_int(env, element, &fds[i])) return throw_type(env, "sendmsg: fds must be integers");
+      }
+    }
+  }
+  union {
+    char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct iovec iov = {.iov_base = data, .iov_len = length};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (count > 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(count * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, count * sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) return make_int(env, n);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return throw_errno(env, "sendmsg", errno);
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int ready = poll(&p, 1, 1000);
+    if (ready == 0) return throw_errno(env, "sendmsg", ETIMEDOUT);
+    if (ready < 0 && errno != EINTR) return throw_errno(env, "poll", errno);
+  }
+}
+
+static void unmap(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+// mmap(fd, length, offset) -> ArrayBuffer over a shared read/write mapping, unmapped when collected.
+static napi_value js_mmap(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  int64_t length, offset = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || !arg_int(env, argv[0], &fd) || napi_get_value_int64(env, argv[1], &length) != napi_ok ||
+      (argc > 2 && napi_get_value_int64(env, argv[2], &offset) != napi_ok))
+    return throw_type(env, "mmap(fd, length, offset?)");
+  if (length <= 0 || offset < 0 || (offset & (sysconf(_SC_PAGESIZE) - 1)) != 0)
+    return throw_errno(env, "mmap", EINVAL);
+  void *address = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
+  if (address == MAP_FAILED) return throw_errno(env, "mmap", errno);
+  napi_value buffer;
+  if (napi_create_external_arraybuffer(env, address, (size_t)length, unmap, (void *)(uintptr_t)length, &buffer) !=
+      napi_ok) {
+    munmap(address, (size_t)length);
+    return throw_errno(env, "napi_create_external_arraybuffer", ENOMEM);
+  }
+  return buffer;
+}
+
+// memfd(name, size) -> fd of anonymous shared memory (what a VMM backs guest RAM with).
+static napi_value js_memfd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char name[64];
+  size_t n;
+  int64_t size;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &n) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &size) != napi_ok || size < 0)
+    return throw_type(env, "memfd(name, size)");
+  int fd = memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "memfd_create", errno);
+  if (ftruncate(fd, (off_t)size) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "ftruncate", err);
+  }
+  return make_int(env, fd);
+}
+
+// eventfd(initial?) -> fd (non-blocking).
+static napi_value js_eventfd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t initial = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc > 0) arg_int(env, argv[0], &initial);
+  int fd = eventfd((unsigned)initial, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "eventfd", errno);
+  return make_int(env, fd);
+}
+
+// eventfdRead(fd) -> the counter (reset to 0), or null when it is 0.
+static napi_value js_eventfd_read(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !arg_int(env, argv[0], &fd)) return throw_type(env, "eventfdRead(fd)");
+  uint64_t value;
+  ssize_t n;
+  do n = read(fd, &value, sizeof value);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN) return make_null(env);
+    return throw_errno(env, "read", errno);
+  }
+  if (n != sizeof value) return throw_errno(env, "read", EIO);
+  napi_value out;
+  napi_create_double(env, (double)value, &out);
+  return out;
+}
+
+// eventfdWrite(fd, value?) adds value (default 1) to the counter.
+static napi_value js_eventfd_write(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd, value = 1;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !arg_int(env, argv[0], &fd)) return throw_type(env, "eventfdWrite(fd, value?)");
+  if (argc > 1) arg_int(env, argv[1], &value);
+  uint64_t add = (uint64_t)(uint32_t)value;
+  ssize_t n;
+  do n = write(fd, &add, sizeof add);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) return throw_errno(env, "write", errno);
+  return NULL;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !arg_int(env, argv[0], &fd)) return throw_type(env, "close(fd)");
+  if (fd >= 0 && close(fd) < 0 && errno != EINTR) return throw_errno(env, "close", errno);
+  return NULL;
+}
+
+// --- Watcher: calls back on the event loop whenever a descriptor is readable (uv_poll). ---
+
+typedef struct {
+  uv_poll_t handle;
+  napi_env env;
+  napi_ref callback;
+  napi_ref self;
+  napi_async_context context;
+  int open;
+} Watcher;
+
+static void watcher_closed(uv_handle_t *handle) {
+  Watcher *w = handle->data;
+  free(w);
+}
+
+// Stops watching and releases the JS references; the struct is freed once libuv lets go of it.
+static void watcher_stop(Watcher *w) {
+  if (!w->open) return;
+  w->open = 0;
+  uv_poll_stop(&w->handle);
+  napi_delete_reference(w->env, w->callback);
+  napi_delete_reference(w->env, w->self);
+  napi_async_destroy(w->env, w->context);
+  napi_remove_env_cleanup_hook(w->env, (void (*)(void *))watcher_stop, w);
+  uv_close((uv_handle_t *)&w->handle, watcher_closed);
+}
+
+static void watcher_event(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  Watcher *w = handle->data;
+  if (!w->open) return;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value callback, self, argument, result;
+  napi_get_reference_value(env, w->callback, &callback);
+  napi_get_reference_value(env, w->self, &self);
+  if (status < 0) napi_create_string_utf8(env, uv_err_name(status), NAPI_AUTO_LENGTH, &argument);
+  else napi_get_null(env, &argument);
+  // make_callback runs microtasks afterwards and reports exceptions as uncaught, like any I/O callback.
+  if (napi_make_callback(env, w->context, self, callback, 1, &argument, &result) == napi_pending_exception) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static Watcher *unwrap_watcher(napi_env env, napi_callback_info info) {
+  napi_value self;
+  Watcher *w = NULL;
+  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
+  napi_unwrap(env, self, (void **)&w);
+  return w;
+}
+
+// new Watcher(fd, callback): callback(error: string | null) each time fd is readable.
+static napi_value watcher_new(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], self;
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  napi_valuetype type;
+  if (argc < 2 || !arg_int(env, argv[0], &fd) || napi_typeof(env, argv[1], &type) != napi_ok ||
+      type != napi_function)
+    return throw_type(env, "new Watcher(fd, callback)");
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  Watcher *w = calloc(1, sizeof *w);
+  if (w == NULL) return throw_errno(env, "calloc", ENOMEM);
+  int rc = uv_poll_init(loop, &w->handle, fd);
+  if (rc < 0) {
+    free(w);
+    return throw_errno(env, "uv_poll_init", -rc);
+  }
+  w->handle.data = w;
+  w->env = env;
+  w->open = 1;
+  napi_value name;
+  napi_create_string_utf8(env, "vaccel.Watcher", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, self, name, &w->context);
+  napi_create_reference(env, argv[1], 1, &w->callback);
+  // The watcher keeps itself alive while it watches: closing it is the only way to stop.
+  napi_create_reference(env, self, 1, &w->self);
+  napi_wrap(env, self, w, NULL, NULL, NULL);
+  napi_add_env_cleanup_hook(env, (void (*)(void *))watcher_stop, w);
+  rc = uv_poll_start(&w->handle, UV_READABLE | UV_DISCONNECT, watcher_event);
+  if (rc < 0) {
+    watcher_stop(w);
+    return throw_errno(env, "uv_poll_start", -rc);
+  }
+  return self;
+}
+
+static napi_value watcher_close(napi_env env, napi_callback_info info) {
+  Watcher *w = unwrap_watcher(env, info);
+  if (w != NULL) watcher_stop(w);
+  return NULL;
+}
+
+// unref(): the watcher no longer keeps the process alive (ref() undoes it).
+static napi_value watcher_unref(napi_env env, napi_callback_info info) {
+  Watcher *w = unwrap_watcher(env, info);
+  if (w != NULL && w->open) uv_unref((uv_handle_t *)&w->handle);
+  return NULL;
+}
+
+static napi_value watcher_ref(napi_env env, napi_callback_info info) {
+  Watcher *w = unwrap_watcher(env, info);
+  if (w != NULL && w->open) uv_ref((uv_handle_t *)&w->handle);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor functions[] = {
+      {"listen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"accept", NULL, js_accept, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"connect", NULL, js_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"recvmsg", NULL, js_recvmsg, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sendmsg", NULL, js_sendmsg, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mmap", NULL, js_mmap, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"memfd", NULL, js_memfd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfd", NULL, js_eventfd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfdRead", NULL, js_eventfd_read, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfdWrite", NULL, js_eventfd_write, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
+  napi_property_descriptor methods[] = {
+      {"close", NULL, watcher_close, NULL, NULL, NULL, napi_default, NULL},
+      {"ref", NULL, watcher_ref, NULL, NULL, NULL, napi_default, NULL},
+      {"unref", NULL, watcher_unref, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_value watcher;
+  napi_define_class(env, "Watcher", NAPI_AUTO_LENGTH, watcher_new, NULL, 3, methods, &watcher);
+  napi_set_named_property(env, exports, "Watcher", watcher);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,23 @@
+/**
+ * `@vaccel/vhost-user`: a virtio-crypto device backend for QEMU's `cryptodev-vhost-user`. The
+ * guest's kernel driver (`virtio_crypto`) hands AES requests to the host; this daemon runs them
+ * with the host's OpenSSL or any vAccel plugin. Protocol logic is TypeScript; a small N-API addon
+ * does the syscalls Node lacks (descriptor passing, mmap, eventfd).
+ *
+ * ```ts
+ * await using backend = await CryptoBackend.listen({ socket: '/run/vaccel-crypto.sock' });
+ * // qemu … -chardev socket,id=c0,path=/run/vaccel-crypto.sock \
+ * //   -object cryptodev-vhost-user,id=cryptodev0,chardev=c0 \
+ * //   -device virtio-crypto-pci,cryptodev=cryptodev0 \
+ * //   -object memory-backend-memfd,id=mem,size=1G,share=on -machine memory-backend=mem
+ * ```
+ * @module
+ */
+export { CryptoDevice, DEVICE_FEATURES, MAX_SESSIONS, MAX_VRINGS, PROTOCOL_FEATURES } from './device.js';
+export { type CipherEngine, opensslEngine, type VaccelEngineOptions, vaccelEngine } from './engine.js';
+export { GuestMemory, type MemoryRegion } from './memory.js';
+export { type Native, native, type Received, type Watcher } from './native.js';
+export * from './protocol.js';
+export { type BackendStats, CryptoBackend, type CryptoBackendOptions } from './server.js';
+export * from './virtio-crypto.js';
+export * from './virtqueue.js';
