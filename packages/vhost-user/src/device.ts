@@ -155,24 +155,29 @@ export class CryptoDevice {
     const { payload } = message;
     switch (message.request) {
       case Request.GET_FEATURES:
-        return this.#send(message.request, u64(DEVICE_FEATURES));
+        this.#send(message.request, u64(DEVICE_FEATURES));
+        return;
       case Request.SET_FEATURES:
         readU64(payload, 'SET_FEATURES');
         return;
       case Request.GET_PROTOCOL_FEATURES:
-        return this.#send(message.request, u64(PROTOCOL_FEATURES));
+        this.#send(message.request, u64(PROTOCOL_FEATURES));
+        return;
       case Request.SET_PROTOCOL_FEATURES:
         this.#protocolFeatures = readU64(payload, 'SET_PROTOCOL_FEATURES') & PROTOCOL_FEATURES;
         return;
       case Request.GET_QUEUE_NUM:
-        return this.#send(message.request, u64(1));
+        this.#send(message.request, u64(1));
+        return;
       case Request.SET_OWNER:
         return;
       case Request.RESET_OWNER:
       case Request.RESET_DEVICE:
-        return this.#reset();
+        this.#reset();
+        return;
       case Request.SET_MEM_TABLE:
-        return this.#setMemory(message);
+        this.#setMemory(message);
+        return;
       case Request.SET_VRING_NUM: {
         const { index, num } = readVringState(payload, 'SET_VRING_NUM');
         const ring = this.#vring(index);
@@ -189,7 +194,8 @@ export class CryptoDevice {
           available: addresses.available,
           used: addresses.used,
         };
-        return this.#start(ring);
+        this.#start(ring);
+        return;
       }
       case Request.SET_VRING_BASE: {
         const { index, num } = readVringState(payload, 'SET_VRING_BASE');
@@ -200,7 +206,8 @@ export class CryptoDevice {
         const { index } = readVringState(payload, 'GET_VRING_BASE');
         const ring = this.#vring(index);
         this.#stop(ring);
-        return this.#send(message.request, vringState(index, ring.base));
+        this.#send(message.request, vringState(index, ring.base));
+        return;
       }
       case Request.SET_VRING_KICK: {
         const { ring, fd } = this.#vringFd(message);
@@ -209,7 +216,8 @@ export class CryptoDevice {
         this.#stop(ring);
         closeQuietly(ring.kick);
         ring.kick = fd;
-        return this.#start(ring);
+        this.#start(ring);
+        return;
       }
       case Request.SET_VRING_CALL: {
         const { ring, fd } = this.#vringFd(message);
@@ -231,7 +239,8 @@ export class CryptoDevice {
         return;
       }
       case Request.CREATE_CRYPTO_SESSION:
-        return this.#send(message.request, sessionReply(payload, this.#createSession(payload)));
+        this.#send(message.request, sessionReply(payload, this.#createSession(payload)));
+        return;
       case Request.CLOSE_CRYPTO_SESSION: {
         const id = readU64(payload, 'CLOSE_CRYPTO_SESSION');
         if (!this.#sessions.delete(id)) throw new VaccelError('ENOENT', `no crypto session ${id}`);

@@ -38,10 +38,10 @@ const pinoLevels = {
 
 /** Runs the backend until a signal; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
+  let values: ReturnType<typeof parse>['values'];
+  const parse = (args: string[]) =>
+    parseArgs({
+      args,
       strict: true,
       options: {
         socket: { type: 'string', short: 's' },
@@ -51,7 +51,9 @@ export async function main(argv: string[]): Promise<number> {
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
-    }));
+    });
+  try {
+    values = parse(argv).values;
   } catch (error) {
     process.stderr.write(
       `vaccel-crypto-backend: ${(error as Error).message}\nTry 'vaccel-crypto-backend --help'.\n`,

@@ -65,7 +65,8 @@ class Connection {
         if (received === null) return;
         if (received.bytes === 0) {
           for (const fd of received.fds) closeQuietly(fd);
-          return this.close();
+          this.close();
+          return;
         }
         for (const message of this.#reader.push(this.#scratch.subarray(0, received.bytes), received.fds)) {
           if (this.#closed) {
