@@ -363,15 +363,20 @@ typedef struct {
   napi_ref callback;
   napi_ref self;
   napi_async_context context;
-  int open;
+  int open;       // watching: the JS object is pinned by `self`
+  int closed;     // libuv has let go of the handle
+  int finalized;  // the JS object is gone
 } Watcher;
 
+// The struct lives until both libuv (close callback) and the JS wrapper (finalizer) let go of it,
+// so a close() on an already closed watcher never touches freed memory.
 static void watcher_closed(uv_handle_t *handle) {
   Watcher *w = handle->data;
-  free(w);
+  w->closed = 1;
+  if (w->finalized) free(w);
 }
 
-// Stops watching and releases the JS references; the struct is freed once libuv lets go of it.
+// Stops watching and unpins the JS object; the struct is freed once libuv and the GC let go.
 static void watcher_stop(Watcher *w) {
   if (!w->open) return;
   w->open = 0;
@@ -381,6 +386,14 @@ static void watcher_stop(Watcher *w) {
   napi_async_destroy(w->env, w->context);
   napi_remove_env_cleanup_hook(w->env, (void (*)(void *))watcher_stop, w);
   uv_close((uv_handle_t *)&w->handle, watcher_closed);
+}
+
+static void watcher_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  Watcher *w = data;
+  w->finalized = 1;
+  if (w->closed) free(w);
 }
 
 static void watcher_event(uv_poll_t *handle, int status, int events) {
@@ -440,7 +453,7 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
   napi_create_reference(env, argv[1], 1, &w->callback);
   // The watcher keeps itself alive while it watches: closing it is the only way to stop.
   napi_create_reference(env, self, 1, &w->self);
-  napi_wrap(env, self, w, NULL, NULL, NULL);
+  napi_wrap(env, self, w, watcher_finalize, NULL, NULL);
   napi_add_env_cleanup_hook(env, (void (*)(void *))watcher_stop, w);
   rc = uv_poll_start(&w->handle, UV_READABLE | UV_DISCONNECT, watcher_event);
   if (rc < 0) {

@@ -300,22 +300,19 @@ export class CryptoDevice {
         this.#start(ring);
       }
     }
+    // Rings waiting for memory start now.
+    for (const ring of this.#vrings) if (ring && !ring.queue) this.#start(ring);
   }
 
   /**
    * Starts serving `ring` once it has memory, size, addresses and a kick descriptor. Rings outside
-   * guest memory or misaligned are refused (logged) and stay stopped.
+   * guest memory or misaligned throw (`EFAULT`/`EINVAL`) and stay stopped.
    */
   #start(ring: Vring): void {
     if (ring.queue || this.#closed) return;
     if (!ring.enabled || ring.size === undefined || !ring.addresses || ring.kick === undefined) return;
     if (this.#memory.regions.length === 0) return;
-    try {
-      ring.queue = new SplitQueue(this.#memory, ring.size, ring.addresses, ring.base);
-    } catch (error) {
-      this.#log.warn({ vring: ring.index, err: error }, 'vring refused');
-      return;
-    }
+    ring.queue = new SplitQueue(this.#memory, ring.size, ring.addresses, ring.base);
     const kick = ring.kick;
     ring.watcher = new (native().Watcher)(kick, (error) => {
       if (error) {

@@ -1,0 +1,272 @@
+/**
+ * A minimal vhost-user front-end and virtio-crypto driver, in process, for tests: it plays QEMU
+ * (shares memfd guest memory, sets up one vring with kick/call eventfds, creates sessions) and the
+ * guest driver (writes descriptor chains, kicks, waits for the used ring).
+ */
+import {
+  DESC_F_NEXT,
+  DESC_F_WRITE,
+  encodeMessage,
+  Flags,
+  type Message,
+  MessageReader,
+  memoryTable,
+  native,
+  Request,
+  readSessionReply,
+  sessionRequest,
+  u64,
+  vringState,
+} from '@vaccel/vhost-user';
+
+export const GUEST_BASE = 0x100000;
+export const USER_BASE = 0x7f00_0000_0000;
+const DESC = 0x0;
+const AVAIL = 0x1000;
+const USED = 0x2000;
+const DATA = 0x4000;
+
+export interface Completion {
+  head: number;
+  written: number;
+}
+
+export class FakeFrontend {
+  readonly fd: number;
+  readonly memory: Uint8Array;
+  readonly memfd: number;
+  readonly kick: number;
+  readonly call: number;
+  readonly queueSize: number;
+  readonly #reader = new MessageReader();
+  readonly #replies: ((message: Message) => void)[] = [];
+  readonly #socketWatcher;
+  readonly #callWatcher;
+  #callWaiters: (() => void)[] = [];
+  #availIndex = 0;
+  #lastUsed = 0;
+  #nextData = DATA;
+  #nextDesc = 0;
+  closed = false;
+
+  constructor(socket: string, options: { memoryBytes?: number; queueSize?: number } = {}) {
+    const lib = native();
+    this.queueSize = options.queueSize ?? 64;
+    this.fd = lib.connect(socket);
+    this.memfd = lib.memfd('guest-ram', options.memoryBytes ?? 1 << 20);
+    this.memory = new Uint8Array(lib.mmap(this.memfd, options.memoryBytes ?? 1 << 20, 0));
+    this.kick = lib.eventfd(0);
+    this.call = lib.eventfd(0);
+    const scratch = new Uint8Array(8192);
+    this.#socketWatcher = new lib.Watcher(this.fd, () => {
+      for (;;) {
+        const got = lib.recvmsg(this.fd, scratch);
+        if (got === null) return;
+        if (got.bytes === 0) {
+          this.closed = true;
+          this.#socketWatcher.close();
+          return;
+        }
+        for (const message of this.#reader.push(scratch.subarray(0, got.bytes), got.fds))
+          this.#replies.shift()?.(message);
+      }
+    });
+    this.#callWatcher = new lib.Watcher(this.call, () => {
+      lib.eventfdRead(this.call);
+      const waiters = this.#callWaiters;
+      this.#callWaiters = [];
+      for (const wake of waiters) wake();
+    });
+  }
+
+  /** Sends a message; resolves with the reply when one is expected. */
+  send(
+    request: number,
+    payload?: Uint8Array,
+    fds: number[] = [],
+    flags: number = Flags.VERSION,
+  ): Promise<Message | undefined> {
+    native().sendmsg(this.fd, encodeMessage(request, flags, payload), fds);
+    const replies =
+      (flags & Flags.NEED_REPLY) !== 0 ||
+      [
+        Request.GET_FEATURES,
+        Request.GET_PROTOCOL_FEATURES,
+        Request.GET_VRING_BASE,
+        Request.CREATE_CRYPTO_SESSION,
+      ].includes(request as 1);
+    if (!replies) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no reply to request ${request}`)), 5000);
+      this.#replies.push((message) => {
+        clearTimeout(timer);
+        resolve(message);
+      });
+    });
+  }
+
+  /** What QEMU does at start: features, owner, memory, vring 0 with kick and call. */
+  async setup(options: { protocolFeatures?: bigint } = {}): Promise<void> {
+    await this.send(Request.GET_FEATURES);
+    const protocol = await this.send(Request.GET_PROTOCOL_FEATURES);
+    const offered = new DataView(protocol!.payload.buffer, protocol!.payload.byteOffset).getBigUint64(
+      0,
+      true,
+    );
+    await this.send(Request.SET_PROTOCOL_FEATURES, u64(options.protocolFeatures ?? offered));
+    await this.send(Request.SET_OWNER);
+    await this.send(Request.SET_FEATURES, u64(1n << 32n));
+    await this.send(
+      Request.SET_MEM_TABLE,
+      memoryTable([
+        { guestAddress: GUEST_BASE, size: this.memory.byteLength, userAddress: USER_BASE, mmapOffset: 0 },
+      ]),
+      [this.memfd],
+    );
+    await this.send(Request.SET_VRING_NUM, vringState(0, this.queueSize));
+    await this.send(Request.SET_VRING_BASE, vringState(0, 0));
+    await this.send(Request.SET_VRING_ADDR, this.vringAddress(0));
+    await this.send(Request.SET_VRING_KICK, u64(0), [this.kick]);
+    await this.send(Request.SET_VRING_CALL, u64(0), [this.call]);
+  }
+
+  /** A SET_VRING_ADDR payload for our ring layout (offsets can be overridden to test bad ones). */
+  vringAddress(
+    index: number,
+    overrides: { descriptors?: number; used?: number; available?: number } = {},
+  ): Uint8Array {
+    const bytes = new Uint8Array(40);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0, index, true);
+    view.setBigUint64(8, BigInt(overrides.descriptors ?? USER_BASE + DESC), true);
+    view.setBigUint64(16, BigInt(overrides.used ?? USER_BASE + USED), true);
+    view.setBigUint64(24, BigInt(overrides.available ?? USER_BASE + AVAIL), true);
+    return bytes;
+  }
+
+  async createSession(key: Uint8Array, direction: number, cipherAlgorithm = 3): Promise<bigint> {
+    const reply = await this.send(
+      Request.CREATE_CRYPTO_SESSION,
+      sessionRequest({ opcode: 2, cipherAlgorithm, key, direction, opType: 1 }),
+    );
+    return readSessionReply(reply!.payload);
+  }
+
+  /** Copies `data` into guest memory; returns its guest-physical address. */
+  place(data: Uint8Array | number): number {
+    const length = typeof data === 'number' ? data : data.byteLength;
+    if (this.#nextData + length > this.memory.byteLength) this.#nextData = DATA;
+    const at = this.#nextData;
+    if (typeof data !== 'number') this.memory.set(data, at);
+    else this.memory.fill(0xee, at, at + length);
+    this.#nextData += (length + 15) & ~15;
+    return GUEST_BASE + at;
+  }
+
+  /** Writes descriptor `index` of the table. */
+  writeDescriptor(index: number, address: number, length: number, flags: number, next: number): void {
+    const view = new DataView(this.memory.buffer, DESC + 16 * index, 16);
+    view.setBigUint64(0, BigInt(address), true);
+    view.setUint32(8, length, true);
+    view.setUint16(12, flags, true);
+    view.setUint16(14, next, true);
+  }
+
+  /** Puts a chain of readable then writable buffers in the ring and kicks; returns the head and the writable addresses. */
+  submit(
+    readable: readonly Uint8Array[],
+    writable: readonly number[],
+    kick = true,
+  ): { head: number; out: number[] } {
+    const count = readable.length + writable.length;
+    const head = this.#nextDesc;
+    const out: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const index = (head + i) % this.queueSize;
+      const last = i === count - 1;
+      const next = (head + i + 1) % this.queueSize;
+      if (i < readable.length)
+        this.writeDescriptor(
+          index,
+          this.place(readable[i]!),
+          readable[i]!.byteLength,
+          last ? 0 : DESC_F_NEXT,
+          next,
+        );
+      else {
+        const address = this.place(writable[i - readable.length]!);
+        out.push(address);
+        this.writeDescriptor(
+          index,
+          address,
+          writable[i - readable.length]!,
+          DESC_F_WRITE | (last ? 0 : DESC_F_NEXT),
+          next,
+        );
+      }
+    }
+    this.#nextDesc = (head + count) % this.queueSize;
+    this.makeAvailable(head, kick);
+    return { head, out };
+  }
+
+  /** Adds `head` to the available ring (and kicks). */
+  makeAvailable(head: number, kick = true): void {
+    const avail = new DataView(this.memory.buffer, AVAIL);
+    avail.setUint16(4 + 2 * (this.#availIndex % this.queueSize), head, true);
+    this.#availIndex = (this.#availIndex + 1) & 0xffff;
+    avail.setUint16(2, this.#availIndex, true);
+    if (kick) native().eventfdWrite(this.kick, 1);
+  }
+
+  /** Sets the available index directly (for corrupt-ring tests). */
+  setAvailableIndex(index: number): void {
+    new DataView(this.memory.buffer, AVAIL).setUint16(2, index, true);
+    native().eventfdWrite(this.kick, 1);
+  }
+
+  /** Bytes at a guest-physical address. */
+  read(address: number, length: number): Uint8Array {
+    return this.memory.slice(address - GUEST_BASE, address - GUEST_BASE + length);
+  }
+
+  /** Waits for `count` used entries (signalled through the call eventfd). */
+  async completions(count: number, timeoutMs = 5000): Promise<Completion[]> {
+    const done: Completion[] = [];
+    const used = new DataView(this.memory.buffer, USED);
+    const deadline = Date.now() + timeoutMs;
+    while (done.length < count) {
+      const index = used.getUint16(2, true);
+      while (this.#lastUsed !== index && done.length < count) {
+        const slot = 4 + 8 * (this.#lastUsed % this.queueSize);
+        done.push({ head: used.getUint32(slot, true), written: used.getUint32(slot + 4, true) });
+        this.#lastUsed = (this.#lastUsed + 1) & 0xffff;
+      }
+      if (done.length >= count) break;
+      if (Date.now() > deadline) throw new Error(`only ${done.length} of ${count} completions arrived`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 50);
+        this.#callWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return done;
+  }
+
+  /** Waits until the backend closes the connection. */
+  async waitClosed(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error('the backend kept the connection open');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  close(): void {
+    this.#socketWatcher.close();
+    this.#callWatcher.close();
+    for (const fd of [this.fd, this.memfd, this.kick, this.call]) native().close(fd);
+  }
+}
