@@ -32,6 +32,13 @@ const figures: Record<string, { about: string; run(options: FigureOptions): Prom
   },
 };
 
+/** fig2 over virtio-crypto lives with the VM tooling (which depends on this package): loaded at run time. */
+async function fig2VirtioCrypto(options: FigureOptions): Promise<FigureResult> {
+  const specifier = '@vaccel/vm/fig2-virtio-crypto';
+  const module = (await import(specifier)) as { fig2VirtioCrypto(o: FigureOptions): Promise<FigureResult> };
+  return module.fig2VirtioCrypto(options);
+}
+
 const usage = `Usage: vaccel-bench <figure|all> [options]
 
 Figures:
@@ -47,6 +54,9 @@ Options:
   --address ADDR   also measure through an agent already running at ADDR
   --no-agent       do not start a local agent: guest = --address only (e.g. inside a VM:
                    --address virtio-serial:///dev/virtio-ports/vaccel; fig2 and fig4)
+  --virtio-crypto  fig2 as first published: a QEMU guest's kernel encrypts through its
+                   virtio-crypto device, served by vaccel-crypto-backend (vhost-user), against
+                   the host's openssl speed (needs qemu-system-x86 and openssl)
   -h, --help       this help
 
 Each point is the median of its repetitions, after a warm-up; guest and host are measured in the
@@ -65,6 +75,7 @@ export async function main(argv: string[]): Promise<number> {
         out: { type: 'string' },
         address: { type: 'string' },
         'no-agent': { type: 'boolean', default: false },
+        'virtio-crypto': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -97,6 +108,10 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write('vaccel-bench: --no-agent needs --address (the guest path to measure)\n');
     return 2;
   }
+  if (values['virtio-crypto'] && (names.length !== 1 || names[0] !== 'fig2')) {
+    process.stderr.write('vaccel-bench: --virtio-crypto goes with fig2 only\n');
+    return 2;
+  }
   const options: FigureOptions = {
     reps,
     quick: values.quick ?? false,
@@ -104,7 +119,9 @@ export async function main(argv: string[]): Promise<number> {
     startAgent: !values['no-agent'],
   };
   for (const name of names) {
-    const result = await figures[name]!.run(options);
+    const result = values['virtio-crypto']
+      ? await fig2VirtioCrypto(options)
+      : await figures[name]!.run(options);
     process.stdout.write(`\n${consoleReport(result)}`);
     if (values.out)
       for (const file of await writeResult(values.out, result)) process.stdout.write(`wrote ${file}\n`);

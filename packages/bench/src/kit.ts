@@ -1,0 +1,11 @@
+/**
+ * What a figure measured elsewhere (e.g. `vaccel-vm`'s virtio-crypto fig2, which needs a VM) uses
+ * to produce the same result shape, summaries, console report and plots as the figures here.
+ * @module
+ */
+export type { FigureOptions } from './figure.js';
+export { describeMachine, type MachineInfo } from './machine.js';
+export { formatBytes } from './paths.js';
+export { Progress } from './progress.js';
+export { compare, type FigureResult, type Point } from './result.js';
+export { summarize } from './stats.js';
