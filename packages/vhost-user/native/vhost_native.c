@@ -194,10 +194,12 @@ static napi_value js_recvmsg(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// sendmsg(fd, buffer, fds?) -> bytes sent; waits up to 1 s for buffer space, then throws ETIMEDOUT.
+// sendmsg(fd, buffer, fds?, timeoutMs = 1000) -> bytes sent; when the socket buffer is full it
+// waits up to timeoutMs for space, then throws ETIMEDOUT (timeoutMs 0: EAGAIN at once).
 static napi_value js_sendmsg(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t timeout_ms = 1000;
   int32_t fd;
   uint8_t *data;
   size_t length;
@@ -206,6 +208,7 @@ static napi_value js_sendmsg(napi_env env, napi_callback_info info) {
     return throw_type(env, "sendmsg(fd, buffer: Uint8Array, fds?: number[])");
   int fds[MAX_FDS];
   uint32_t count = 0;
+  if (argc > 3 && !arg_int(env, argv[3], &timeout_ms)) return throw_type(env, "sendmsg: timeoutMs must be an integer");
   if (argc > 2) {
     bool is_array = false;
     napi_is_array(env, argv[2], &is_array);
@@ -240,8 +243,9 @@ static napi_value js_sendmsg(napi_env env, napi_callback_info info) {
     if (n >= 0) return make_int(env, n);
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return throw_errno(env, "sendmsg", errno);
+    if (timeout_ms <= 0) return throw_errno(env, "sendmsg", EAGAIN);
     struct pollfd p = {.fd = fd, .events = POLLOUT};
-    int ready = poll(&p, 1, 1000);
+    int ready = poll(&p, 1, timeout_ms);
     if (ready == 0) return throw_errno(env, "sendmsg", ETIMEDOUT);
     if (ready < 0 && errno != EINTR) return throw_errno(env, "poll", errno);
   }

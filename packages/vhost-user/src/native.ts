@@ -33,7 +33,8 @@ export interface Native {
   connect(path: string): number;
   /** Null when nothing is waiting. */
   recvmsg(fd: number, buffer: Uint8Array): Received | null;
-  sendmsg(fd: number, buffer: Uint8Array, fds?: readonly number[]): number;
+  /** Waits up to `timeoutMs` (default 1000; 0 = not at all) for buffer space, then throws. */
+  sendmsg(fd: number, buffer: Uint8Array, fds?: readonly number[], timeoutMs?: number): number;
   /** A shared read/write mapping of `length` bytes at `offset` (page aligned), unmapped on GC. */
   mmap(fd: number, length: number, offset?: number): ArrayBuffer;
   memfd(name: string, size: number): number;

@@ -51,8 +51,10 @@ class Connection {
       engine,
       counters,
       log,
+      // Replies are tiny: a full socket buffer means the front-end stopped reading, and waiting for
+      // it would stall every other connection, so it fails (and the connection closes) at once.
       send: (request, payload) => {
-        native().sendmsg(fd, encodeMessage(request, Flags.VERSION | Flags.REPLY, payload));
+        native().sendmsg(fd, encodeMessage(request, Flags.VERSION | Flags.REPLY, payload), [], 0);
       },
     });
     this.#watcher = new (native().Watcher)(fd, (error) => (error ? this.close(error) : this.#read()));
@@ -60,7 +62,9 @@ class Connection {
 
   #read(): void {
     try {
-      for (;;) {
+      // A bounded number of reads per wakeup, so one chatty front-end cannot starve the others
+      // (the watcher is level-triggered: what is left wakes it again).
+      for (let reads = 0; reads < 64; reads++) {
         const received = native().recvmsg(this.#fd, this.#scratch);
         if (received === null) return;
         if (received.bytes === 0) {

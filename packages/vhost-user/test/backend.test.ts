@@ -8,6 +8,7 @@ import {
   CryptoBackend,
   DESC_F_NEXT,
   Direction,
+  encodeMessage,
   encodeRequestHeader,
   Flags,
   native,
@@ -254,6 +255,27 @@ describe('CryptoBackend with an in-process front-end', () => {
       await frontend.waitClosed();
       frontend.close();
     }
+    const frontend = await connected();
+    frontend.close();
+  });
+
+  it('drops a front-end that stops reading its replies, without stalling the others', async () => {
+    const flooder = native().connect(socket);
+    const request = encodeMessage(Request.GET_FEATURES, Flags.VERSION);
+    let closedAfter = -1;
+    for (let i = 0; i < 200_000 && closedAfter < 0; i++) {
+      try {
+        native().sendmsg(flooder, request, [], 0);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code === 'EPIPE' || code === 'ECONNRESET') closedAfter = i;
+        else if (code === 'EAGAIN') await new Promise((resolve) => setImmediate(resolve));
+        else throw error;
+      }
+      if (i % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    native().close(flooder);
+    assert.ok(closedAfter > 0, 'the backend closed the connection');
     const frontend = await connected();
     frontend.close();
   });

@@ -3,12 +3,14 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Vaccel } from '@vaccel/core';
 import { hostPlugins } from '@vaccel/plugin-onnx';
+import { CryptoBackend } from '@vaccel/vhost-user';
 import { buildGuest } from './build.js';
 import { jsonFromOutput, runInGuest } from './run.js';
 
@@ -22,6 +24,9 @@ const usage = `Usage: vaccel-vm <build|run|demo> [options] [-- guest command]
   demo             classify /examples/cat.jpg in the guest and compare with the host's in-process result
 
 Options:
+  --virtio-crypto  give the guest a virtio-crypto device served by vaccel-crypto-backend (vhost-user,
+                   in this process): its kernel's virtio_crypto_aes_cbc runs AES on the host, e.g.
+                   run --virtio-crypto -- kcapi-enc -c virtio_crypto_aes_cbc ...
   --cache DIR      where the guest is built (default .vm/ at the repository root)
   --rebuild        rebuild the initramfs even if present
   --timeout S      give up after S seconds (default 300)
@@ -48,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         cache: { type: 'string' },
         rebuild: { type: 'boolean', default: false },
+        'virtio-crypto': { type: 'boolean', default: false },
         timeout: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -76,7 +82,14 @@ export async function main(argv: string[]): Promise<number> {
     const image = await buildGuest(cacheDir, { rebuild: values.rebuild, log });
     if (verb === 'run') {
       if (rest.length === 0) throw new Error('run needs a guest command after --');
-      return (await runInGuest(image, rest, { timeoutSeconds })).exitCode;
+      if (!values['virtio-crypto']) return (await runInGuest(image, rest, { timeoutSeconds })).exitCode;
+      const dir = mkdtempSync(join(tmpdir(), 'vaccel-vm-'));
+      try {
+        await using backend = await CryptoBackend.listen({ socket: join(dir, 'crypto.sock') });
+        return (await runInGuest(image, rest, { timeoutSeconds, cryptoSocket: backend.socket })).exitCode;
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }
     if (verb === 'demo') {
       log('booting the guest to classify /examples/cat.jpg through the host agent');
