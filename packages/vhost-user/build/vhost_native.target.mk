@@ -99,7 +99,8 @@ INCS_Release := \
 	-I/usr/deps/v8/include
 
 OBJS := \
-	$(obj).target/$(TARGET)/native/vhost_native.o
+	$(obj).target/$(TARGET)/native/vhost_native.o \
+	$(obj).target/$(TARGET)/native/watcher.o
 
 # Add to the list of files we specially track dependencies for.
 all_deps += $(OBJS)

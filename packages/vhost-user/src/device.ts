@@ -9,7 +9,7 @@ import { VaccelError } from '@vaccel/core';
 import type { Logger } from 'pino';
 import type { CipherEngine } from './engine.js';
 import { GuestMemory } from './memory.js';
-import { closeQuietly, native, type Watcher } from './native.js';
+import { closeQuietly } from './native.js';
 import {
   Feature,
   Flags,
@@ -35,7 +35,8 @@ import {
   Status,
   SymOp,
 } from './virtio-crypto.js';
-import { type RingAddresses, SplitQueue } from './virtqueue.js';
+import type { DeviceCounters } from './vring.js';
+import { Vring, type VringContext } from './vring.js';
 
 /** Virtio features we offer. */
 export const DEVICE_FEATURES =
@@ -50,31 +51,7 @@ export const PROTOCOL_FEATURES =
 export const MAX_VRINGS = 8;
 /** Sessions one device may hold open. */
 export const MAX_SESSIONS = 4096;
-/** Requests served in one go before yielding to the event loop. */
-const BATCH = 256;
-
-/** Counters a device adds to. */
-export interface DeviceCounters {
-  requests: number;
-  failed: number;
-  bytes: number;
-  sessionsCreated: number;
-}
-
-interface Vring {
-  index: number;
-  size?: number;
-  base: number;
-  addresses?: RingAddresses;
-  kick?: number;
-  call?: number;
-  error?: number;
-  enabled: boolean;
-  queue?: SplitQueue;
-  watcher?: Watcher;
-  busy: boolean;
-  again: boolean;
-}
+export type { DeviceCounters } from './vring.js';
 
 /** The device behind one vhost-user connection. */
 export class CryptoDevice {
@@ -88,6 +65,7 @@ export class CryptoDevice {
   #protocolFeatures = 0n;
   #nextSession = 1n;
   #closed = false;
+  readonly #context: VringContext;
 
   constructor(options: {
     engine: CipherEngine;
@@ -100,6 +78,12 @@ export class CryptoDevice {
     this.#log = options.log;
     this.#counters = options.counters;
     this.#send = options.send;
+    this.#context = {
+      engine: this.#engine,
+      sessions: this.#sessions,
+      counters: this.#counters,
+      log: this.#log,
+    };
   }
 
   /** Open sessions. */
@@ -129,7 +113,7 @@ export class CryptoDevice {
   #vring(index: number): Vring {
     if (!Number.isInteger(index) || index < 0 || index >= MAX_VRINGS)
       throw new VaccelError('EPROTO', `vring ${index} does not exist (this device has ${MAX_VRINGS})`);
-    this.#vrings[index] ??= { index, base: 0, enabled: true, busy: false, again: false };
+    this.#vrings[index] ??= new Vring(index, this.#context);
     return this.#vrings[index];
   }
 
@@ -205,7 +189,7 @@ export class CryptoDevice {
       case Request.GET_VRING_BASE: {
         const { index } = readVringState(payload, 'GET_VRING_BASE');
         const ring = this.#vring(index);
-        this.#stop(ring);
+        ring.stop();
         this.#send(message.request, vringState(index, ring.base));
         return;
       }
@@ -213,7 +197,7 @@ export class CryptoDevice {
         const { ring, fd } = this.#vringFd(message);
         if (fd === undefined)
           throw new VaccelError('EPROTO', 'polling mode (a vring without a kick descriptor)');
-        this.#stop(ring);
+        ring.stop();
         closeQuietly(ring.kick);
         ring.kick = fd;
         this.#start(ring);
@@ -295,112 +279,21 @@ export class CryptoDevice {
     }
     // Rings already running re-translate their addresses into the new mapping.
     for (const ring of this.#vrings) {
-      if (ring?.queue) {
-        this.#stop(ring);
+      if (ring?.running) {
+        ring.stop();
         this.#start(ring);
       }
     }
     // Rings waiting for memory start now.
-    for (const ring of this.#vrings) if (ring && !ring.queue) this.#start(ring);
+    for (const ring of this.#vrings) if (ring && !ring.running) this.#start(ring);
   }
 
-  /**
-   * Starts serving `ring` once it has memory, size, addresses and a kick descriptor. Rings outside
-   * guest memory or misaligned throw (`EFAULT`/`EINVAL`) and stay stopped.
-   */
   #start(ring: Vring): void {
-    if (ring.queue || this.#closed) return;
-    if (!ring.enabled || ring.size === undefined || !ring.addresses || ring.kick === undefined) return;
-    if (this.#memory.regions.length === 0) return;
-    ring.queue = new SplitQueue(this.#memory, ring.size, ring.addresses, ring.base);
-    const kick = ring.kick;
-    ring.watcher = new (native().Watcher)(kick, (error) => {
-      if (error) {
-        this.#log.warn({ vring: ring.index, error }, 'kick descriptor failed; vring stopped');
-        this.#stop(ring);
-        return;
-      }
-      native().eventfdRead(kick);
-      this.#serve(ring);
-    });
-    this.#log.debug({ vring: ring.index, size: ring.size }, 'vring started');
-    this.#serve(ring);
-  }
-
-  /** Stops serving `ring`, keeping where it got to in `base`. */
-  #stop(ring: Vring): void {
-    ring.watcher?.close();
-    ring.watcher = undefined;
-    if (ring.queue) ring.base = ring.queue.lastAvailable;
-    ring.queue = undefined;
-  }
-
-  #notify(ring: Vring): void {
-    if (ring.call !== undefined) native().eventfdWrite(ring.call, 1);
-  }
-
-  /** Serves what the driver made available; re-entered calls just ask for another pass. */
-  #serve(ring: Vring): void {
-    if (ring.busy) {
-      ring.again = true;
-      return;
-    }
-    ring.busy = true;
-    this.#drain(ring)
-      .catch((error: unknown) => {
-        this.#log.error({ vring: ring.index, err: error }, 'vring stopped: its rings are corrupt');
-        this.#stop(ring);
-      })
-      .finally(() => {
-        ring.busy = false;
-        if (ring.again && ring.queue) {
-          ring.again = false;
-          this.#serve(ring);
-        }
-      });
-  }
-
-  async #drain(ring: Vring): Promise<void> {
-    for (;;) {
-      const queue = ring.queue;
-      if (!queue) return;
-      let served = 0;
-      for (let head = queue.pop(); head !== undefined; head = queue.pop()) {
-        let written = 0;
-        try {
-          const chain = queue.chain(head);
-          const pending = handleRequest(chain, this.#sessions, this.#engine.run);
-          const outcome = pending instanceof Promise ? await pending : pending;
-          written = outcome.written;
-          this.#counters.requests++;
-          if (outcome.status === Status.OK) this.#counters.bytes += outcome.processed;
-          else {
-            this.#counters.failed++;
-            this.#log.debug({ status: outcome.status, reason: outcome.reason }, 'crypto request failed');
-          }
-        } catch (error) {
-          // The chain itself is unusable: return it empty so the driver gets its buffer back.
-          this.#counters.requests++;
-          this.#counters.failed++;
-          this.#log.warn({ vring: ring.index, head, err: error }, 'malformed request returned unread');
-        }
-        if (ring.queue !== queue) return; // stopped (or remapped) while a cipher ran
-        queue.push(head, written);
-        if (++served % BATCH === 0) {
-          this.#notify(ring);
-          await new Promise((resolve) => setImmediate(resolve));
-          if (ring.queue !== queue) return;
-        }
-      }
-      queue.requestKick();
-      this.#notify(ring);
-      // A buffer made available between our last look and avail_event's update sent no kick.
-      if (!queue.pending) return;
-    }
+    if (!this.#closed) ring.start(this.#memory);
   }
 
   #reset(): void {
-    for (const ring of this.#vrings) if (ring) this.#stop(ring);
+    for (const ring of this.#vrings) if (ring) ring.stop();
     this.#sessions.clear();
   }
 
@@ -410,10 +303,7 @@ export class CryptoDevice {
     this.#closed = true;
     for (const ring of this.#vrings) {
       if (!ring) continue;
-      this.#stop(ring);
-      closeQuietly(ring.kick);
-      closeQuietly(ring.call);
-      closeQuietly(ring.error);
+      ring.close();
     }
     this.#sessions.clear();
     this.#memory = GuestMemory.empty();

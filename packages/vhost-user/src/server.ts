@@ -54,7 +54,14 @@ class Connection {
       // Replies are tiny: a full socket buffer means the front-end stopped reading, and waiting for
       // it would stall every other connection, so it fails (and the connection closes) at once.
       send: (request, payload) => {
-        native().sendmsg(fd, encodeMessage(request, Flags.VERSION | Flags.REPLY, payload), [], 0);
+        try {
+          native().sendmsg(fd, encodeMessage(request, Flags.VERSION | Flags.REPLY, payload), [], 0);
+        } catch (cause) {
+          // EPROTO: the device treats it as fatal, so the connection closes.
+          throw new VaccelError('EPROTO', `cannot reply to the front-end: ${(cause as Error).message}`, {
+            cause,
+          });
+        }
       },
     });
     this.#watcher = new (native().Watcher)(fd, (error) => (error ? this.close(error) : this.#read()));

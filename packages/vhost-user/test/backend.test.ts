@@ -10,17 +10,18 @@ import {
   Direction,
   encodeMessage,
   encodeRequestHeader,
+  LoopbackFrontend as FakeFrontend,
   Flags,
   native,
   Opcode,
   Request,
   Status,
   SymOp,
+  USER_BASE,
   u64,
   vringState,
 } from '@vaccel/vhost-user';
 import pino from 'pino';
-import { FakeFrontend, USER_BASE } from './frontend.js';
 
 const quiet = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'vaccel-vhost-'));

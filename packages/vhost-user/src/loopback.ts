@@ -1,37 +1,42 @@
 /**
- * A minimal vhost-user front-end and virtio-crypto driver, in process, for tests: it plays QEMU
- * (shares memfd guest memory, sets up one vring with kick/call eventfds, creates sessions) and the
- * guest driver (writes descriptor chains, kicks, waits for the used ring).
+ * A loopback front-end: a minimal vhost-user front-end and virtio-crypto driver in this process.
+ * It plays QEMU (shares memfd "guest memory", sets up vring 0 with kick/call eventfds, creates
+ * sessions) and the guest driver (writes descriptor chains, kicks, waits for the used ring), so
+ * the backend can be tested and measured without a VM.
+ * @module
  */
+import { native } from './native.js';
 import {
-  DESC_F_NEXT,
-  DESC_F_WRITE,
   encodeMessage,
   Flags,
   type Message,
   MessageReader,
   memoryTable,
-  native,
   Request,
   readSessionReply,
   sessionRequest,
   u64,
   vringState,
-} from '@vaccel/vhost-user';
+} from './protocol.js';
+import { DESC_F_NEXT, DESC_F_WRITE } from './virtqueue.js';
 
+/** Where the loopback's memory sits in "guest-physical" space. */
 export const GUEST_BASE = 0x100000;
+/** Where it claims to sit in its own (VMM) address space: vring addresses use this. */
 export const USER_BASE = 0x7f00_0000_0000;
 const DESC = 0x0;
 const AVAIL = 0x1000;
 const USED = 0x2000;
 const DATA = 0x4000;
 
+/** A used-ring entry. */
 export interface Completion {
   head: number;
   written: number;
 }
 
-export class FakeFrontend {
+/** The loopback front-end; {@link LoopbackFrontend.setup} does what QEMU does at start. */
+export class LoopbackFrontend {
   readonly fd: number;
   readonly memory: Uint8Array;
   readonly memfd: number;
@@ -47,8 +52,10 @@ export class FakeFrontend {
   #lastUsed = 0;
   #nextData = DATA;
   #nextDesc = 0;
+  /** True once the backend closed the connection. */
   closed = false;
 
+  /** Connects to a backend at `socket` with `memoryBytes` of shared memory (default 1 MiB). */
   constructor(socket: string, options: { memoryBytes?: number; queueSize?: number } = {}) {
     const lib = native();
     this.queueSize = options.queueSize ?? 64;
@@ -144,6 +151,7 @@ export class FakeFrontend {
     return bytes;
   }
 
+  /** Creates a cipher session (AES-CBC by default); the backend's id, or -1 when refused. */
   async createSession(key: Uint8Array, direction: number, cipherAlgorithm = 3): Promise<bigint> {
     const reply = await this.send(
       Request.CREATE_CRYPTO_SESSION,
@@ -264,6 +272,7 @@ export class FakeFrontend {
     }
   }
 
+  /** Closes the connection and every descriptor it holds. */
   close(): void {
     this.#socketWatcher.close();
     this.#callWatcher.close();
