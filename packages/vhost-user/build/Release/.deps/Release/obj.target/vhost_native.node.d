@@ -1,1 +1,0 @@
-cmd_Release/obj.target/vhost_native.node := g++ -o Release/obj.target/vhost_native.node -shared -pthread -rdynamic -m64  -Wl,-soname=vhost_native.node -Wl,--start-group Release/obj.target/vhost_native/native/vhost_native.o Release/obj.target/vhost_native/native/watcher.o -Wl,--end-group 

@@ -1,1 +1,0 @@
-cmd_Release/vhost_native.node := ln -f "Release/obj.target/vhost_native.node" "Release/vhost_native.node" 2>/dev/null || (rm -rf "Release/vhost_native.node" && cp -af "Release/obj.target/vhost_native.node" "Release/vhost_native.node")
