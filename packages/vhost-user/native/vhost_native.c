@@ -45,6 +45,13 @@ static int fill_unix_address(napi_env env, napi_value value, struct sockaddr_un 
   return 1;
 }
 
+// Closes fd (a socket or memfd being set up) and throws the errno its failing call left.
+static napi_value close_and_throw(napi_env env, int fd, const char *syscall) {
+  int err = errno;
+  close(fd);
+  return throw_errno(env, syscall, err);
+}
+
 // listen(path, backlog) -> fd: a non-blocking listening unix stream socket.
 static napi_value js_listen(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -57,16 +64,8 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
   if (argc > 1) arg_int(env, argv[1], &backlog);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
-  if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "bind", err);
-  }
-  if (listen(fd, backlog) < 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "listen", err);
-  }
+  if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) return close_and_throw(env, fd, "bind");
+  if (listen(fd, backlog) < 0) return close_and_throw(env, fd, "listen");
   return make_int(env, fd);
 }
 
@@ -95,11 +94,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
     return throw_type(env, "connect(path): path must be a string shorter than 108 bytes");
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
-  if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "connect", err);
-  }
+  if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) return close_and_throw(env, fd, "connect");
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   return make_int(env, fd);
 }
@@ -249,11 +244,7 @@ static napi_value js_memfd(napi_env env, napi_callback_info info) {
     return throw_type(env, "memfd(name, size)");
   int fd = memfd_create(name, MFD_CLOEXEC);
   if (fd < 0) return throw_errno(env, "memfd_create", errno);
-  if (ftruncate(fd, (off_t)size) < 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "ftruncate", err);
-  }
+  if (ftruncate(fd, (off_t)size) < 0) return close_and_throw(env, fd, "ftruncate");
   return make_int(env, fd);
 }
 

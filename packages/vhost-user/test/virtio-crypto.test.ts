@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
   type Chain,
+  type CipherRequest,
   type CipherSession,
   decodeRequestHeader,
   encodeRequestHeader,
@@ -45,6 +46,19 @@ const session = (key: Uint8Array, cipher = `aes-${key.byteLength * 8}-cbc`): Cip
 });
 
 const engine = opensslEngine();
+
+/** An AES-CBC encrypt request header for session 7, one block, with `overrides`. */
+const aesHeader = (overrides: Partial<CipherRequest>) =>
+  encodeRequestHeader({
+    opcode: Opcode.CIPHER_ENCRYPT,
+    algorithm: 3,
+    sessionId: 7n,
+    opType: SymOp.CIPHER,
+    ivLength: 16,
+    sourceLength: 16,
+    destinationLength: 16,
+    ...overrides,
+  });
 
 describe('request header', () => {
   it('encodes and decodes every field (fuzzed)', () => {
@@ -196,17 +210,8 @@ describe('handleRequest', () => {
       [7n, session(key)],
       [8n, session(key, 'aes-128-ecb')],
     ]);
-    const request = (overrides: Partial<Parameters<typeof encodeRequestHeader>[0]>, tail = 32, out = 33) => {
-      const header = encodeRequestHeader({
-        opcode: Opcode.CIPHER_ENCRYPT,
-        algorithm: 3,
-        sessionId: 7n,
-        opType: SymOp.CIPHER,
-        ivLength: 16,
-        sourceLength: 16,
-        destinationLength: 16,
-        ...overrides,
-      });
+    const request = (overrides: Partial<CipherRequest>, tail = 32, out = 33) => {
+      const header = aesHeader(overrides);
       const outcome = handleRequest(
         chainOf([header, new Uint8Array(tail)], [new Uint8Array(out)]),
         sessions,
@@ -236,16 +241,7 @@ describe('handleRequest', () => {
 
   it('reports a failing engine as ERR, synchronously or not', async () => {
     const sessions = new Map([[7n, session(randomBytes(16))]]);
-    const header = encodeRequestHeader({
-      opcode: Opcode.CIPHER_ENCRYPT,
-      algorithm: 3,
-      sessionId: 7n,
-      opType: SymOp.CIPHER,
-      ivLength: 16,
-      sourceLength: 16,
-      destinationLength: 16,
-    });
-    const chain = () => chainOf([header, new Uint8Array(32)], [new Uint8Array(17)]);
+    const chain = () => chainOf([aesHeader({}), new Uint8Array(32)], [new Uint8Array(17)]);
     const sync = handleRequest(chain(), sessions, () => {
       throw new Error('engine down');
     });
