@@ -26,15 +26,7 @@ import {
   VRING_NOFD,
   vringState,
 } from './protocol.js';
-import {
-  type CipherSession,
-  Direction,
-  handleRequest,
-  Opcode,
-  opensslCipher,
-  Status,
-  SymOp,
-} from './virtio-crypto.js';
+import { type CipherSession, Direction, Opcode, opensslCipher, SymOp } from './virtio-crypto.js';
 import type { DeviceCounters } from './vring.js';
 import { Vring, type VringContext } from './vring.js';
 
