@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -220,6 +221,12 @@ static napi_value js_mmap(napi_env env, napi_callback_info info) {
     return throw_type(env, "mmap(fd, length, offset?)");
   if (length <= 0 || offset < 0 || (offset & (sysconf(_SC_PAGESIZE) - 1)) != 0)
     return throw_errno(env, "mmap", EINVAL);
+  // A mapping past the end of a file maps fine, but touching it raises SIGBUS: refuse regions
+  // larger than the file (memfd and hugetlbfs guest RAM are regular files with a size).
+  struct stat st;
+  if (fstat(fd, &st) < 0) return throw_errno(env, "fstat", errno);
+  if (S_ISREG(st.st_mode) && (st.st_size < offset || st.st_size - offset < length))
+    return throw_errno(env, "mmap (region past the end of its file)", EINVAL);
   void *address = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
   if (address == MAP_FAILED) return throw_errno(env, "mmap", errno);
   napi_value buffer;

@@ -131,6 +131,11 @@ export class MessageReader {
     return messages;
   }
 
+  /** Bytes of a message not complete yet (its descriptors may already have arrived). */
+  get pendingBytes(): number {
+    return this.#pending.byteLength;
+  }
+
   /** Descriptors received but not (yet) claimed by a message; the caller closes them. */
   takeStrayFds(): number[] {
     return this.#fds.splice(0);

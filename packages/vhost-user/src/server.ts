@@ -79,7 +79,8 @@ class Connection {
           this.close();
           return;
         }
-        for (const message of this.#reader.push(this.#scratch.subarray(0, received.bytes), received.fds)) {
+        const messages = this.#reader.push(this.#scratch.subarray(0, received.bytes), received.fds);
+        for (const [i, message] of messages.entries()) {
           if (this.#closed) {
             for (const fd of message.fds) closeQuietly(fd);
             continue;
@@ -93,9 +94,16 @@ class Connection {
             },
             'vhost-user message',
           );
-          this.device.handle(message);
+          try {
+            this.device.handle(message);
+          } catch (error) {
+            // The connection ends here: what else arrived with this read is never handled.
+            for (const rest of messages.slice(i + 1)) for (const fd of rest.fds) closeQuietly(fd);
+            throw error;
+          }
         }
-        for (const fd of this.#reader.takeStrayFds()) closeQuietly(fd);
+        // Descriptors no message claimed are closed, unless a partial message may still claim them.
+        if (this.#reader.pendingBytes === 0) for (const fd of this.#reader.takeStrayFds()) closeQuietly(fd);
       }
     } catch (error) {
       this.close(error);

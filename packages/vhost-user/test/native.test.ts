@@ -60,6 +60,10 @@ describe('native addon', () => {
     assert.throws(() => lib.close(987654), { code: 'EBADF' });
     assert.throws(() => lib.mmap(987654, 4096, 0), { code: 'EBADF' });
     assert.throws(() => lib.mmap(0, 4096, 100), { code: 'EINVAL' });
+    const small = lib.memfd('small', 4096);
+    assert.throws(() => lib.mmap(small, 8192, 0), { code: 'EINVAL' }, 'past the end of the file');
+    assert.throws(() => lib.mmap(small, 4096, 4096), { code: 'EINVAL' });
+    lib.close(small);
     assert.throws(() => lib.connect('/nonexistent/socket'), { code: 'ENOENT' });
     assert.throws(() => lib.connect('x'.repeat(200)), TypeError);
     assert.throws(() => lib.recvmsg(0, 'nope' as never), TypeError);

@@ -66,6 +66,18 @@ describe('MessageReader', () => {
     assert.deepEqual(reader.takeStrayFds(), [7]);
   });
 
+  it('keeps descriptors for a message whose bytes are still arriving', () => {
+    const reader = new MessageReader();
+    const kick = encodeMessage(Request.SET_VRING_KICK, Flags.VERSION, u64(0));
+    assert.deepEqual(reader.push(kick.subarray(0, 5), [9]), []);
+    assert.equal(reader.pendingBytes, 5);
+    assert.deepEqual(
+      reader.push(kick.subarray(5), []).map((m) => m.fds),
+      [[9]],
+    );
+    assert.equal(reader.pendingBytes, 0);
+  });
+
   it('refuses other versions and oversized payloads', () => {
     assert.throws(() => new MessageReader().push(encodeMessage(1, 0x2), []), { code: 'EPROTO' });
     const big = encodeMessage(1, Flags.VERSION);
