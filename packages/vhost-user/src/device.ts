@@ -36,10 +36,12 @@ export const DEVICE_FEATURES =
   (1n << BigInt(Feature.RING_INDIRECT_DESC)) |
   (1n << BigInt(Feature.RING_EVENT_IDX)) |
   (1n << BigInt(Feature.PROTOCOL_FEATURES));
-/** vhost-user protocol features we offer. */
+/** vhost-user protocol features we offer (MQ: QEMU's `cryptodev-vhost-user,queues=N`). */
 export const PROTOCOL_FEATURES =
-  (1n << BigInt(ProtocolFeature.REPLY_ACK)) | (1n << BigInt(ProtocolFeature.CRYPTO_SESSION));
-/** Vrings per device (data queues; QEMU keeps the control queue itself). */
+  (1n << BigInt(ProtocolFeature.MQ)) |
+  (1n << BigInt(ProtocolFeature.REPLY_ACK)) |
+  (1n << BigInt(ProtocolFeature.CRYPTO_SESSION));
+/** Vrings per device: data queues, one per vring (QEMU keeps the control queue itself). */
 export const MAX_VRINGS = 8;
 /** Sessions one device may hold open. */
 export const MAX_SESSIONS = 4096;
@@ -143,7 +145,7 @@ export class CryptoDevice {
         this.#protocolFeatures = readU64(payload, 'SET_PROTOCOL_FEATURES') & PROTOCOL_FEATURES;
         return;
       case Request.GET_QUEUE_NUM:
-        this.#send(message.request, u64(1));
+        this.#send(message.request, u64(MAX_VRINGS));
         return;
       case Request.SET_OWNER:
         return;
