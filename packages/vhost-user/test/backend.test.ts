@@ -281,6 +281,32 @@ describe('CryptoBackend with an in-process front-end', () => {
     frontend.close();
   });
 
+  it('serves many front-ends at once, each getting its own results', async () => {
+    const frontends = await Promise.all(Array.from({ length: 16 }, () => connected()));
+    try {
+      await Promise.all(
+        frontends.map(async (frontend, n) => {
+          const key = randomBytes(16);
+          const session = await frontend.createSession(key, Direction.ENCRYPT);
+          for (let i = 0; i < 40; i++) {
+            const data = randomBytes(16 * (1 + ((n + i) % 64)));
+            const iv = randomBytes(16);
+            const { out } = frontend.submit(
+              [header(session, data.byteLength), iv, data],
+              [data.byteLength, 1],
+            );
+            await frontend.completions(1);
+            assert.equal(frontend.read(out[1]!, 1)[0], Status.OK);
+            assert.deepEqual(Buffer.from(frontend.read(out[0]!, data.byteLength)), openssl(key, iv, data));
+          }
+        }),
+      );
+      assert.equal(backend.stats().connections, 16);
+    } finally {
+      for (const frontend of frontends) frontend.close();
+    }
+  });
+
   it('keeps sessions per connection and frees everything when a front-end goes away', async () => {
     const a = await connected();
     const b = await connected();
