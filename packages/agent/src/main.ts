@@ -4,7 +4,15 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { isVaccelError, LogLevel, parseLogLevel, splitList, Vaccel, VaccelError } from '@vaccel/core';
+import {
+  isVaccelError,
+  LogLevel,
+  logLevelName,
+  parseLogLevel,
+  splitList,
+  Vaccel,
+  VaccelError,
+} from '@vaccel/core';
 import { DEFAULT_ADDRESS } from '@vaccel/remote';
 import pino from 'pino';
 import { Agent } from './agent.js';
@@ -32,13 +40,6 @@ when it closes.
 
 Logs are JSON lines (pino) on stdout. SIGTERM/SIGINT: stop accepting, finish in-flight calls,
 exit; a second signal exits at once.`;
-
-const pinoLevels = {
-  [LogLevel.Error]: 'error',
-  [LogLevel.Warn]: 'warn',
-  [LogLevel.Info]: 'info',
-  [LogLevel.Debug]: 'debug',
-} as const;
 
 function count(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
@@ -84,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`vaccel-agent: log level ${levelText} is not 1-4 or error|warn|info|debug\n`);
     return 2;
   }
-  const logger = pino({ level: pinoLevels[level], base: { name: 'vaccel-agent' } });
+  const logger = pino({ level: logLevelName(level), base: { name: 'vaccel-agent' } });
   try {
     const token = values['token-file'] ? (await readFile(values['token-file'], 'utf8')).trim() : undefined;
     if (values['token-file'] && !token)

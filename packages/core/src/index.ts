@@ -99,7 +99,7 @@ export {
   type TensorInfo,
 } from './ops/model.js';
 export { type ResolvedConfig, splitList, type VaccelOptions } from './runtime/config.js';
-export { createStderrLogger, type Logger, LogLevel, parseLogLevel } from './runtime/log.js';
+export { createStderrLogger, type Logger, LogLevel, logLevelName, parseLogLevel } from './runtime/log.js';
 export {
   type OpArgs,
   type OpContext,

@@ -3,7 +3,7 @@
  * @module
  */
 import { parseArgs } from 'node:util';
-import { isVaccelError, LogLevel, parseLogLevel } from '@vaccel/core';
+import { isVaccelError, LogLevel, logLevelName, parseLogLevel } from '@vaccel/core';
 import pino from 'pino';
 import { type CipherEngine, opensslEngine, vaccelEngine } from './engine.js';
 import { CryptoBackend } from './server.js';
@@ -28,13 +28,6 @@ QEMU needs shared guest memory and the device, e.g.:
   -device virtio-crypto-pci,cryptodev=cryptodev0
 
 Logs are JSON lines (pino) on stderr. SIGTERM/SIGINT: close every connection and exit.`;
-
-const pinoLevels = {
-  [LogLevel.Error]: 'error',
-  [LogLevel.Warn]: 'warn',
-  [LogLevel.Info]: 'info',
-  [LogLevel.Debug]: 'debug',
-} as const;
 
 /** Runs the backend until a signal; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -80,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
   const level = levelText ? parseLogLevel(levelText) : LogLevel.Info;
   if (level === undefined) return fail(`log level ${levelText} is not 1-4 or error|warn|info|debug`);
   const logger = pino(
-    { level: pinoLevels[level], base: { name: 'vaccel-crypto-backend' } },
+    { level: logLevelName(level), base: { name: 'vaccel-crypto-backend' } },
     pino.destination(2),
   );
   let backend: CryptoBackend;

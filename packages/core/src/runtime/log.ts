@@ -33,6 +33,11 @@ export function parseLogLevel(value: string | number | undefined): LogLevel | un
   return Number.isInteger(n) && n >= 1 && n <= 4 ? (n as LogLevel) : undefined;
 }
 
+/** The name of a level (`error`, `warn`, `info`, `debug`), as pino and most loggers spell it. */
+export function logLevelName(level: LogLevel): (typeof names)[number] {
+  return names[level - 1]!;
+}
+
 /** A logger that prints `[vaccel] level: message {fields}` lines to stderr at or below `level`. */
 export function createStderrLogger(level: LogLevel, bindings: Record<string, unknown> = {}): Logger {
   const line = (at: LogLevel, fields: object, message?: string): void => {
