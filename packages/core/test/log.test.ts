@@ -12,10 +12,12 @@ describe('log levels', () => {
     ] as const) {
       assert.equal(parseLogLevel(text), level);
     }
-    assert.deepEqual(
-      [LogLevel.Error, LogLevel.Warn, LogLevel.Info, LogLevel.Debug].map(logLevelName),
-      ['error', 'warn', 'info', 'debug'],
-    );
+    assert.deepEqual([LogLevel.Error, LogLevel.Warn, LogLevel.Info, LogLevel.Debug].map(logLevelName), [
+      'error',
+      'warn',
+      'info',
+      'debug',
+    ]);
     for (const bad of ['', 'verbose', '0', '5', undefined]) assert.equal(parseLogLevel(bad), undefined);
   });
 });
