@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { Vaccel } from '@vaccel/core';
 import { hostPlugins } from '@vaccel/plugin-onnx';
 import { CryptoBackend } from '@vaccel/vhost-user';
+import pino from 'pino';
 import { buildGuest } from './build.js';
 import { jsonFromOutput, runInGuest } from './run.js';
 
@@ -85,7 +86,9 @@ export async function main(argv: string[]): Promise<number> {
       if (!values['virtio-crypto']) return (await runInGuest(image, rest, { timeoutSeconds })).exitCode;
       const dir = mkdtempSync(join(tmpdir(), 'vaccel-vm-'));
       try {
-        await using backend = await CryptoBackend.listen({ socket: join(dir, 'crypto.sock') });
+        // Only problems are worth a line next to the guest's own output.
+        const logger = pino({ level: 'warn', base: { name: 'vaccel-crypto-backend' } }, pino.destination(2));
+        await using backend = await CryptoBackend.listen({ socket: join(dir, 'crypto.sock'), logger });
         return (await runInGuest(image, rest, { timeoutSeconds, cryptoSocket: backend.socket })).exitCode;
       } finally {
         rmSync(dir, { recursive: true, force: true });
