@@ -27,8 +27,8 @@ import {
   vringState,
 } from './protocol.js';
 import { type CipherSession, Direction, Opcode, opensslCipher, SymOp } from './virtio-crypto.js';
-import type { DeviceCounters } from './vring.js';
-import { Vring, type VringContext } from './vring.js';
+import { checkQueueSize } from './virtqueue.js';
+import { type DeviceCounters, Vring, type VringContext } from './vring.js';
 
 /** Virtio features we offer. */
 export const DEVICE_FEATURES =
@@ -159,8 +159,7 @@ export class CryptoDevice {
       case Request.SET_VRING_NUM: {
         const { index, num } = readVringState(payload, 'SET_VRING_NUM');
         const ring = this.#vring(index);
-        if (num < 1 || num > 32768 || (num & (num - 1)) !== 0)
-          throw new VaccelError('EINVAL', `vring ${index}: size ${num} is not a power of two up to 32768`);
+        checkQueueSize(num);
         ring.size = num;
         return;
       }
@@ -271,15 +270,12 @@ export class CryptoDevice {
     } finally {
       for (const fd of message.fds) closeQuietly(fd);
     }
-    // Rings already running re-translate their addresses into the new mapping.
+    // Running rings re-translate their addresses into the new mapping; waiting ones may start now.
     for (const ring of this.#vrings) {
-      if (ring?.running) {
-        ring.stop();
-        this.#start(ring);
-      }
+      if (!ring) continue;
+      ring.stop();
+      this.#start(ring);
     }
-    // Rings waiting for memory start now.
-    for (const ring of this.#vrings) if (ring && !ring.running) this.#start(ring);
   }
 
   #start(ring: Vring): void {

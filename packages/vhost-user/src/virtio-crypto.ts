@@ -116,6 +116,19 @@ export function encodeRequestHeader(request: CipherRequest): Uint8Array {
   return bytes;
 }
 
+/** The header of an AES-CBC request on `sessionId` for `length` bytes (drivers, the loopback, tests). */
+export function aesCbcRequestHeader(sessionId: bigint, length: number, decrypt = false): Uint8Array {
+  return encodeRequestHeader({
+    opcode: decrypt ? Opcode.CIPHER_DECRYPT : Opcode.CIPHER_ENCRYPT,
+    algorithm: CipherAlgorithm.AES_CBC,
+    sessionId,
+    opType: SymOp.CIPHER,
+    ivLength: 16,
+    sourceLength: length,
+    destinationLength: length,
+  });
+}
+
 /** Copies `length` bytes starting `offset` bytes into the concatenation of `buffers`. */
 export function gather(buffers: readonly Uint8Array[], offset: number, length: number): Uint8Array {
   const single = sliceOfOne(buffers, offset, length);

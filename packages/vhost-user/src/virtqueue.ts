@@ -95,6 +95,12 @@ export function readChain(memory: GuestMemory, table: DataView, size: number, he
   }
 }
 
+/** Throws `EINVAL` unless `size` is a power of two up to {@link MAX_QUEUE_SIZE}. */
+export function checkQueueSize(size: number): void {
+  if (!Number.isInteger(size) || size < 1 || size > MAX_QUEUE_SIZE || (size & (size - 1)) !== 0)
+    throw new VaccelError('EINVAL', `queue size ${size} is not a power of two up to ${MAX_QUEUE_SIZE}`);
+}
+
 /** Where a split queue lives, in the VMM's address space (vhost-user SET_VRING_ADDR). */
 export interface RingAddresses {
   descriptors: number;
@@ -120,8 +126,7 @@ export class SplitQueue {
 
   /** Maps the rings; throws `EFAULT`/`EINVAL` when they are misaligned or outside guest memory. */
   constructor(memory: GuestMemory, size: number, addresses: RingAddresses, lastAvailable: number) {
-    if (!Number.isInteger(size) || size < 1 || size > MAX_QUEUE_SIZE || (size & (size - 1)) !== 0)
-      throw new VaccelError('EINVAL', `queue size ${size} is not a power of two up to ${MAX_QUEUE_SIZE}`);
+    checkQueueSize(size);
     if (addresses.descriptors % 16 || addresses.available % 2 || addresses.used % 4)
       throw new VaccelError('EINVAL', 'vring addresses are misaligned');
     this.size = size;

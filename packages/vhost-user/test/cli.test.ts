@@ -7,13 +7,11 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  aesCbcRequestHeader,
   CryptoBackend,
   Direction,
-  encodeRequestHeader,
   LoopbackFrontend,
-  Opcode,
   Status,
-  SymOp,
   vaccelEngine,
 } from '@vaccel/vhost-user';
 import pino from 'pino';
@@ -26,15 +24,7 @@ async function encryptThrough(socket: string, key: Uint8Array, iv: Uint8Array, d
   try {
     await frontend.setup();
     const session = await frontend.createSession(key, Direction.ENCRYPT);
-    const header = encodeRequestHeader({
-      opcode: Opcode.CIPHER_ENCRYPT,
-      algorithm: 3,
-      sessionId: session,
-      opType: SymOp.CIPHER,
-      ivLength: 16,
-      sourceLength: data.byteLength,
-      destinationLength: data.byteLength,
-    });
+    const header = aesCbcRequestHeader(session, data.byteLength);
     const { out } = frontend.submit([header, iv, data], [data.byteLength, 1]);
     await frontend.completions(1);
     return {

@@ -177,13 +177,14 @@ function guestPackages(): CpioEntry[] {
   return entries;
 }
 
-/** Directory entries for every parent of `paths` not in `made` (parents first; adds them to `made`). */
-function parents(paths: readonly string[], made: Set<string>): CpioEntry[] {
+/** `entries` preceded by a directory entry for each parent not in `made` (which then records them). */
+function withParents(entries: CpioEntry[], made: Set<string>): CpioEntry[] {
   const dirs = new Set<string>();
-  for (const path of paths)
+  for (const { path } of entries)
     for (let d = dirname(path); d !== '/' && !made.has(d); d = dirname(d)) dirs.add(d);
   for (const d of dirs) made.add(d);
-  return [...dirs].sort((a, b) => a.length - b.length).map((path): CpioEntry => ({ path, kind: 'dir' }));
+  const parents = [...dirs].sort((a, b) => a.length - b.length);
+  return [...parents.map((path): CpioEntry => ({ path, kind: 'dir' })), ...entries];
 }
 
 /** node and the shared libraries it links (from ldd), at their own paths. */
@@ -193,13 +194,7 @@ function nodeBinary(made: Set<string>): CpioEntry[] {
     const path = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line)?.[1];
     if (path) entries.push(file(path, realpathSync(path), 0o755));
   }
-  return [
-    ...parents(
-      entries.map((e) => e.path),
-      made,
-    ),
-    ...entries,
-  ];
+  return withParents(entries, made);
 }
 
 /** The guest tools' files, from their Debian packages (their other libraries come with node's). */
@@ -208,13 +203,7 @@ function guestTools(cacheDir: string, made: Set<string>): CpioEntry[] {
     const dir = debianPackage(cacheDir, pkg);
     return files.map((rel) => file(`/${rel}`, realpathSync(join(dir, rel)), 0o755));
   });
-  return [
-    ...parents(
-      entries.map((e) => e.path),
-      made,
-    ),
-    ...entries,
-  ];
+  return withParents(entries, made);
 }
 
 /** Every module of the kernel tree `dir`, by name. */

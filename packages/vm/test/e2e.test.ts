@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { before, suite, test } from 'node:test';
@@ -8,15 +7,10 @@ import { Vaccel } from '@vaccel/core';
 import { hostPlugins } from '@vaccel/plugin-onnx';
 import { buildGuest, type GuestImage } from '../src/build.js';
 import { jsonFromOutput, runInGuest } from '../src/run.js';
+import { vmSkipReason } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
-const qemu = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
-const apt = spawnSync('apt-get', ['--version']).status === 0;
-const skip = !qemu
-  ? 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86; .ci/run does it)'
-  : !apt
-    ? 'apt-get is not available to fetch the guest kernel and busybox'
-    : false;
+const skip = vmSkipReason();
 
 suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, timeout: 300_000 }, () => {
   let image: GuestImage;

@@ -10,16 +10,10 @@ import { CryptoBackend } from '@vaccel/vhost-user';
 import pino from 'pino';
 import { buildGuest, type GuestImage } from '../src/build.js';
 import { runInGuest } from '../src/run.js';
+import { vmSkipReason } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
-const has = (command: string, ...args: string[]) => spawnSync(command, args).status === 0;
-const skip = !has('qemu-system-x86_64', '--version')
-  ? 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86; .ci/run does it)'
-  : !has('apt-get', '--version')
-    ? 'apt-get is not available to fetch the guest kernel and tools'
-    : !has('openssl', 'version')
-      ? 'the openssl command is not installed (apt-get install openssl; .ci/run does it)'
-      : false;
+const skip = vmSkipReason(['openssl']);
 
 /** The host's `openssl enc` output for `input`. */
 function opensslEnc(bits: number, key: string, iv: string, input: Buffer, pad = true): string {
@@ -43,7 +37,7 @@ suite('virtio-crypto: the guest kernel offloads AES-CBC to our vhost-user backen
     dir = mkdtempSync(join(tmpdir(), 'vaccel-crypto-e2e-'));
     backend = await CryptoBackend.listen({
       socket: join(dir, 'crypto.sock'),
-      logger: pino({ level: process.env.DEBUG_CRYPTO ?? 'silent' }),
+      logger: pino({ level: 'silent' }),
     });
   });
   after(async () => {
@@ -86,8 +80,8 @@ suite('virtio-crypto: the guest kernel offloads AES-CBC to our vhost-user backen
     const before = backend.stats();
     const guest = await runInGuest(image, ['sh', '-c', script], {
       cryptoSocket: backend.socket,
-      onLine: process.env.DEBUG_CRYPTO ? undefined : () => {},
-      timeoutSeconds: Number(process.env.DEBUG_CRYPTO_TIMEOUT ?? 180),
+      onLine: () => {},
+      timeoutSeconds: 180,
     });
     assert.equal(guest.exitCode, 0, guest.output);
     assert.match(
