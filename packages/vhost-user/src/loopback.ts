@@ -14,6 +14,7 @@ import {
   memoryTable,
   Request,
   readSessionReply,
+  readU64,
   sessionRequest,
   u64,
   vringState,
@@ -116,10 +117,7 @@ export class LoopbackFrontend {
   async setup(options: { protocolFeatures?: bigint } = {}): Promise<void> {
     await this.send(Request.GET_FEATURES);
     const protocol = await this.send(Request.GET_PROTOCOL_FEATURES);
-    const offered = new DataView(protocol!.payload.buffer, protocol!.payload.byteOffset).getBigUint64(
-      0,
-      true,
-    );
+    const offered = readU64(protocol!.payload, 'GET_PROTOCOL_FEATURES');
     await this.send(Request.SET_PROTOCOL_FEATURES, u64(options.protocolFeatures ?? offered));
     await this.send(Request.SET_OWNER);
     await this.send(Request.SET_FEATURES, u64(1n << 32n));

@@ -15,6 +15,7 @@ import {
   native,
   Opcode,
   Request,
+  readU64,
   Status,
   SymOp,
   USER_BASE,
@@ -218,8 +219,8 @@ describe('CryptoBackend with an in-process front-end', () => {
         [kick],
         Flags.VERSION | Flags.NEED_REPLY,
       );
-      assert.equal(new DataView(refused!.payload.buffer).getBigUint64(0, true), 0n); // nothing to start yet
-      assert.notEqual(new DataView(ack!.payload.buffer).getBigUint64(0, true), 0n); // now it cannot start
+      assert.equal(readU64(refused!.payload, 'ack'), 0n); // nothing to start yet
+      assert.notEqual(readU64(ack!.payload, 'ack'), 0n); // now it cannot start
       native().close(kick);
       // Ring 0 still works.
       const session = await frontend.createSession(randomBytes(16), Direction.ENCRYPT);
