@@ -47,7 +47,7 @@ export class AgentLink {
   /** The current connection, connecting (again) if needed. */
   get(signal?: AbortSignal): Promise<Linked> {
     if (this.#closed) return Promise.reject(new VaccelError('EBADF', 'the RPC plugin is closed'));
-    if (this.#linked && !this.#linked.client.isClosed) return Promise.resolve(this.#linked);
+    if (this.#linked && !this.#linked.client.closed) return Promise.resolve(this.#linked);
     this.#connecting ??= this.#connect(signal).finally(() => {
       this.#connecting = undefined;
     });
@@ -56,7 +56,7 @@ export class AgentLink {
 
   /** The current connection if it is open; never connects. */
   get current(): Linked | undefined {
-    return this.#linked && !this.#linked.client.isClosed ? this.#linked : undefined;
+    return this.#linked && !this.#linked.client.closed ? this.#linked : undefined;
   }
 
   async close(): Promise<void> {
@@ -82,7 +82,7 @@ export class AgentLink {
       ops = listed.map(({ op }) => op);
       ours = true;
     } catch (error) {
-      if (client.isClosed) throw errorFromRpc(error, `agent at ${this.options.address}`);
+      if (client.closed) throw errorFromRpc(error, `agent at ${this.options.address}`);
     }
     this.#linked = { client, stub, generation: ++this.#generation, ours, ops, resources: new Map() };
     return this.#linked;

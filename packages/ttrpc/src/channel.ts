@@ -1,12 +1,22 @@
 /**
- * A framed, bidirectional channel over any Duplex: decodes incoming frames and writes outgoing
- * ones, coalescing the frames written in one tick into one write (one syscall for many small
- * responses) and never copying big payloads to prepend a header.
+ * A framed, bidirectional channel over any Duplex.
+ *
+ * Reads: on a net.Socket the channel takes over the socket's handle with Node's `onread`
+ * option, so the kernel reads into buffers the {@link SlabReader} chose (small frames into a
+ * slab, big ones straight into their own buffer); other Duplexes go through the 'data'-event
+ * {@link FrameDecoder}.
+ *
+ * Writes: frames written in one tick go out together in one write (one syscall for many small
+ * replies); small frames are copied into one buffer, big payload parts are passed by reference.
  * @internal
  */
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { encodeHeader, type Frame, FrameDecoder, type OversizedFrame } from './frame.js';
+import { encodeHeaderInto, type Frame, FrameDecoder, HEADER_SIZE, type OversizedFrame } from './frame.js';
+import { BufferPool } from './pool.js';
+import { SlabReader } from './reader.js';
 import { Code, TtrpcClosedError, TtrpcError } from './status.js';
+import { ALIGN_FROM } from './wire.js';
 
 export interface ChannelHandlers {
   frame(frame: Frame): void;
@@ -15,18 +25,95 @@ export interface ChannelHandlers {
   close(error?: Error): void;
 }
 
+/** Internals of a net.Socket the takeover relies on (stable since Node 0.x). */
+interface SocketInternals {
+  _handle?: { readStop?(): number; reading?: boolean; useUserBuffer?: unknown } | null;
+  _server?: unknown;
+}
+
+/**
+ * Moves a connected net.Socket's handle into a new Socket that reads with `onread`. The old
+ * wrapper is left without a handle; an accepted socket's server bookkeeping moves along, so
+ * `net.Server#close` still waits for it. Returns undefined when the socket cannot be taken over.
+ */
+function takeOver(socket: Duplex, reader: SlabReader): Socket | undefined {
+  if (!(socket instanceof Socket) || socket.connecting || socket.destroyed) return undefined;
+  const old = socket as Socket & SocketInternals;
+  const handle = old._handle;
+  if (!handle || typeof handle.useUserBuffer !== 'function') return undefined;
+  if (handle.reading) {
+    handle.readStop?.();
+    handle.reading = false; // so the new wrapper starts reading again
+  }
+  old._handle = null;
+  // Bytes the old wrapper already read (e.g. past a handshake) come first.
+  const buffered: Uint8Array[] = [];
+  while (old.readableLength > 0) buffered.push(old.read() as Uint8Array);
+  const adopted = new Socket({
+    handle: handle as never,
+    allowHalfOpen: old.allowHalfOpen,
+    onread: {
+      buffer: () => reader.nextBuffer(),
+      callback: (n: number) => {
+        reader.didRead(n);
+        return true;
+      },
+    },
+  } as never) as Socket & SocketInternals;
+  adopted._server = old._server;
+  old._server = null;
+  adopted.setNoDelay(true);
+  for (const chunk of buffered) reader.push(chunk);
+  return adopted;
+}
+
+/** Receive buffers for big frames, shared by every channel of the process. */
+const sharedPool = new BufferPool();
+
+/** Frames at most this long are copied into the tick's write buffer. */
+const COPY_BELOW = ALIGN_FROM;
+
 export class Channel {
-  readonly #decoder: FrameDecoder;
-  #corked = false;
+  /** The stream frames travel on (after a takeover, the new Socket). */
+  readonly stream: Duplex;
+  #decoder: { idle: boolean };
   #closed = false;
+  /** Parts queued this tick; small runs are joined at flush. */
+  #queued: Uint8Array[] = [];
+  #queuedSmall = 0;
+  #queuedDone: (() => void)[] = [];
+  #flushScheduled = false;
 
   constructor(
-    readonly stream: Duplex,
+    stream: Duplex,
     readonly maxFrame: number,
     handlers: ChannelHandlers,
   ) {
-    this.#decoder = new FrameDecoder(maxFrame, handlers.frame, handlers.oversized);
     let closedWith: Error | undefined;
+    const guarded =
+      <F>(fn: (frame: F) => void) =>
+      (frame: F): void => {
+        try {
+          fn(frame);
+        } catch (error) {
+          // The handlers fail single calls themselves; reaching here is a bug, reported as the close reason.
+          closedWith ??= error as Error;
+          this.stream.destroy();
+        }
+      };
+    const onFrame = guarded(handlers.frame);
+    const onOversized = guarded(handlers.oversized);
+    const reader = new SlabReader(maxFrame, onFrame, onOversized, sharedPool);
+    const adopted = takeOver(stream, reader);
+    if (adopted) {
+      this.stream = adopted;
+      this.#decoder = reader;
+    } else {
+      this.stream = stream;
+      const decoder = new FrameDecoder(maxFrame, onFrame, onOversized);
+      this.#decoder = decoder;
+      stream.on('data', (chunk: Uint8Array) => decoder.push(chunk));
+    }
     const finish = (): void => {
       if (this.#closed) return;
       this.#closed = true;
@@ -34,21 +121,13 @@ export class Channel {
         closedWith = new TtrpcClosedError('connection closed mid-frame');
       handlers.close(closedWith);
     };
-    stream.on('data', (chunk: Uint8Array) => {
-      try {
-        this.#decoder.push(chunk);
-      } catch (error) {
-        closedWith = error as Error;
-        stream.destroy();
-      }
-    });
-    stream.on('error', (error) => {
+    this.stream.on('error', (error) => {
       closedWith ??= error;
     });
-    stream.on('end', () => stream.destroy());
-    stream.on('close', finish);
+    this.stream.on('end', () => this.stream.destroy());
+    this.stream.on('close', finish);
     // A stream handed over paused (e.g. after a transport handshake) must flow now.
-    stream.resume();
+    this.stream.resume();
   }
 
   /** True once the underlying stream closed. */
@@ -57,11 +136,19 @@ export class Channel {
   }
 
   /**
-   * Writes one frame: header, then the payload parts, without concatenating them.
+   * Queues one frame: header, then the payload parts, without concatenating big ones. Frames
+   * queued in one tick are written together. `written` runs once the frame's bytes have left
+   * (or the stream failed): the parts may be reused from then on.
    * @throws TtrpcError `RESOURCE_EXHAUSTED` (nothing sent) when the payload is over the limit.
    * @throws TtrpcClosedError when the channel is closed.
    */
-  write(streamId: number, type: number, flags: number, parts: readonly Uint8Array[]): void {
+  write(
+    streamId: number,
+    type: number,
+    flags: number,
+    parts: readonly Uint8Array[],
+    written?: () => void,
+  ): void {
     if (this.closed) throw new TtrpcClosedError('connection is closed');
     let length = 0;
     for (const part of parts) length += part.byteLength;
@@ -71,21 +158,71 @@ export class Channel {
         `frame payload of ${length} bytes is over the limit of ${this.maxFrame}`,
       );
     }
-    if (!this.#corked) {
-      this.#corked = true;
-      this.stream.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.stream.uncork();
-      });
+    const header = new Uint8Array(HEADER_SIZE);
+    encodeHeaderInto(header, length, streamId, type, flags);
+    this.#queue(header);
+    for (const part of parts) if (part.byteLength > 0) this.#queue(part);
+    if (written) this.#queuedDone.push(written);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      process.nextTick(() => this.#flush());
     }
-    this.stream.write(encodeHeader(length, streamId, type, flags));
-    for (const part of parts) if (part.byteLength > 0) this.stream.write(part);
+  }
+
+  #queue(part: Uint8Array): void {
+    this.#queued.push(part);
+    if (part.byteLength < COPY_BELOW) this.#queuedSmall += part.byteLength;
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const queued = this.#queued;
+    this.#queued = [];
+    const small = this.#queuedSmall;
+    this.#queuedSmall = 0;
+    const done = this.#queuedDone;
+    this.#queuedDone = [];
+    const callback =
+      done.length === 0
+        ? undefined
+        : () => {
+            for (const fn of done) fn();
+          };
+    if (this.stream.destroyed) {
+      callback?.();
+      return;
+    }
+    // Join runs of small parts into one buffer; big parts go by reference between them.
+    const out: Uint8Array[] = [];
+    const joined = small > 0 ? new Uint8Array(small) : undefined;
+    let at = 0;
+    let runStart = 0;
+    for (const part of queued) {
+      if (part.byteLength < COPY_BELOW) {
+        joined!.set(part, at);
+        at += part.byteLength;
+        continue;
+      }
+      if (at > runStart) out.push(joined!.subarray(runStart, at));
+      runStart = at;
+      out.push(part);
+    }
+    if (at > runStart) out.push(joined!.subarray(runStart, at));
+    if (out.length === 1) {
+      this.stream.write(out[0], callback);
+      return;
+    }
+    this.stream.cork();
+    // Writes complete in order: the last one's callback means all of them are out.
+    for (let i = 0; i < out.length; i++) this.stream.write(out[i], i === out.length - 1 ? callback : undefined);
+    this.stream.uncork();
   }
 
   /** Closes the stream (pending writes are flushed first). */
   end(): void {
-    if (!this.stream.destroyed) this.stream.end();
+    if (this.stream.destroyed) return;
+    if (this.#flushScheduled) process.nextTick(() => this.stream.end());
+    else this.stream.end();
   }
 
   /** Destroys the stream at once. */

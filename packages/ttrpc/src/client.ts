@@ -3,11 +3,10 @@
  * @module
  */
 import type { Duplex } from 'node:stream';
-import { fromBinary } from '@bufbuild/protobuf';
 import { Channel } from './channel.js';
-import { type Payload, requestParts } from './envelope.js';
+import { type DeadlineEntry, Deadlines, now } from './deadlines.js';
+import { type DecodedResponse, decodeResponse, type Payload, requestParts } from './envelope.js';
 import { DEFAULT_MAX_FRAME, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
-import { ResponseSchema } from './gen/ttrpc_pb.js';
 import { Code, codeName, TtrpcClosedError, TtrpcError } from './status.js';
 
 /** Options of a {@link Client}. */
@@ -33,9 +32,15 @@ export interface CallOptions {
   metadata?: Readonly<Record<string, string>>;
 }
 
+/** A call waiting for its reply: one object, no per-call closures beyond the promise's own. */
 interface Pending {
-  resolve(payload: Uint8Array): void;
-  reject(error: unknown): void;
+  readonly service: string;
+  readonly method: string;
+  readonly resolve: (payload: Uint8Array) => void;
+  readonly reject: (error: unknown) => void;
+  deadline: DeadlineEntry | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
 }
 
 const MAX_STREAM_ID = 0xffffffff;
@@ -52,13 +57,14 @@ export class Client implements AsyncDisposable {
   readonly #pending = new Map<number, Pending>();
   readonly #options: ClientOptions;
   #nextId = 1;
+  readonly #deadlines = new Deadlines();
   #closeError: Error | undefined;
-  readonly #closed: Promise<void>;
+  readonly #whenClosed: Promise<void>;
 
   constructor(stream: Duplex, options: ClientOptions = {}) {
     this.#options = options;
     let markClosed!: () => void;
-    this.#closed = new Promise((resolve) => {
+    this.#whenClosed = new Promise((resolve) => {
       markClosed = resolve;
     });
     this.#channel = new Channel(stream, options.maxFrame ?? DEFAULT_MAX_FRAME, {
@@ -69,8 +75,8 @@ export class Client implements AsyncDisposable {
           error ? `connection closed: ${error.message}` : 'connection closed',
           { cause: error },
         );
-        for (const pending of this.#pending.values()) pending.reject(this.#closeError);
-        this.#pending.clear();
+        for (const [id, pending] of this.#pending) this.#settle(id, pending).reject(this.#closeError);
+        this.#deadlines.clear();
         markClosed();
       },
     });
@@ -86,13 +92,18 @@ export class Client implements AsyncDisposable {
   }
 
   /** Resolves when the connection has closed. */
-  get closed(): Promise<void> {
-    return this.#closed;
+  whenClosed(): Promise<void> {
+    return this.#whenClosed;
   }
 
   /** True once the connection is closed. */
-  get isClosed(): boolean {
+  get closed(): boolean {
     return this.#channel.closed;
+  }
+
+  /** Deadlines armed now (one per call in flight with a timeout; 0 when idle). */
+  get pendingDeadlines(): number {
+    return this.#deadlines.size;
   }
 
   /** Calls in flight. */
@@ -131,7 +142,7 @@ export class Client implements AsyncDisposable {
   /** Closes the connection; pending calls reject with a closed error. Idempotent. */
   async close(): Promise<void> {
     this.#channel.destroy();
-    await this.#closed;
+    await this.#whenClosed;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -153,49 +164,49 @@ export class Client implements AsyncDisposable {
     const id = this.#nextId;
     this.#nextId += 2;
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
-    const metadata = { ...this.#options.metadata, ...options.metadata };
-    const timeoutNano = timeoutMs ? BigInt(Math.round(timeoutMs * 1e6)) : 0n;
-    const envelope = (payload: Payload): Uint8Array[] =>
-      requestParts(service, method, payload, timeoutNano, metadata);
+    if (timeoutMs !== undefined && !(timeoutMs > 0 && Number.isFinite(timeoutMs)))
+      return Promise.reject(new RangeError(`timeoutMs must be a positive number of ms, got ${timeoutMs}`));
+    const metadata =
+      options.metadata === undefined
+        ? this.#options.metadata
+        : { ...this.#options.metadata, ...options.metadata };
+    const timeoutNano = timeoutMs ? BigInt(Math.max(1, Math.round(timeoutMs * 1e6))) : 0n;
     return new Promise<Uint8Array>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const settle = (): void => {
-        this.#pending.delete(id);
-        this.#idle();
-        if (timer) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const onAbort = (): void => {
-        settle();
-        reject(signal?.reason);
-      };
-      this.#pending.set(id, {
-        resolve: (value) => {
-          settle();
-          resolve(value);
-        },
-        reject: (error) => {
-          settle();
-          reject(error);
-        },
-      });
-      this.#idle();
-      if (timeoutMs) {
-        timer = setTimeout(() => {
-          settle();
-          reject(
-            new TtrpcError(Code.DEADLINE_EXCEEDED, `${service}/${method} timed out after ${timeoutMs} ms`),
-          );
-        }, timeoutMs);
+      const pending: Pending = { service, method, resolve, reject, deadline: undefined, signal, onAbort: undefined };
+      this.#pending.set(id, pending);
+      if (timeoutMs) pending.deadline = this.#deadlines.add(now() + timeoutMs, () => this.#timedOut(id, timeoutMs));
+      if (signal) {
+        pending.onAbort = () => this.#settle(id, pending).reject(signal.reason);
+        signal.addEventListener('abort', pending.onAbort, { once: true });
       }
-      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#idle();
       try {
-        send(id, envelope);
+        send(id, (payload) => requestParts(service, method, payload, timeoutNano, metadata));
       } catch (error) {
-        settle();
-        reject(error);
+        this.#settle(id, pending).reject(error);
       }
     });
+  }
+
+  /** Forgets a pending call and everything armed for it; returns it for resolving. */
+  #settle(id: number, pending: Pending): Pending {
+    this.#pending.delete(id);
+    if (pending.deadline) this.#deadlines.remove(pending.deadline);
+    if (pending.onAbort) pending.signal!.removeEventListener('abort', pending.onAbort);
+    this.#idle();
+    return pending;
+  }
+
+  #timedOut(id: number, timeoutMs: number): void {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    pending.deadline = undefined; // it fired
+    this.#settle(id, pending).reject(
+      new TtrpcError(
+        Code.DEADLINE_EXCEEDED,
+        `${pending.service}/${pending.method} timed out after ${timeoutMs} ms`,
+      ),
+    );
   }
 
   #onFrame(frame: Frame): void {
@@ -206,9 +217,10 @@ export class Client implements AsyncDisposable {
     }
     const pending = this.#pending.get(frame.streamId);
     if (!pending) return; // timed out or aborted: the late reply is dropped
-    let response: ReturnType<typeof fromBinary<typeof ResponseSchema>>;
+    this.#settle(frame.streamId, pending);
+    let response: DecodedResponse;
     try {
-      response = fromBinary(ResponseSchema, frame.payload);
+      response = decodeResponse(frame.payload);
     } catch (cause) {
       pending.reject(new TtrpcError(Code.DATA_LOSS, 'malformed response envelope', [], { cause }));
       return;
@@ -219,13 +231,13 @@ export class Client implements AsyncDisposable {
   }
 
   #onOversized(frame: OversizedFrame): void {
-    this.#pending
-      .get(frame.streamId)
-      ?.reject(
-        new TtrpcError(
-          Code.RESOURCE_EXHAUSTED,
-          `response of ${frame.length} bytes is over the limit of ${this.#channel.maxFrame}`,
-        ),
-      );
+    const pending = this.#pending.get(frame.streamId);
+    if (!pending) return;
+    this.#settle(frame.streamId, pending).reject(
+      new TtrpcError(
+        Code.RESOURCE_EXHAUSTED,
+        `response of ${frame.length} bytes is over the limit of ${this.#channel.maxFrame}`,
+      ),
+    );
   }
 }

@@ -2,6 +2,7 @@
  * ttRPC framing: the 10-byte header and an incremental decoder (see PROTOCOL.md).
  * @module
  */
+import { ALIGN_FROM, ALIGNMENT } from './wire.js';
 
 /** Header size in bytes. */
 export const HEADER_SIZE = 10;
@@ -20,6 +21,11 @@ export interface Frame {
   type: number;
   flags: number;
   payload: Uint8Array;
+  /**
+   * Set when `payload` is a pooled buffer: call it once nothing holds a view of the payload any
+   * more, and the buffer is reused for a later frame. Not calling it is always safe.
+   */
+  recycle?: () => void;
 }
 
 /** A frame whose announced length was over the limit; its payload was discarded. */
@@ -33,12 +39,29 @@ export interface OversizedFrame {
 /** Encodes a frame header. */
 export function encodeHeader(length: number, streamId: number, type: number, flags: number): Uint8Array {
   const header = new Uint8Array(HEADER_SIZE);
-  const view = new DataView(header.buffer);
-  view.setUint32(0, length);
-  view.setUint32(4, streamId);
-  header[8] = type;
-  header[9] = flags;
+  encodeHeaderInto(header, length, streamId, type, flags);
   return header;
+}
+
+/** Writes a frame header at `at` of `target` (big-endian length and stream id). */
+export function encodeHeaderInto(
+  target: Uint8Array,
+  length: number,
+  streamId: number,
+  type: number,
+  flags: number,
+  at = 0,
+): void {
+  target[at] = length >>> 24;
+  target[at + 1] = length >>> 16;
+  target[at + 2] = length >>> 8;
+  target[at + 3] = length;
+  target[at + 4] = streamId >>> 24;
+  target[at + 5] = streamId >>> 16;
+  target[at + 6] = streamId >>> 8;
+  target[at + 7] = streamId;
+  target[at + 8] = type;
+  target[at + 9] = flags;
 }
 
 /**
@@ -94,8 +117,11 @@ export class FrameDecoder {
       }
       const remaining = current.length - this.#payloadFill;
       if (this.#payload === undefined && chunk.byteLength - at >= remaining) {
-        // The whole payload is in this chunk: hand out a view, no copy.
-        this.#emit(chunk.subarray(at, at + remaining));
+        // The whole payload is in this chunk: hand out a view, no copy (big ones 8-byte aligned,
+        // see wire.ts: an odd one is copied once).
+        const view = chunk.subarray(at, at + remaining);
+        const odd = remaining >= ALIGN_FROM && view.byteOffset % ALIGNMENT !== 0;
+        this.#emit(odd ? view.slice() : view);
         at += remaining;
         continue;
       }

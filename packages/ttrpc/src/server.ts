@@ -5,12 +5,18 @@
 import { EventEmitter } from 'node:events';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { fromBinary } from '@bufbuild/protobuf';
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { Channel } from './channel.js';
-import { errorResponse, okResponseParts, type Payload, partsLength } from './envelope.js';
+import { type DeadlineEntry, Deadlines, expiryOf, now } from './deadlines.js';
+import {
+  type DecodedRequest,
+  decodeRequest,
+  errorResponse,
+  okResponseParts,
+  type Payload,
+  partsLength,
+} from './envelope.js';
 import { DEFAULT_MAX_FRAME, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
-import { RequestSchema } from './gen/ttrpc_pb.js';
 import { MessageQueue } from './queue.js';
 import { Code, codeName, TtrpcError } from './status.js';
 
@@ -18,7 +24,10 @@ import { Code, codeName, TtrpcError } from './status.js';
 export interface CallContext {
   readonly service: string;
   readonly method: string;
-  /** Aborts on deadline, connection close or server close. */
+  /**
+   * Aborts on deadline (reason: a `DEADLINE_EXCEEDED` TtrpcError), connection close or server
+   * close (`CANCELLED`). Made on first use, so handlers that never read it cost nothing.
+   */
   readonly signal: AbortSignal;
   readonly metadata: ReadonlyMap<string, string>;
   readonly connection: Connection;
@@ -58,17 +67,22 @@ let nextConnectionId = 1;
 /** How long {@link Server.shutdown} waits for peers to close their side before cutting them off. */
 const SHUTDOWN_GRACE_MS = 2000;
 
+/** Why a connection closed: undefined for a clean EOF or a local close without a reason. */
+export type CloseReason = Error | undefined;
+
 /** One client connection. `context` is yours: set it in `onConnection`. */
-export class Connection extends EventEmitter<{ close: [] }> {
+export class Connection extends EventEmitter<{ close: [reason: CloseReason] }> {
   readonly id = nextConnectionId++;
   /** Per-connection state owned by the application. */
   context: unknown;
-  /** @internal */ readonly calls = new Map<number, { controller: AbortController; queue?: MessageQueue }>();
+  /** @internal */ readonly calls = new Map<number, ServerCall>();
   /** @internal */ channel!: Channel;
-  /** @internal */ isClosed = false;
+  /** @internal */ closeReason: CloseReason;
+  #closed = false;
 
-  constructor(readonly stream: Duplex) {
-    super();
+  /** The stream the connection runs on. */
+  get stream(): Duplex {
+    return this.channel.stream;
   }
 
   /** Calls being handled now. */
@@ -78,12 +92,64 @@ export class Connection extends EventEmitter<{ close: [] }> {
 
   /** True once closed. */
   get closed(): boolean {
-    return this.isClosed;
+    return this.#closed;
   }
 
-  /** Closes the connection at once; its handlers' signals abort. */
-  close(): void {
+  /** @internal */
+  markClosed(): void {
+    this.#closed = true;
+  }
+
+  /**
+   * Closes the connection at once; its handlers' signals abort. A `reason` is reported with the
+   * `close` event (and logged by the agent).
+   */
+  close(reason?: Error): void {
+    this.closeReason ??= reason;
     this.channel.destroy();
+  }
+}
+
+/**
+ * One call being served: its context (the signal and the metadata map are made only when a
+ * handler asks for them) and its deadline entry.
+ * @internal
+ */
+export class ServerCall implements CallContext {
+  #controller: AbortController | undefined;
+  #abortReason: unknown;
+  #metadata: ReadonlyMap<string, string> | undefined;
+  deadline: DeadlineEntry | undefined;
+  settled = false;
+  queue: MessageQueue | undefined;
+  /** Returns the request's pooled buffer (borrowing methods only). */
+  recycle: (() => void) | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly service: string,
+    readonly method: string,
+    readonly connection: Connection,
+    private readonly rawMetadata: readonly [string, string][],
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  get metadata(): ReadonlyMap<string, string> {
+    this.#metadata ??= new Map(this.rawMetadata);
+    return this.#metadata;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#controller) this.#controller.abort(reason);
+    else this.#abortReason ??= reason;
+    this.queue?.fail(reason);
   }
 }
 
@@ -97,10 +163,12 @@ export class Connection extends EventEmitter<{ close: [] }> {
  */
 export class Server {
   readonly #services = new Map<string, Map<string, Method>>();
+  readonly #borrowing = new Map<string, ReadonlySet<string>>();
   readonly #connections = new Set<Connection>();
   readonly #listeners = new Set<NetServer>();
   readonly #maxFrame: number;
   readonly #maxInflight: number;
+  readonly #deadlines = new Deadlines();
   #draining = false;
 
   constructor(private readonly options: ServerOptions = {}) {
@@ -108,9 +176,19 @@ export class Server {
     this.#maxInflight = options.maxInflight ?? 4096;
   }
 
-  /** Registers (or replaces) the methods of `service`. */
-  register(service: string, methods: Readonly<Record<string, Method>>): void {
+  /**
+   * Registers (or replaces) the methods of `service`. Methods named in `borrowing` promise to
+   * keep no view of their request payload once their reply is written (their reply may still
+   * reference it): the payload's buffer is then reused for later frames instead of being left
+   * to the GC, which spares fresh memory for every big request.
+   */
+  register(
+    service: string,
+    methods: Readonly<Record<string, Method>>,
+    options: { borrowing?: readonly string[] } = {},
+  ): void {
     this.#services.set(service, new Map(Object.entries(methods)));
+    this.#borrowing.set(service, new Set(options.borrowing ?? []));
   }
 
   /** Open connections. */
@@ -133,21 +211,31 @@ export class Server {
 
   /** Serves one connection on any Duplex. */
   serve(stream: Duplex): Connection {
-    const connection = new Connection(stream);
+    const connection = new Connection();
     connection.channel = new Channel(stream, this.#maxFrame, {
       frame: (frame) => this.#onFrame(connection, frame),
       oversized: (frame) => this.#onOversized(connection, frame),
-      close: () => {
-        connection.isClosed = true;
+      close: (error) => {
+        connection.markClosed();
         this.#connections.delete(connection);
-        for (const call of connection.calls.values())
-          call.controller.abort(new TtrpcError(Code.CANCELLED, 'connection closed'));
-        connection.emit('close');
+        const cancelled = new TtrpcError(Code.CANCELLED, 'connection closed');
+        for (const call of connection.calls.values()) {
+          call.settled = true;
+          if (call.deadline) this.#deadlines.remove(call.deadline);
+          call.abort(cancelled);
+        }
+        connection.calls.clear();
+        connection.emit('close', connection.closeReason ?? error);
       },
     });
     this.#connections.add(connection);
     this.options.onConnection?.(connection);
     return connection;
+  }
+
+  /** Deadlines waiting now, all connections together (0 when no call has one). */
+  get pendingDeadlines(): number {
+    return this.#deadlines.size;
   }
 
   /**
@@ -178,15 +266,22 @@ export class Server {
     this.#draining = true;
     for (const listener of this.#listeners) listener.close();
     for (const connection of this.#connections) connection.close();
+    this.#deadlines.clear();
   }
 
-  #reply(connection: Connection, streamId: number, parts: Uint8Array[]): void {
-    if (connection.channel.closed) return;
+  #reply(connection: Connection, streamId: number, parts: Uint8Array[], written?: () => void): void {
+    if (connection.channel.closed) {
+      written?.();
+      return;
+    }
     try {
-      connection.channel.write(streamId, FrameType.Response, 0, parts);
+      connection.channel.write(streamId, FrameType.Response, 0, parts, written);
     } catch (error) {
-      if (!(error instanceof TtrpcError)) return; // closed meanwhile
-      connection.channel.write(streamId, FrameType.Response, 0, [errorResponse(error.code, error.message)]);
+      if (!(error instanceof TtrpcError)) {
+        written?.();
+        return; // closed meanwhile
+      }
+      connection.channel.write(streamId, FrameType.Response, 0, [errorResponse(error.code, error.message)], written);
     }
   }
 
@@ -204,10 +299,9 @@ export class Server {
     const message = `frame of ${frame.length} bytes is over the limit of ${this.#maxFrame}`;
     if (frame.type === FrameType.Request)
       this.#fail(connection, frame.streamId, Code.RESOURCE_EXHAUSTED, message);
-    else if (frame.type === FrameType.Data) {
-      const call = connection.calls.get(frame.streamId);
-      call?.queue?.fail(new TtrpcError(Code.RESOURCE_EXHAUSTED, message));
-    } else connection.close();
+    else if (frame.type === FrameType.Data)
+      connection.calls.get(frame.streamId)?.queue?.fail(new TtrpcError(Code.RESOURCE_EXHAUSTED, message));
+    // Other types are ignored, as the reference server ignores frame types it does not serve.
   }
 
   #onFrame(connection: Connection, frame: Frame): void {
@@ -218,20 +312,34 @@ export class Server {
       if (frame.flags & FrameFlag.RemoteClosed) queue.end();
       return;
     }
-    if (frame.type !== FrameType.Request || connection.calls.has(frame.streamId)) {
-      connection.close(); // a protocol violation: the framing can no longer be trusted
+    // Like the reference server, ignore frame types a server does not take (forward compatible).
+    if (frame.type !== FrameType.Request) return;
+    if (connection.calls.has(frame.streamId)) {
+      // Two live calls on one stream id: the peer's bookkeeping cannot be trusted any more.
+      connection.close(new Error(`protocol violation: stream ${frame.streamId} is already in use`));
       return;
     }
-    this.#onRequest(connection, frame);
+    try {
+      this.#onRequest(connection, frame);
+    } catch (error) {
+      // A bug while dispatching one request fails that call, never the connection.
+      const call = connection.calls.get(frame.streamId);
+      if (call) this.#settle(call);
+      this.#fail(connection, frame.streamId, Code.INTERNAL, `internal error: ${(error as Error)?.message ?? error}`);
+    }
   }
 
   #onRequest(connection: Connection, frame: Frame): void {
     const id = frame.streamId;
-    let request: ReturnType<typeof fromBinary<typeof RequestSchema>>;
+    if (id % 2 !== 1) {
+      this.#fail(connection, id, Code.INVALID_ARGUMENT, `stream id ${id} must be odd for client-initiated streams`);
+      return;
+    }
+    let request: DecodedRequest;
     try {
-      request = fromBinary(RequestSchema, frame.payload);
-    } catch {
-      this.#fail(connection, id, Code.INVALID_ARGUMENT, 'malformed request envelope');
+      request = decodeRequest(frame.payload);
+    } catch (error) {
+      this.#fail(connection, id, Code.INVALID_ARGUMENT, `malformed request envelope: ${(error as Error).message}`);
       return;
     }
     if (this.#draining) {
@@ -262,61 +370,93 @@ export class Server {
       this.#fail(connection, id, Code.INVALID_ARGUMENT, `${request.service}/${request.method} is ${want}`);
       return;
     }
-    const controller = new AbortController();
-    const timeoutMs = Number(request.timeoutNano) / 1e6;
-    const signal =
-      timeoutMs > 0
-        ? AbortSignal.any([controller.signal, AbortSignal.timeout(timeoutMs)])
-        : controller.signal;
-    const ctx: CallContext = {
-      service: request.service,
-      method: request.method,
-      signal,
-      metadata: new Map(request.metadata.map(({ key, value }) => [key, value])),
-      connection,
-    };
-    const queue = streaming ? new MessageQueue(64, this.#maxFrame) : undefined;
-    connection.calls.set(id, { controller, queue });
-    const work =
-      typeof method === 'function'
-        ? (async () => method(request.payload, ctx))()
-        : method.handler(queue!, ctx);
-    const deadline = new Promise<never>((_, reject) => {
-      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-    });
-    Promise.race([work, deadline]).then(
-      (reply) => {
-        connection.calls.delete(id);
-        this.#respond(connection, id, reply);
-      },
-      (error: unknown) => {
-        connection.calls.delete(id);
-        const status = this.#statusOf(error, ctx);
-        this.#fail(connection, id, status.code, status.message, status.details);
-      },
-    );
-    work.catch(() => {}); // a handler that fails after the deadline answered is not unhandled
+    const call = new ServerCall(id, request.service, request.method, connection, request.metadata);
+    const expiry = expiryOf(request.timeoutNano);
+    if (expiry !== undefined && expiry <= now()) {
+      // Already expired on arrival (a negative or tiny timeout_nano): the handler never runs.
+      this.#fail(connection, id, Code.DEADLINE_EXCEEDED, this.#deadlineMessage(call));
+      return;
+    }
+    if (streaming) call.queue = new MessageQueue(64, this.#maxFrame);
+    if (frame.recycle && this.#borrowing.get(request.service)?.has(request.method)) call.recycle = frame.recycle;
+    connection.calls.set(id, call);
+    if (expiry !== undefined) call.deadline = this.#deadlines.add(expiry, () => this.#expire(call));
+    let work: Promise<Payload> | Payload;
+    try {
+      work = typeof method === 'function' ? method(request.payload, call) : method.handler(call.queue!, call);
+    } catch (error) {
+      work = Promise.reject(error);
+    }
+    if (work instanceof Promise) {
+      work.then(
+        (reply) => this.#respond(call, reply),
+        (error: unknown) => this.#respondError(call, error),
+      );
+    } else this.#respond(call, work);
   }
 
-  #respond(connection: Connection, id: number, reply: Payload): void {
-    const parts = okResponseParts(reply);
+  /** Ends a call's bookkeeping; false if it had ended already (deadline, close). */
+  #settle(call: ServerCall): boolean {
+    if (call.settled) return false;
+    call.settled = true;
+    call.connection.calls.delete(call.id);
+    if (call.deadline) this.#deadlines.remove(call.deadline);
+    return true;
+  }
+
+  #expire(call: ServerCall): void {
+    call.deadline = undefined; // it fired: nothing to remove
+    if (!this.#settle(call)) return;
+    const message = this.#deadlineMessage(call);
+    call.abort(new TtrpcError(Code.DEADLINE_EXCEEDED, message));
+    this.#fail(call.connection, call.id, Code.DEADLINE_EXCEEDED, message);
+  }
+
+  #deadlineMessage(call: ServerCall): string {
+    return `${call.service}/${call.method} exceeded its deadline`;
+  }
+
+  #respond(call: ServerCall, reply: Payload): void {
+    if (!this.#settle(call)) {
+      call.recycle?.(); // answered already (deadline) or the connection closed: drop the reply
+      return;
+    }
+    let parts: Uint8Array[];
+    try {
+      parts = okResponseParts(reply);
+    } catch (error) {
+      call.recycle?.();
+      this.#fail(call.connection, call.id, Code.INTERNAL, `cannot encode the reply: ${(error as Error).message}`);
+      return;
+    }
     const length = partsLength(parts);
     if (length > this.#maxFrame) {
+      call.recycle?.();
       this.#fail(
-        connection,
-        id,
+        call.connection,
+        call.id,
         Code.RESOURCE_EXHAUSTED,
         `reply of ${length} bytes is over the frame limit of ${this.#maxFrame}`,
       );
       return;
     }
-    this.#reply(connection, id, parts);
+    // The reply may reference the request's buffer: it is reused only once the reply is out.
+    this.#reply(call.connection, call.id, parts, call.recycle);
+  }
+
+  #respondError(call: ServerCall, error: unknown): void {
+    call.recycle?.();
+    if (!this.#settle(call)) return;
+    let status: StatusReply;
+    try {
+      status = this.#statusOf(error, call);
+    } catch (mapping) {
+      status = { code: Code.INTERNAL, message: `internal error: ${(mapping as Error)?.message ?? mapping}` };
+    }
+    this.#fail(call.connection, call.id, status.code, status.message, status.details);
   }
 
   #statusOf(error: unknown, ctx: CallContext): StatusReply {
-    if (error instanceof DOMException && error.name === 'TimeoutError') {
-      return { code: Code.DEADLINE_EXCEEDED, message: `${ctx.service}/${ctx.method} exceeded its deadline` };
-    }
     if (this.options.errorToStatus) return this.options.errorToStatus(error, ctx);
     if (error instanceof TtrpcError)
       return { code: error.code, message: error.message, details: error.details };

@@ -1,0 +1,150 @@
+/**
+ * The socket read path: frames decoded from buffers this reader hands to the kernel itself
+ * (Node's `onread` option), so bytes are written into memory once.
+ *
+ * - Small frames are read into a 64 KiB slab and handed out as views of it. A slab is never
+ *   written twice: once its tail is too short a new slab is taken (the bytes of a frame still
+ *   arriving are carried over), and the old one lives as long as views of it do.
+ * - A frame too big for the rest of the slab gets a buffer of exactly its size; the part already
+ *   read is copied in, and the kernel reads the rest straight into it. Its payload starts at
+ *   offset 0 of its own ArrayBuffer, 8-byte aligned.
+ * - Oversized frames are read into a scratch buffer and dropped, so the stream stays in sync.
+ * @internal
+ */
+import { type Frame, HEADER_SIZE, type OversizedFrame } from './frame.js';
+import type { BufferPool } from './pool.js';
+import { ALIGN_FROM, ALIGNMENT } from './wire.js';
+
+const SLAB_SIZE = 64 * 1024;
+/** A read into less room than this takes a new slab first. */
+const MIN_ROOM = 4 * 1024;
+
+interface Direct {
+  streamId: number;
+  type: number;
+  flags: number;
+  buffer: Uint8Array;
+  fill: number;
+}
+
+export class SlabReader {
+  #slab = new Uint8Array(SLAB_SIZE);
+  /** First byte not yet consumed. */
+  #start = 0;
+  /** Where the next read into the slab lands. */
+  #end = 0;
+  #direct: Direct | undefined;
+  #discard = 0;
+  #scratch: Uint8Array | undefined;
+
+  constructor(
+    private readonly maxFrame: number,
+    private readonly onFrame: (frame: Frame) => void,
+    private readonly onOversized: (frame: OversizedFrame) => void,
+    private readonly pool?: BufferPool,
+  ) {}
+
+  /** True when no partial frame is pending (a close here is a clean close). */
+  get idle(): boolean {
+    return this.#direct === undefined && this.#discard === 0 && this.#start === this.#end;
+  }
+
+  /** The buffer the next read goes into. */
+  nextBuffer(): Uint8Array {
+    const direct = this.#direct;
+    if (direct) return direct.buffer.subarray(direct.fill);
+    if (this.#discard > 0) {
+      this.#scratch ??= new Uint8Array(SLAB_SIZE);
+      return this.#scratch.subarray(0, Math.min(this.#discard, SLAB_SIZE));
+    }
+    if (this.#slab.byteLength - this.#end < MIN_ROOM) this.#newSlab();
+    return this.#slab.subarray(this.#end);
+  }
+
+  /** Accounts for `n` bytes just read into the last {@link nextBuffer}; emits what completed. */
+  didRead(n: number): void {
+    const direct = this.#direct;
+    if (direct) {
+      direct.fill += n;
+      if (direct.fill === direct.buffer.byteLength) {
+        this.#direct = undefined;
+        const { streamId, type, flags, buffer: payload } = direct;
+        const pool = this.pool;
+        let recycled = false;
+        const recycle = pool
+          ? () => {
+              if (recycled) return;
+              recycled = true;
+              pool.give(payload);
+            }
+          : undefined;
+        this.onFrame({ streamId, type, flags, payload, recycle });
+      }
+      return;
+    }
+    if (this.#discard > 0) {
+      this.#discard -= n;
+      return;
+    }
+    this.#end += n;
+    this.#parse();
+  }
+
+  /** Feeds bytes read elsewhere (e.g. buffered before this reader took over the socket). */
+  push(chunk: Uint8Array): void {
+    let at = 0;
+    while (at < chunk.byteLength) {
+      const target = this.nextBuffer();
+      const n = Math.min(target.byteLength, chunk.byteLength - at);
+      target.set(chunk.subarray(at, at + n));
+      at += n;
+      this.didRead(n);
+    }
+  }
+
+  #newSlab(): void {
+    const pending = this.#slab.subarray(this.#start, this.#end);
+    this.#slab = new Uint8Array(SLAB_SIZE);
+    this.#slab.set(pending);
+    this.#start = 0;
+    this.#end = pending.byteLength;
+  }
+
+  #parse(): void {
+    const slab = this.#slab;
+    while (this.#end - this.#start >= HEADER_SIZE) {
+      const at = this.#start;
+      const length = ((slab[at]! << 24) | (slab[at + 1]! << 16) | (slab[at + 2]! << 8) | slab[at + 3]!) >>> 0;
+      const streamId =
+        ((slab[at + 4]! << 24) | (slab[at + 5]! << 16) | (slab[at + 6]! << 8) | slab[at + 7]!) >>> 0;
+      const type = slab[at + 8]!;
+      const flags = slab[at + 9]!;
+      const available = this.#end - at - HEADER_SIZE;
+      if (length > this.maxFrame) {
+        const skip = Math.min(length, available);
+        this.#start = at + HEADER_SIZE + skip;
+        this.#discard = length - skip;
+        this.onOversized({ streamId, type, flags, length });
+        continue;
+      }
+      const from = at + HEADER_SIZE;
+      if (length <= available) {
+        this.#start = from + length;
+        let payload = slab.subarray(from, from + length);
+        // Big payloads are handed out 8-byte aligned (see wire.ts); a copy of an odd one is cheap
+        // next to what its reader would otherwise copy.
+        if (length >= ALIGN_FROM && (slab.byteOffset + from) % ALIGNMENT !== 0) payload = payload.slice();
+        this.onFrame({ streamId, type, flags, payload });
+        continue;
+      }
+      // Incomplete. Read the rest straight into the frame's own buffer when it does not fit.
+      if (from + length > slab.byteLength || length >= ALIGN_FROM) {
+        const buffer = this.pool ? this.pool.take(length) : new Uint8Array(length);
+        buffer.set(slab.subarray(from, this.#end));
+        this.#direct = { streamId, type, flags, buffer, fill: available };
+        this.#start = this.#end;
+      }
+      return;
+    }
+  }
+}
