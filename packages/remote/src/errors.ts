@@ -10,13 +10,17 @@
  */
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import type { Any } from '@bufbuild/protobuf/wkt';
-import { type ErrorCode, errorCodeFromErrno, isVaccelError, VaccelError } from '@vaccel/core';
+import { type ErrorCode, ErrorCodes, errorCodeFromErrno, isVaccelError, VaccelError } from '@vaccel/core';
 import { Code, type StatusReply, TtrpcClosedError, TtrpcError } from '@vaccel/ttrpc';
 import { ErrorSchema, ErrorType } from './gen/error_pb.js';
 
 /** Type URL upstream 0.8 uses for the error detail (0.7 used `…/vaccel.VaccelError`). */
 export const ERROR_TYPE_URL = 'type.googleapis.com/vaccel.ProtoError';
 const errorTypeUrls = /\/vaccel\.(ProtoError|VaccelError|Error)$/;
+/** Upstream's client defaults a failure without a usable errno to EBACKEND (EPROTO's number). */
+const EBACKEND = ErrorCodes.EPROTO;
+/** What containerd/ttrpc (Go) answers for a frame over its limit. */
+const peerFrameLimit = /exceed maximum message size of (\d+)/;
 
 const codeClass: Partial<Record<ErrorCode, number>> = {
   ENOENT: Code.NOT_FOUND,
@@ -47,7 +51,7 @@ export function statusFromError(error: unknown): StatusReply {
   if (error instanceof TtrpcError)
     return { code: error.code, message: error.message, details: error.details };
   const message = (error as Error)?.message ?? String(error);
-  return { code: Code.INTERNAL, message, details: [errorDetail(71)] };
+  return { code: Code.INTERNAL, message, details: [errorDetail(EBACKEND)] };
 }
 
 const fromCode: Partial<Record<number, ErrorCode>> = {
@@ -69,7 +73,7 @@ export function detailErrno(details: readonly Any[]): number | undefined {
     try {
       const decoded = fromBinary(ErrorSchema, detail.value);
       if (decoded.ffiError !== undefined) return decoded.ffiError;
-      return 71; // upstream's client defaults a detail without errno to EBACKEND
+      return EBACKEND;
     } catch {
       // A malformed detail: fall back to the status code.
     }
@@ -87,6 +91,15 @@ export function errorFromRpc(error: unknown, what: string): unknown {
     return new VaccelError('ECONNRESET', `${what}: connection to the agent lost`, { cause: error });
   if (error instanceof TtrpcError) {
     const errno = detailErrno(error.details);
+    const limit = error.code === Code.RESOURCE_EXHAUSTED ? peerFrameLimit.exec(error.message) : null;
+    if (errno === undefined && limit) {
+      const mib = Number(limit[1]) / 2 ** 20;
+      return new VaccelError(
+        'E2BIG',
+        `${what}: the agent refused the request: it takes frames of at most ${mib} MiB (containerd/ttrpc's default; vAccel's agents allow 1 GiB). Send smaller inputs, or use an agent with a higher limit`,
+        { cause: error },
+      );
+    }
     const code =
       (errno !== undefined ? errorCodeFromErrno(errno) : undefined) ??
       fromCode[error.code] ??

@@ -214,7 +214,8 @@ export class Channel {
     }
     this.stream.cork();
     // Writes complete in order: the last one's callback means all of them are out.
-    for (let i = 0; i < out.length; i++) this.stream.write(out[i], i === out.length - 1 ? callback : undefined);
+    for (let i = 0; i < out.length; i++)
+      this.stream.write(out[i], i === out.length - 1 ? callback : undefined);
     this.stream.uncork();
   }
 

@@ -172,9 +172,18 @@ export class Client implements AsyncDisposable {
         : { ...this.#options.metadata, ...options.metadata };
     const timeoutNano = timeoutMs ? BigInt(Math.max(1, Math.round(timeoutMs * 1e6))) : 0n;
     return new Promise<Uint8Array>((resolve, reject) => {
-      const pending: Pending = { service, method, resolve, reject, deadline: undefined, signal, onAbort: undefined };
+      const pending: Pending = {
+        service,
+        method,
+        resolve,
+        reject,
+        deadline: undefined,
+        signal,
+        onAbort: undefined,
+      };
       this.#pending.set(id, pending);
-      if (timeoutMs) pending.deadline = this.#deadlines.add(now() + timeoutMs, () => this.#timedOut(id, timeoutMs));
+      if (timeoutMs)
+        pending.deadline = this.#deadlines.add(now() + timeoutMs, () => this.#timedOut(id, timeoutMs));
       if (signal) {
         pending.onAbort = () => this.#settle(id, pending).reject(signal.reason);
         signal.addEventListener('abort', pending.onAbort, { once: true });

@@ -185,7 +185,7 @@ export function decodeResponse(bytes: Uint8Array): DecodedResponse {
     const [no, type] = reader.tag();
     if (no === 1) {
       expectWireType(type, WireType.LengthDelimited, 'status');
-      (status ??= []).push(reader.bytes());
+      status = [...(status ?? []), reader.bytes()];
     } else if (no === 2) {
       expectWireType(type, WireType.LengthDelimited, 'payload');
       payload = reader.bytes();

@@ -34,9 +34,9 @@ export class BufferPool {
     const block = buffer.buffer as ArrayBuffer;
     const size = block.byteLength;
     if (size !== classOf(size) || this.#freeBytes + size > this.maxFreeBytes) return;
-    let list = this.#free.get(size);
-    if (!list) this.#free.set(size, (list = []));
-    list.push(block);
+    const list = this.#free.get(size);
+    if (list) list.push(block);
+    else this.#free.set(size, [block]);
     this.#freeBytes += size;
   }
 

@@ -29,7 +29,14 @@ export interface CallContext {
    * close (`CANCELLED`). Made on first use, so handlers that never read it cost nothing.
    */
   readonly signal: AbortSignal;
+  /** Every metadata pair, in order (a key sent twice appears twice). */
+  readonly metadataPairs: readonly (readonly [string, string])[];
+  /**
+   * Metadata as a map (of a key sent more than once, the last value). Made on first use.
+   */
   readonly metadata: ReadonlyMap<string, string>;
+  /** When the call's deadline expires, on the `performance.now()` clock; undefined for none. */
+  readonly deadline: number | undefined;
   readonly connection: Connection;
 }
 
@@ -119,7 +126,7 @@ export class ServerCall implements CallContext {
   #controller: AbortController | undefined;
   #abortReason: unknown;
   #metadata: ReadonlyMap<string, string> | undefined;
-  deadline: DeadlineEntry | undefined;
+  deadlineEntry: DeadlineEntry | undefined;
   settled = false;
   queue: MessageQueue | undefined;
   /** Returns the request's pooled buffer (borrowing methods only). */
@@ -131,6 +138,7 @@ export class ServerCall implements CallContext {
     readonly method: string,
     readonly connection: Connection,
     private readonly rawMetadata: readonly [string, string][],
+    readonly deadline: number | undefined,
   ) {}
 
   get signal(): AbortSignal {
@@ -144,6 +152,10 @@ export class ServerCall implements CallContext {
   get metadata(): ReadonlyMap<string, string> {
     this.#metadata ??= new Map(this.rawMetadata);
     return this.#metadata;
+  }
+
+  get metadataPairs(): readonly (readonly [string, string])[] {
+    return this.rawMetadata;
   }
 
   abort(reason: unknown): void {
@@ -221,7 +233,7 @@ export class Server {
         const cancelled = new TtrpcError(Code.CANCELLED, 'connection closed');
         for (const call of connection.calls.values()) {
           call.settled = true;
-          if (call.deadline) this.#deadlines.remove(call.deadline);
+          if (call.deadlineEntry) this.#deadlines.remove(call.deadlineEntry);
           call.abort(cancelled);
         }
         connection.calls.clear();
@@ -281,7 +293,13 @@ export class Server {
         written?.();
         return; // closed meanwhile
       }
-      connection.channel.write(streamId, FrameType.Response, 0, [errorResponse(error.code, error.message)], written);
+      connection.channel.write(
+        streamId,
+        FrameType.Response,
+        0,
+        [errorResponse(error.code, error.message)],
+        written,
+      );
     }
   }
 
@@ -325,21 +343,36 @@ export class Server {
       // A bug while dispatching one request fails that call, never the connection.
       const call = connection.calls.get(frame.streamId);
       if (call) this.#settle(call);
-      this.#fail(connection, frame.streamId, Code.INTERNAL, `internal error: ${(error as Error)?.message ?? error}`);
+      this.#fail(
+        connection,
+        frame.streamId,
+        Code.INTERNAL,
+        `internal error: ${(error as Error)?.message ?? error}`,
+      );
     }
   }
 
   #onRequest(connection: Connection, frame: Frame): void {
     const id = frame.streamId;
     if (id % 2 !== 1) {
-      this.#fail(connection, id, Code.INVALID_ARGUMENT, `stream id ${id} must be odd for client-initiated streams`);
+      this.#fail(
+        connection,
+        id,
+        Code.INVALID_ARGUMENT,
+        `stream id ${id} must be odd for client-initiated streams`,
+      );
       return;
     }
     let request: DecodedRequest;
     try {
       request = decodeRequest(frame.payload);
     } catch (error) {
-      this.#fail(connection, id, Code.INVALID_ARGUMENT, `malformed request envelope: ${(error as Error).message}`);
+      this.#fail(
+        connection,
+        id,
+        Code.INVALID_ARGUMENT,
+        `malformed request envelope: ${(error as Error).message}`,
+      );
       return;
     }
     if (this.#draining) {
@@ -370,17 +403,18 @@ export class Server {
       this.#fail(connection, id, Code.INVALID_ARGUMENT, `${request.service}/${request.method} is ${want}`);
       return;
     }
-    const call = new ServerCall(id, request.service, request.method, connection, request.metadata);
     const expiry = expiryOf(request.timeoutNano);
+    const call = new ServerCall(id, request.service, request.method, connection, request.metadata, expiry);
     if (expiry !== undefined && expiry <= now()) {
       // Already expired on arrival (a negative or tiny timeout_nano): the handler never runs.
       this.#fail(connection, id, Code.DEADLINE_EXCEEDED, this.#deadlineMessage(call));
       return;
     }
     if (streaming) call.queue = new MessageQueue(64, this.#maxFrame);
-    if (frame.recycle && this.#borrowing.get(request.service)?.has(request.method)) call.recycle = frame.recycle;
+    if (frame.recycle && this.#borrowing.get(request.service)?.has(request.method))
+      call.recycle = frame.recycle;
     connection.calls.set(id, call);
-    if (expiry !== undefined) call.deadline = this.#deadlines.add(expiry, () => this.#expire(call));
+    if (expiry !== undefined) call.deadlineEntry = this.#deadlines.add(expiry, () => this.#expire(call));
     let work: Promise<Payload> | Payload;
     try {
       work = typeof method === 'function' ? method(request.payload, call) : method.handler(call.queue!, call);
@@ -400,12 +434,12 @@ export class Server {
     if (call.settled) return false;
     call.settled = true;
     call.connection.calls.delete(call.id);
-    if (call.deadline) this.#deadlines.remove(call.deadline);
+    if (call.deadlineEntry) this.#deadlines.remove(call.deadlineEntry);
     return true;
   }
 
   #expire(call: ServerCall): void {
-    call.deadline = undefined; // it fired: nothing to remove
+    call.deadlineEntry = undefined; // it fired: nothing to remove
     if (!this.#settle(call)) return;
     const message = this.#deadlineMessage(call);
     call.abort(new TtrpcError(Code.DEADLINE_EXCEEDED, message));
@@ -426,7 +460,12 @@ export class Server {
       parts = okResponseParts(reply);
     } catch (error) {
       call.recycle?.();
-      this.#fail(call.connection, call.id, Code.INTERNAL, `cannot encode the reply: ${(error as Error).message}`);
+      this.#fail(
+        call.connection,
+        call.id,
+        Code.INTERNAL,
+        `cannot encode the reply: ${(error as Error).message}`,
+      );
       return;
     }
     const length = partsLength(parts);
