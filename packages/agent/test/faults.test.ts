@@ -68,14 +68,15 @@ suite('agent faults', () => {
     const address = `unix://${join(tempDir(), 'k.sock')}`;
     let agent = await startAgent(['-a', address]);
     const { vaccel, session } = await remote(address);
-    const n = 1200;
+    // Big enough to still be computing when the agent dies (27 GFLOP), small enough to send fast.
+    const n = 3000;
     const a = new Float32Array(n * n).fill(1);
     // Settle into a value at once, so the rejection is never 'unhandled' while the agent dies.
     const slow = session.sgemm({ m: n, n, k: n, a, b: a }).then(
       () => undefined,
       (error: unknown) => ({ error, at: performance.now() }),
     );
-    await sleep(300);
+    await sleep(150);
     const killedAt = performance.now();
     await agent.kill();
     const outcome = await slow;

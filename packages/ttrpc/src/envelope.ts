@@ -35,30 +35,26 @@ export function requestParts(
 ): Uint8Array[] {
   const body = partsOf(payload);
   const length = partsLength(body);
-  const names = new BinaryWriter()
-    .tag(1, WireType.LengthDelimited)
-    .string(service)
-    .tag(2, WireType.LengthDelimited)
-    .string(method)
-    .finish();
-  const head = new BinaryWriter().raw(names);
-  if (length >= ALIGN_FROM) alignmentPad(head, names.byteLength, 1 + varintLength(length));
-  head.tag(3, WireType.LengthDelimited).uint32(length);
+  // proto3 leaves empty fields out; so do we, to write exactly what protobuf-es writes.
+  const names = new BinaryWriter();
+  if (service) names.tag(1, WireType.LengthDelimited).string(service);
+  if (method) names.tag(2, WireType.LengthDelimited).string(method);
+  const head = names.finish();
+  const prefix = new BinaryWriter().raw(head);
+  if (length >= ALIGN_FROM) alignmentPad(prefix, head.byteLength, 1 + varintLength(length));
+  if (length > 0) prefix.tag(3, WireType.LengthDelimited).uint32(length);
   const tail = new BinaryWriter();
   if (timeoutNano !== 0n) tail.tag(4, WireType.Varint).int64(timeoutNano);
   if (metadata) {
     for (const key in metadata) {
-      tail
-        .tag(5, WireType.LengthDelimited)
-        .fork()
-        .tag(1, WireType.LengthDelimited)
-        .string(key)
-        .tag(2, WireType.LengthDelimited)
-        .string(metadata[key]!)
-        .join();
+      const value = metadata[key]!;
+      tail.tag(5, WireType.LengthDelimited).fork();
+      if (key) tail.tag(1, WireType.LengthDelimited).string(key);
+      if (value) tail.tag(2, WireType.LengthDelimited).string(value);
+      tail.join();
     }
   }
-  const parts = [head.finish(), ...body];
+  const parts = [prefix.finish(), ...body];
   if (timeoutNano !== 0n || metadata) parts.push(tail.finish());
   return parts;
 }
@@ -67,6 +63,7 @@ export function requestParts(
 export function okResponseParts(payload: Payload): Uint8Array[] {
   const body = partsOf(payload);
   const length = partsLength(body);
+  if (length === 0) return []; // an empty Response: no status (OK), no payload
   const head = new BinaryWriter();
   if (length >= ALIGN_FROM) alignmentPad(head, 0, 1 + varintLength(length));
   return [head.tag(2, WireType.LengthDelimited).uint32(length).finish(), ...body];
