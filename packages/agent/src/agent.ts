@@ -86,8 +86,12 @@ export class Agent implements AsyncDisposable {
       serviceHandlers(AgentService, agentService(options.vaccel, this.metrics, opOf)),
       opOf,
     );
-    this.server.register(AGENT_SERVICE_SYNC, methods);
-    this.server.register(AGENT_SERVICE_ASYNC, methods);
+    // These handlers keep no view of their request once the reply is out (ops work on their args
+    // and return), so big requests are read into reused buffers. Resources (RegisterResource)
+    // keep their blobs and are not listed.
+    const borrowing = ['Genop', 'ImageClassification'];
+    this.server.register(AGENT_SERVICE_SYNC, methods, { borrowing });
+    this.server.register(AGENT_SERVICE_ASYNC, methods, { borrowing });
   }
 
   /** Listens on an address (`unix:///path` — created 0600 — or `tcp://host:port`). */

@@ -3,7 +3,6 @@
  * function uses. Upstream 0.8 semantics (shared/PROTOCOL.md §3, §5) plus our extension ops.
  * @module
  */
-import type { MessageInitShape } from '@bufbuild/protobuf';
 import {
   type Arg,
   Args,
@@ -17,7 +16,7 @@ import {
   type Vaccel,
   VaccelError,
 } from '@vaccel/core';
-import type { AgentService, GenArg, GenArgSchema, ServiceImpl } from '@vaccel/remote';
+import { type AgentService, fromWireArg, type GenArg, type ServiceImpl, toWireArg } from '@vaccel/remote';
 import type { CallContext } from '@vaccel/ttrpc';
 import type { AgentMetrics } from './metrics.js';
 import type { ConnectionState } from './state.js';
@@ -27,24 +26,8 @@ type Impl = ServiceImpl<(typeof AgentService)['method']>;
 /** Strips the REMOTE bit: on the host every plugin is local. */
 const hostHint = (flags: number): number => flags & PluginType.All & ~PluginType.Remote;
 
-function toCoreArgs(args: readonly GenArg[], what: string): Arg[] {
-  return args.map((arg, i) => {
-    if (arg.size !== arg.buf.byteLength) {
-      throw new VaccelError(
-        'EINVAL',
-        `${what} arg ${i}: size ${arg.size} does not match its ${arg.buf.byteLength} bytes`,
-      );
-    }
-    return { type: arg.argType as number as ArgType, buf: arg.buf, customTypeId: arg.customTypeId };
-  });
-}
-
-const toWireArg = (arg: Arg): MessageInitShape<typeof GenArgSchema> => ({
-  buf: arg.buf,
-  size: arg.buf.byteLength,
-  argType: arg.type,
-  customTypeId: arg.customTypeId ?? 0,
-});
+const toCoreArgs = (args: readonly GenArg[], what: string): Arg[] =>
+  args.map((arg, i) => fromWireArg(arg, what, i));
 
 /** Reassembles GenopStream chunks (parts/part_no) into whole args. */
 function joinChunks(requests: readonly { readArgs: GenArg[]; writeArgs: GenArg[] }[]): {

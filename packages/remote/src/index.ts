@@ -6,6 +6,16 @@ export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './ad
 export { detailErrno, ERROR_TYPE_URL, errorDetail, errorFromRpc, statusFromError } from './errors.js';
 export type { Arg as GenArg } from './gen/genop_pb.js';
 export { ArgSchema as GenArgSchema, RequestSchema as GenopRequestSchema } from './gen/genop_pb.js';
+export {
+  decodeGenopRequest,
+  decodeGenopResponse,
+  encodeGenopRequest,
+  encodeGenopResponse,
+  fromWireArg,
+  type GenopEncodeOptions,
+  toWireArg,
+  type WireArg,
+} from './genop-codec.js';
 export { default, type RemotePluginOptions, remotePlugin } from './plugin.js';
 export { openSerialPort } from './serial.js';
 export {

@@ -7,6 +7,7 @@
 import { Args, OpType as Op, type OpType, opByName, VaccelError } from '@vaccel/core';
 import { Client } from '@vaccel/ttrpc';
 import { errorFromRpc } from './errors.js';
+import { toWireArg } from './genop-codec.js';
 import { AGENT_SERVICE_SYNC, type ServiceClient, SyncAgentService, serviceClient } from './service.js';
 import { connect } from './transport.js';
 
@@ -75,8 +76,8 @@ export class AgentLink {
       // Our extension op: a vaccel-ts agent answers with its op list; upstream rejects it.
       const reply = await stub.genop({
         sessionId: 0n,
-        readArgs: [{ buf: Args.uint8(Op.ListOperations).buf, size: 1, argType: 9 }],
-        writeArgs: [{ buf: new Uint8Array(0), size: 0, argType: 0 }],
+        readArgs: [toWireArg(Args.uint8(Op.ListOperations))],
+        writeArgs: [toWireArg(Args.raw())],
       });
       const listed = JSON.parse(new TextDecoder().decode(reply.writeArgs[0]?.buf)) as { op: OpType }[];
       ops = listed.map(({ op }) => op);

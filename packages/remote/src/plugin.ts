@@ -5,7 +5,6 @@
  * @module
  */
 import {
-  type Arg,
   Args,
   allOps,
   EXTENSION_OP_MIN,
@@ -23,7 +22,9 @@ import {
 import { DEFAULT_ADDRESS } from './address.js';
 import { errorFromRpc } from './errors.js';
 import { BlobType } from './gen/resource_pb.js';
+import { decodeGenopResponse, encodeGenopRequest, toWireArg } from './genop-codec.js';
 import { AgentLink, type Linked } from './link.js';
+import { AGENT_SERVICE_SYNC } from './service.js';
 
 /** Options of {@link remotePlugin}. Unset ones come from the environment. */
 export interface RemotePluginOptions {
@@ -57,13 +58,6 @@ const resourceArg: Partial<Record<OpType, number>> = {
   [OpType.ImageClassifyTopK]: 2,
   [OpType.ExecWithResource]: 0,
 };
-
-const toWire = (arg: Arg) => ({
-  buf: arg.buf,
-  size: arg.buf.byteLength,
-  argType: arg.type,
-  customTypeId: arg.customTypeId ?? 0,
-});
 
 /** Creates the RPC plugin. */
 export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
@@ -151,16 +145,35 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
       if (out) out.set(tags.subarray(0, out.byteLength));
       return;
     }
-    const reply = await linked.stub.genop(
-      { sessionId: s.agentId, readArgs: [Args.uint8(op), ...args].map(toWire), writeArgs: write.map(toWire) },
-      callOptions(ctx),
-    );
-    for (const [i, arg] of write.entries()) {
-      const got = reply.writeArgs[i]?.buf;
-      if (!got) continue;
-      // Our extension ops size their outputs; upstream ops fill the caller's buffers in place.
-      if (op >= EXTENSION_OP_MIN) arg.buf = got;
-      else arg.buf.set(got.subarray(0, arg.buf.byteLength));
+    const request = encodeGenopRequest({
+      sessionId: s.agentId,
+      readArgs: [Args.uint8(op), ...args].map(toWireArg),
+      writeArgs: write.map(toWireArg),
+    });
+    if (op < EXTENSION_OP_MIN) {
+      // Upstream ops fill the caller's buffers in place: copy out, and the reply's buffer is reused.
+      await linked.client.callWith(
+        AGENT_SERVICE_SYNC,
+        'Genop',
+        request,
+        (bytes) => {
+          const reply = decodeGenopResponse(bytes);
+          for (const [i, arg] of write.entries()) {
+            const got = reply.writeArgs[i]?.buf;
+            if (got) arg.buf.set(got.subarray(0, arg.buf.byteLength));
+          }
+        },
+        callOptions(ctx),
+      );
+    } else {
+      // Our extension ops size their outputs: the caller keeps the reply's buffers.
+      const reply = decodeGenopResponse(
+        await linked.client.call(AGENT_SERVICE_SYNC, 'Genop', request, callOptions(ctx)),
+      );
+      for (const [i, arg] of write.entries()) {
+        const got = reply.writeArgs[i]?.buf;
+        if (got) arg.buf = got;
+      }
     }
     if (op === OpType.ModelLoad) s.models.add(localId);
     if (op === OpType.ModelUnload) s.models.delete(localId);

@@ -21,7 +21,12 @@ import {
   RequestSchema as GenopRequestSchema,
   ResponseSchema as GenopResponseSchema,
 } from './gen/genop_pb.js';
-import { encodeGenopRequest, encodeGenopResponse } from './genop-codec.js';
+import {
+  decodeGenopRequest,
+  decodeGenopResponse,
+  encodeGenopRequest,
+  encodeGenopResponse,
+} from './genop-codec.js';
 
 /** Service strings of the vAccel 0.8 agent (sync and async builds use different packages). */
 export const AGENT_SERVICE_SYNC = SyncAgentService.typeName;
@@ -70,8 +75,13 @@ export function serviceHandlers<S extends GenServiceMethods>(
       method.output.typeName === GenopResponseSchema.typeName
         ? encodeGenopResponse(reply as never)
         : toBinary(method.output, create(method.output, reply as never));
+    // Genop requests, the hot path, skip protobuf-es's reflection.
+    const decode = (payload: Uint8Array): unknown =>
+      method.input.typeName === GenopRequestSchema.typeName
+        ? decodeGenopRequest(payload)
+        : fromBinary(method.input, payload);
     if (method.methodKind === 'unary') {
-      methods[method.name] = async (payload, ctx) => encode(await fn(fromBinary(method.input, payload), ctx));
+      methods[method.name] = async (payload, ctx) => encode(await fn(decode(payload), ctx));
     } else if (method.methodKind === 'client_streaming') {
       methods[method.name] = {
         kind: 'client-stream',
@@ -120,11 +130,12 @@ export function serviceClient<S extends GenServiceMethods>(
               method.output,
               await client.callStream(serviceName, method.name, [...requests].map(encode), options),
             )
-        : async (request: unknown, options?: CallOptions) =>
-            fromBinary(
-              method.output,
-              await client.call(serviceName, method.name, encodeUnary(request), options),
-            );
+        : async (request: unknown, options?: CallOptions) => {
+            const reply = await client.call(serviceName, method.name, encodeUnary(request), options);
+            return method.output.typeName === GenopResponseSchema.typeName
+              ? decodeGenopResponse(reply)
+              : fromBinary(method.output, reply);
+          };
   }
   return stub as ServiceClient<S>;
 }

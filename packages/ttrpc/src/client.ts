@@ -36,7 +36,7 @@ export interface CallOptions {
 interface Pending {
   readonly service: string;
   readonly method: string;
-  readonly resolve: (payload: Uint8Array) => void;
+  readonly resolve: (payload: Uint8Array, recycle?: () => void) => void;
   readonly reject: (error: unknown) => void;
   deadline: DeadlineEntry | undefined;
   signal: AbortSignal | undefined;
@@ -124,6 +124,29 @@ export class Client implements AsyncDisposable {
   }
 
   /**
+   * A unary call whose reply is only borrowed: `read` runs on it as soon as it arrives and must
+   * keep no view of it; its buffer is then reused for later frames (no fresh memory per big
+   * reply). Resolves with what `read` returns.
+   */
+  callWith<T>(
+    service: string,
+    method: string,
+    payload: Payload,
+    read: (reply: Uint8Array) => T,
+    options: CallOptions = {},
+  ): Promise<T> {
+    return this.#start(
+      service,
+      method,
+      options,
+      (id, envelope) => {
+        this.#channel.write(id, FrameType.Request, 0, envelope(payload));
+      },
+      read,
+    );
+  }
+
+  /**
    * A client-streaming call: sends each payload as a Data frame, then the closing frame.
    */
   callStream(
@@ -149,12 +172,13 @@ export class Client implements AsyncDisposable {
     return this.close();
   }
 
-  #start(
+  #start<T = Uint8Array>(
     service: string,
     method: string,
     options: CallOptions,
     send: (id: number, envelope: (payload: Payload) => Uint8Array[]) => void,
-  ): Promise<Uint8Array> {
+    read?: (reply: Uint8Array) => T,
+  ): Promise<T> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#channel.closed)
@@ -171,11 +195,22 @@ export class Client implements AsyncDisposable {
         ? this.#options.metadata
         : { ...this.#options.metadata, ...options.metadata };
     const timeoutNano = timeoutMs ? BigInt(Math.max(1, Math.round(timeoutMs * 1e6))) : 0n;
-    return new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
+      const settle = read
+        ? (reply: Uint8Array, recycle?: () => void) => {
+            try {
+              resolve(read(reply));
+            } catch (error) {
+              reject(error);
+            } finally {
+              recycle?.();
+            }
+          }
+        : (resolve as unknown as (reply: Uint8Array) => void);
       const pending: Pending = {
         service,
         method,
-        resolve,
+        resolve: settle,
         reject,
         deadline: undefined,
         signal,
@@ -235,7 +270,7 @@ export class Client implements AsyncDisposable {
       return;
     }
     const status = response.status;
-    if (!status || status.code === Code.OK) pending.resolve(response.payload);
+    if (!status || status.code === Code.OK) pending.resolve(response.payload, frame.recycle);
     else pending.reject(new TtrpcError(status.code, status.message || codeName(status.code), status.details));
   }
 

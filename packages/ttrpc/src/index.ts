@@ -25,6 +25,7 @@ export {
 export {
   type CallContext,
   type ClientStreamMethod,
+  type CloseReason,
   Connection,
   type Method,
   Server,
@@ -33,3 +34,4 @@ export {
   type UnaryHandler,
 } from './server.js';
 export { Code, codeName, isTtrpcError, TtrpcClosedError, TtrpcError } from './status.js';
+export { ALIGN_FROM, ALIGNMENT, alignmentPad, PAD_FIELD } from './wire.js';
