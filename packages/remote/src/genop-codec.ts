@@ -16,7 +16,7 @@
  */
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { type Arg, type ArgType, VaccelError } from '@vaccel/core';
-import { ALIGN_FROM, alignmentPad } from '@vaccel/ttrpc';
+import { ALIGN_FROM, alignmentPad, putVarint, varintSize } from '@vaccel/ttrpc';
 import type { Arg as GenArg, ArgType as WireArgType } from './gen/genop_pb.js';
 
 /** An arg as it goes on the wire (the init shape of genop.Arg). */
@@ -53,31 +53,29 @@ export function fromWireArg(arg: GenArg, what: string, index: number): Arg {
   return { type: arg.argType as number as ArgType, buf: arg.buf, customTypeId: arg.customTypeId };
 }
 
-const varintLength = (value: number): number => {
-  let length = 1;
-  for (let v = value; v >= 0x80; v = Math.floor(v / 128)) length++;
-  return length;
-};
+const varintLength = varintSize;
 
 // Field order and proto3 defaults (zero fields are omitted) as in genop.proto and protobuf-es.
 const EMPTY: Uint8Array = new Uint8Array(0);
 
-const scalarFields = (arg: WireArg): [number, number][] =>
-  (
-    [
-      [2, arg.size ?? arg.buf?.byteLength ?? 0],
-      [3, arg.argType ?? 0],
-      [4, arg.customTypeId ?? 0],
-      [5, arg.parts ?? 0],
-      [6, arg.partNo ?? 0],
-    ] as [number, number][]
-  ).filter(([, value]) => value !== 0);
+/** The varint fields 2–6 of an arg, in field order (zero ones are left out when written). */
+const scalarValues = (arg: WireArg): [number, number, number, number, number] => [
+  arg.size ?? arg.buf?.byteLength ?? 0,
+  arg.argType ?? 0,
+  arg.customTypeId ?? 0,
+  arg.parts ?? 0,
+  arg.partNo ?? 0,
+];
+
+function scalarsLength(values: readonly number[]): number {
+  let length = 0;
+  for (const value of values) if (value !== 0) length += 1 + varintLength(value);
+  return length;
+}
 
 function argLength(arg: WireArg): number {
   const n = arg.buf?.byteLength ?? 0;
-  let length = n > 0 ? 1 + varintLength(n) + n : 0;
-  for (const [, value] of scalarFields(arg)) length += 1 + varintLength(value);
-  return length;
+  return (n > 0 ? 1 + varintLength(n) + n : 0) + scalarsLength(scalarValues(arg));
 }
 
 /** Writes messages into parts: small pieces into a shared writer, big buffers by reference. */
@@ -108,7 +106,9 @@ class PartsWriter {
           this.#flushed += buf.byteLength;
         } else this.writer.raw(buf);
       }
-      for (const [number, value] of scalarFields(arg)) this.writer.tag(number, WireType.Varint).uint32(value);
+      const values = scalarValues(arg);
+      for (let i = 0; i < values.length; i++)
+        if (values[i] !== 0) this.writer.tag(i + 2, WireType.Varint).uint32(values[i]!);
     }
     return this;
   }
@@ -133,11 +133,78 @@ export interface GenopEncodeOptions {
   align?: boolean;
 }
 
+const isSmall = (args: readonly WireArg[]): boolean => {
+  for (const arg of args) if ((arg.buf?.byteLength ?? 0) >= ALIGN_FROM) return false;
+  return true;
+};
+
+/** Writes args (none of them big) as fields `field` at `at`; returns the offset after them. */
+function putArgs(
+  out: Uint8Array,
+  at: number,
+  field: number,
+  args: readonly WireArg[],
+  lengths: number[],
+): number {
+  for (const [i, arg] of args.entries()) {
+    out[at++] = (field << 3) | WireType.LengthDelimited;
+    at = putVarint(out, at, lengths[i]!);
+    const buf = arg.buf ?? EMPTY;
+    if (buf.byteLength > 0) {
+      out[at++] = (1 << 3) | WireType.LengthDelimited;
+      at = putVarint(out, at, buf.byteLength);
+      out.set(buf, at);
+      at += buf.byteLength;
+    }
+    const values = scalarValues(arg);
+    for (let f = 0; f < values.length; f++) {
+      if (values[f] === 0) continue;
+      out[at++] = (f + 2) << 3; // fields 2–6, varint
+      at = putVarint(out, at, values[f]!);
+    }
+  }
+  return at;
+}
+
+/**
+ * The common small message (no big buffer) in one exact-size buffer, written directly: the bytes
+ * protobuf-es writes, without its writer's chunk bookkeeping.
+ */
+function encodeSmall(sessionId: bigint, groups: [number, readonly WireArg[]][]): Uint8Array[] {
+  const session = sessionId !== 0n && sessionId > 0n && sessionId < 2n ** 53n ? Number(sessionId) : undefined;
+  let total = session !== undefined ? 1 + varintLength(session) : 0;
+  const lengths = groups.map(([, args]) =>
+    args.map((arg) => {
+      const inner = argLength(arg);
+      total += 1 + varintLength(inner) + inner;
+      return inner;
+    }),
+  );
+  const out = new Uint8Array(total);
+  let at = 0;
+  if (session !== undefined) {
+    out[at++] = 0x08; // field 1, varint
+    at = putVarint(out, at, session);
+  }
+  for (const [i, [field, args]] of groups.entries()) at = putArgs(out, at, field, args, lengths[i]!);
+  return [out];
+}
+
 /** genop.Request {session_id 1, read_args 2, write_args 3} as parts. */
 export function encodeGenopRequest(
   request: { sessionId?: bigint; readArgs?: readonly WireArg[]; writeArgs?: readonly WireArg[] },
   options: GenopEncodeOptions = {},
 ): Uint8Array[] {
+  const read = request.readArgs ?? [];
+  const write = request.writeArgs ?? [];
+  const sessionId = request.sessionId ?? 0n;
+  // Negative or huge session ids (never sent by real agents) take the general path.
+  if (isSmall(read) && isSmall(write) && sessionId >= 0n && sessionId < 2n ** 53n) {
+    return encodeSmall(sessionId, [
+      [2, read],
+      [3, write],
+    ]);
+  }
   const out = new PartsWriter(options.align ?? true);
   if (request.sessionId) out.writer.tag(1, WireType.Varint).int64(request.sessionId);
   return out
@@ -151,7 +218,9 @@ export function encodeGenopResponse(
   response: { writeArgs?: readonly WireArg[] },
   options: GenopEncodeOptions = {},
 ): Uint8Array[] {
-  return new PartsWriter(options.align ?? true).args(1, response.writeArgs ?? []).finish();
+  const write = response.writeArgs ?? [];
+  if (isSmall(write)) return encodeSmall(0n, [[1, write]]);
+  return new PartsWriter(options.align ?? true).args(1, write).finish();
 }
 
 function wrongType(field: string, type: WireType): never {

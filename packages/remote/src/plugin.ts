@@ -74,15 +74,42 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
 
   const callOptions = (ctx: OpContext) => ({ signal: ctx.signal, timeoutMs });
 
-  async function session(linked: Linked, info: SessionInfo, ctx: OpContext): Promise<RemoteSession> {
-    let s = sessions.get(info.id);
+  /** Agent sessions being created, so concurrent first ops of a session create only one. */
+  const creating = new Map<number, { generation: number; done: Promise<RemoteSession> }>();
+
+  function session(
+    linked: Linked,
+    info: SessionInfo,
+    ctx: OpContext,
+  ): Promise<RemoteSession> | RemoteSession {
+    const s = sessions.get(info.id);
     if (s?.generation === linked.generation) return s;
+    const pending = creating.get(info.id);
+    if (pending?.generation === linked.generation) return pending.done;
+    const done = createAgentSession(linked, info, s, ctx).finally(() => {
+      if (creating.get(info.id)?.done === done) creating.delete(info.id);
+    });
+    creating.set(info.id, { generation: linked.generation, done });
+    return done;
+  }
+
+  async function createAgentSession(
+    linked: Linked,
+    info: SessionInfo,
+    old: RemoteSession | undefined,
+    ctx: OpContext,
+  ): Promise<RemoteSession> {
     const { sessionId } = await linked.stub.createSession(
       { flags: info.hint & ~PluginType.Remote },
       callOptions(ctx),
     );
-    const models = s?.models ?? new Set<number>();
-    s = { generation: linked.generation, agentId: sessionId, registered: new Set(), models: new Set() };
+    const models = old?.models ?? new Set<number>();
+    const s = {
+      generation: linked.generation,
+      agentId: sessionId,
+      registered: new Set<number>(),
+      models: new Set<number>(),
+    };
     sessions.set(info.id, s);
     // The agent lost the models this session had loaded with the old connection: load them again.
     for (const model of models)
@@ -123,14 +150,15 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
   }
 
   async function forward(op: OpType, { read, write }: OpArgs, ctx: OpContext): Promise<void> {
-    const linked = await link.get(ctx.signal);
+    const linked = link.current ?? (await link.get(ctx.signal));
     if (op >= EXTENSION_OP_MIN && !linked.ours) {
       throw new VaccelError(
         'ENOTSUP',
         `the agent at ${address} does not provide ${opName(op)} (it is not a vaccel-ts agent)`,
       );
     }
-    const s = await session(linked, ctx.session, ctx);
+    const known = session(linked, ctx.session, ctx);
+    const s = known instanceof Promise ? await known : known;
     const args = [...read];
     const at = resourceArg[op];
     const localId = at !== undefined ? ReadArg.int64(args[at], `${opName(op)} resource id`) : 0;

@@ -56,6 +56,8 @@ export class Client implements AsyncDisposable {
   readonly #channel: Channel;
   readonly #pending = new Map<number, Pending>();
   readonly #options: ClientOptions;
+  /** The default metadata, frozen so its encoding can be cached. */
+  readonly #metadata: Readonly<Record<string, string>> | undefined;
   #nextId = 1;
   readonly #deadlines = new Deadlines();
   #closeError: Error | undefined;
@@ -63,6 +65,7 @@ export class Client implements AsyncDisposable {
 
   constructor(stream: Duplex, options: ClientOptions = {}) {
     this.#options = options;
+    this.#metadata = options.metadata ? Object.freeze({ ...options.metadata }) : undefined;
     let markClosed!: () => void;
     this.#whenClosed = new Promise((resolve) => {
       markClosed = resolve;
@@ -191,9 +194,7 @@ export class Client implements AsyncDisposable {
     if (timeoutMs !== undefined && !(timeoutMs > 0 && Number.isFinite(timeoutMs)))
       return Promise.reject(new RangeError(`timeoutMs must be a positive number of ms, got ${timeoutMs}`));
     const metadata =
-      options.metadata === undefined
-        ? this.#options.metadata
-        : { ...this.#options.metadata, ...options.metadata };
+      options.metadata === undefined ? this.#metadata : { ...this.#metadata, ...options.metadata };
     const timeoutNano = timeoutMs ? BigInt(Math.max(1, Math.round(timeoutMs * 1e6))) : 0n;
     return new Promise<T>((resolve, reject) => {
       const settle = read

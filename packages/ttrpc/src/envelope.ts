@@ -14,7 +14,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { ResponseSchema, type Status, StatusSchema } from './gen/ttrpc_pb.js';
-import { ALIGN_FROM, alignmentPad } from './wire.js';
+import { ALIGN_FROM, alignmentPad, putVarint, varintSize } from './wire.js';
 
 /**
  * An encoded message: one buffer, or parts whose concatenation is the message (so big fields can
@@ -25,7 +25,49 @@ export type Payload = Uint8Array | readonly Uint8Array[];
 const partsOf = (payload: Payload): readonly Uint8Array[] =>
   payload instanceof Uint8Array ? [payload] : payload;
 
-/** Request envelope parts around `payload`. */
+/** Encoded fields 1–2 (service, method) per method: the same for every call. */
+const namesCache = new Map<string, Uint8Array>();
+const NAMES_CACHE_MAX = 1024;
+/** Encoded metadata (fields 5) per metadata object: a client's default metadata is reused. */
+const metadataCache = new WeakMap<object, Uint8Array>();
+
+function encodedNames(service: string, method: string): Uint8Array {
+  const key = `${service}\n${method}`;
+  let names = namesCache.get(key);
+  if (names === undefined) {
+    // proto3 leaves empty fields out; so do we, to write exactly what protobuf-es writes.
+    const writer = new BinaryWriter();
+    if (service) writer.tag(1, WireType.LengthDelimited).string(service);
+    if (method) writer.tag(2, WireType.LengthDelimited).string(method);
+    names = writer.finish();
+    if (namesCache.size >= NAMES_CACHE_MAX) namesCache.clear();
+    namesCache.set(key, names);
+  }
+  return names;
+}
+
+function encodedMetadata(metadata: Readonly<Record<string, string>>): Uint8Array {
+  let encoded = metadataCache.get(metadata);
+  if (encoded === undefined) {
+    const writer = new BinaryWriter();
+    for (const key in metadata) {
+      const value = metadata[key]!;
+      writer.tag(5, WireType.LengthDelimited).fork();
+      if (key) writer.tag(1, WireType.LengthDelimited).string(key);
+      if (value) writer.tag(2, WireType.LengthDelimited).string(value);
+      writer.join();
+    }
+    encoded = writer.finish();
+    // Only frozen objects are cached (a caller may change an object between calls).
+    if (Object.isFrozen(metadata)) metadataCache.set(metadata, encoded);
+  }
+  return encoded;
+}
+
+/**
+ * Request envelope parts around `payload`: one buffer for small requests; for big ones the
+ * payload parts by reference, 8-byte aligned in the frame.
+ */
 export function requestParts(
   service: string,
   method: string,
@@ -35,28 +77,36 @@ export function requestParts(
 ): Uint8Array[] {
   const body = partsOf(payload);
   const length = partsLength(body);
-  // proto3 leaves empty fields out; so do we, to write exactly what protobuf-es writes.
-  const names = new BinaryWriter();
-  if (service) names.tag(1, WireType.LengthDelimited).string(service);
-  if (method) names.tag(2, WireType.LengthDelimited).string(method);
-  const head = names.finish();
-  const prefix = new BinaryWriter().raw(head);
-  if (length >= ALIGN_FROM) alignmentPad(prefix, head.byteLength, 1 + varintLength(length));
-  if (length > 0) prefix.tag(3, WireType.LengthDelimited).uint32(length);
-  const tail = new BinaryWriter();
-  if (timeoutNano !== 0n) tail.tag(4, WireType.Varint).int64(timeoutNano);
-  if (metadata) {
-    for (const key in metadata) {
-      const value = metadata[key]!;
-      tail.tag(5, WireType.LengthDelimited).fork();
-      if (key) tail.tag(1, WireType.LengthDelimited).string(key);
-      if (value) tail.tag(2, WireType.LengthDelimited).string(value);
-      tail.join();
+  const names = encodedNames(service, method);
+  let tail: Uint8Array | undefined;
+  if (timeoutNano !== 0n || metadata) {
+    const writer = new BinaryWriter();
+    if (timeoutNano !== 0n) writer.tag(4, WireType.Varint).int64(timeoutNano);
+    if (metadata) writer.raw(encodedMetadata(metadata));
+    tail = writer.finish();
+  }
+  if (length >= ALIGN_FROM) {
+    const head = new BinaryWriter().raw(names);
+    alignmentPad(head, names.byteLength, 1 + varintSize(length));
+    head.tag(3, WireType.LengthDelimited).uint32(length);
+    const parts = [head.finish(), ...body];
+    if (tail) parts.push(tail);
+    return parts;
+  }
+  const payloadField = length > 0 ? 1 + varintSize(length) + length : 0;
+  const out = new Uint8Array(names.byteLength + payloadField + (tail?.byteLength ?? 0));
+  out.set(names);
+  let at = names.byteLength;
+  if (length > 0) {
+    out[at++] = 0x1a; // field 3, length-delimited
+    at = putVarint(out, at, length);
+    for (const part of body) {
+      out.set(part, at);
+      at += part.byteLength;
     }
   }
-  const parts = [prefix.finish(), ...body];
-  if (timeoutNano !== 0n || metadata) parts.push(tail.finish());
-  return parts;
+  if (tail) out.set(tail, at);
+  return [out];
 }
 
 /** OK Response envelope parts around `payload` (a missing status means OK). */
@@ -65,7 +115,7 @@ export function okResponseParts(payload: Payload): Uint8Array[] {
   const length = partsLength(body);
   if (length === 0) return []; // an empty Response: no status (OK), no payload
   const head = new BinaryWriter();
-  if (length >= ALIGN_FROM) alignmentPad(head, 0, 1 + varintLength(length));
+  if (length >= ALIGN_FROM) alignmentPad(head, 0, 1 + varintSize(length));
   return [head.tag(2, WireType.LengthDelimited).uint32(length).finish(), ...body];
 }
 
@@ -86,13 +136,6 @@ export function partsLength(parts: readonly Uint8Array[]): number {
 
 /** Byte length of a {@link Payload}. */
 export const payloadLength = (payload: Payload): number => partsLength(partsOf(payload));
-
-/** Bytes a varint of `value` (< 2^53) takes. */
-export function varintLength(value: number): number {
-  let length = 1;
-  for (let v = value; v >= 0x80; v = Math.floor(v / 128)) length++;
-  return length;
-}
 
 /** A decoded Request envelope (`payload` is a view of the frame). */
 export interface DecodedRequest {

@@ -34,4 +34,4 @@ export {
   type UnaryHandler,
 } from './server.js';
 export { Code, codeName, isTtrpcError, TtrpcClosedError, TtrpcError } from './status.js';
-export { ALIGN_FROM, ALIGNMENT, alignmentPad, PAD_FIELD } from './wire.js';
+export { ALIGN_FROM, ALIGNMENT, alignmentPad, PAD_FIELD, putVarint, varintSize } from './wire.js';

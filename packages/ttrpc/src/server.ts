@@ -2,7 +2,7 @@
  * ttRPC server: dispatches requests concurrently, many per connection, over any Duplex.
  * @module
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Any } from '@bufbuild/protobuf/wkt';
@@ -86,6 +86,7 @@ export class Connection extends EventEmitter<{ close: [reason: CloseReason] }> {
   /** @internal */ channel!: Channel;
   /** @internal */ closeReason: CloseReason;
   #closed = false;
+  #controller: AbortController | undefined;
 
   /** The stream the connection runs on. */
   get stream(): Duplex {
@@ -102,9 +103,24 @@ export class Connection extends EventEmitter<{ close: [reason: CloseReason] }> {
     return this.#closed;
   }
 
+  /**
+   * Aborts (reason: a `CANCELLED` TtrpcError) when the connection closes. Calls without a
+   * deadline share it as their signal, so a plain call allocates none of its own.
+   */
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      // Every call in flight may listen: that is not a leak.
+      setMaxListeners(0, this.#controller.signal);
+      if (this.#closed) this.#controller.abort(new TtrpcError(Code.CANCELLED, 'connection closed'));
+    }
+    return this.#controller.signal;
+  }
+
   /** @internal */
   markClosed(): void {
     this.#closed = true;
+    this.#controller?.abort(new TtrpcError(Code.CANCELLED, 'connection closed'));
   }
 
   /**
@@ -142,6 +158,8 @@ export class ServerCall implements CallContext {
   ) {}
 
   get signal(): AbortSignal {
+    // Without a deadline only the connection's end (or the server's) aborts a call.
+    if (this.deadline === undefined) return this.connection.signal;
     if (this.#controller === undefined) {
       this.#controller = new AbortController();
       if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);

@@ -27,3 +27,24 @@ export function alignmentPad(writer: BinaryWriter, offset: number, after: number
   writer.tag(PAD_FIELD, WireType.LengthDelimited).bytes(new Uint8Array(filler));
   return PAD_OVERHEAD + filler;
 }
+
+/** Bytes a varint of `value` (a non-negative integer below 2^53) takes. */
+export function varintSize(value: number): number {
+  let size = 1;
+  for (let v = value; v >= 0x80; v = Math.floor(v / 128)) size++;
+  return size;
+}
+
+/**
+ * Writes a varint of `value` (a non-negative integer below 2^53) at `at`; returns the offset
+ * after it. (BinaryWriter's chunked buffers cost more than the message for small hot messages.)
+ */
+export function putVarint(target: Uint8Array, at: number, value: number): number {
+  let v = value;
+  while (v >= 0x80) {
+    target[at++] = (v % 128) | 0x80;
+    v = Math.floor(v / 128);
+  }
+  target[at++] = v;
+  return at;
+}
