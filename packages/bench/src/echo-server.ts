@@ -12,7 +12,8 @@ export const ECHO_METHOD = 'Echo';
 const path = process.argv[2];
 if (path && process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
   const server = new Server({ maxFrame: 64 << 20 });
-  server.register(ECHO_SERVICE, { [ECHO_METHOD]: () => new Uint8Array(0) });
+  // The handler keeps nothing: big requests are read into reused buffers, as the agent's are.
+  server.register(ECHO_SERVICE, { [ECHO_METHOD]: () => new Uint8Array(0) }, { borrowing: [ECHO_METHOD] });
   const listener = createServer();
   server.listen(listener);
   listener.listen(path, () => process.stdout.write('listening\n'));

@@ -80,14 +80,28 @@ export interface Tick {
   label: string;
 }
 
+/** How many samples a point takes: at least `minSamples`, and for at least `minSeconds`. */
+export interface Budget {
+  minSamples: number;
+  minSeconds: number;
+  /** Stop adding rounds after this long, once `minSamples` are in (default 60 s). */
+  maxSeconds?: number;
+}
+
+/** The default budget: enough to resolve 1 % (≥ 50 samples and ≥ 1 s), or a smoke run's. */
+export const budgetFor = (options: { quick: boolean; reps: number }): Budget =>
+  options.quick
+    ? { minSamples: Math.max(options.reps, 5), minSeconds: 0.1, maxSeconds: 5 }
+    : { minSamples: Math.max(options.reps, 50), minSeconds: 1, maxSeconds: 60 };
+
 /**
- * Measures every path at every x: a warm-up, then `reps` rounds that alternate the paths (so
- * drift of the machine hits both alike).
+ * Measures every path at every x: a warm-up, then rounds that take one sample of each path in
+ * turn (so drift of the machine hits both alike and samples pair up), until the budget is met.
  */
 export async function sweep(
   paths: readonly BenchPath[],
   ticks: readonly Tick[],
-  reps: number,
+  budget: Budget,
   measure: Measure,
   point: Omit<Point, 'series' | 'x' | 'xLabel' | 'summary'>,
   progress: Progress,
@@ -97,11 +111,23 @@ export async function sweep(
     progress.step(label);
     for (const path of paths) await measure(path, x);
     const values = paths.map(() => [] as number[]);
-    for (let r = 0; r < reps; r++) {
+    const started = performance.now();
+    const elapsed = () => (performance.now() - started) / 1000;
+    while (
+      values[0]!.length < budget.minSamples ||
+      (elapsed() < budget.minSeconds && elapsed() < (budget.maxSeconds ?? 60))
+    ) {
       for (const [i, path] of paths.entries()) values[i]!.push(await measure(path, x));
     }
     for (const [i, path] of paths.entries()) {
-      points.push({ ...point, series: path.series, x, xLabel: label, summary: summarize(values[i]!) });
+      points.push({
+        ...point,
+        series: path.series,
+        x,
+        xLabel: label,
+        summary: summarize(values[i]!),
+        samples: values[i]!,
+      });
     }
     progress.tick();
   }

@@ -16,6 +16,12 @@ export function formatNumber(value: number): string {
   return value.toPrecision(3);
 }
 
+/** A median and its interval as `12.3 [12.1, 12.6]`. */
+export function formatWithCi(value: number, ci: readonly [number, number], digits = 3): string {
+  const f = (v: number) => (digits === 3 || Math.abs(v) >= 1000 ? formatNumber(v) : v.toPrecision(digits));
+  return Number.isNaN(ci[0]) ? f(value) : `${f(value)} [${f(ci[0])}, ${f(ci[1])}]`;
+}
+
 const pad = (rows: string[][]): string => {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')).join('\n');
@@ -25,25 +31,34 @@ const pad = (rows: string[][]): string => {
 export function markdown(result: FigureResult): string {
   const lines = [`## ${result.name}: ${result.title}`, '', `Machine: ${formatMachine(result.machine)}`, ''];
   lines.push(
-    `Medians of ${result.options.reps} repetitions${result.options.quick ? ' (quick run)' : ''}; spread = IQR / median.`,
+    `Medians${result.options.quick ? ' (quick run)' : ''} with their 95 % bootstrap intervals; n = samples; spread = IQR / median.`,
     '',
-    `| ${result.xTitle} | metric | series | median | unit | spread |`,
-    '|---|---|---|---:|---|---:|',
+    `| ${result.xTitle} | metric | series | median [95 % CI] | unit | n | spread |`,
+    '|---|---|---|---:|---|---:|---:|',
   );
   for (const p of result.points) {
     lines.push(
-      `| ${p.xLabel} | ${p.metric} | ${p.series} | ${formatNumber(p.summary.median)} | ${p.unit} | ${spreadPercent(p.summary).toFixed(1)}% |`,
+      `| ${p.xLabel} | ${p.metric} | ${p.series} | ${formatWithCi(p.summary.median, p.summary.ci95)} | ${p.unit} | ${p.summary.n} | ${spreadPercent(p.summary).toFixed(1)}% |`,
     );
   }
   if (result.comparisons.length > 0) {
     lines.push(
       '',
-      `| ${result.xTitle} | metric | guest path | guest / host | overhead |`,
+      `| ${result.xTitle} | metric | guest path | guest / host [95 % CI] | overhead |`,
       '|---|---|---|---:|---:|',
     );
     for (const c of result.comparisons) {
       lines.push(
-        `| ${c.xLabel} | ${c.metric} | ${c.guest} | ${c.ratio.toFixed(3)} | ${c.overheadPercent.toFixed(1)}% |`,
+        `| ${c.xLabel} | ${c.metric} | ${c.guest} | ${formatWithCi(c.ratio, c.ratioCi95, 4)} | ${c.overheadPercent.toFixed(1)}% |`,
+      );
+    }
+  }
+  if (result.targets?.length) {
+    lines.push('', '| target | measured [95 % CI] | bar | goal | met |', '|---|---:|---:|---:|---|');
+    for (const t of result.targets) {
+      const rel = t.lowerIsBetter ? '≤' : '≥';
+      lines.push(
+        `| ${t.figure} | ${formatWithCi(t.value, t.ci95, 4)} | ${rel} ${formatNumber(t.bar)} | ${rel} ${formatNumber(t.goal)} | ${t.met ? 'yes' : 'no'} |`,
       );
     }
   }
@@ -53,7 +68,7 @@ export function markdown(result: FigureResult): string {
 
 /** A console summary. */
 export function consoleReport(result: FigureResult): string {
-  const rows = [[result.xTitle, 'metric', 'series', 'median', 'unit', 'spread', 'vs host']];
+  const rows = [[result.xTitle, 'metric', 'series', 'median [95% CI]', 'unit', 'n', 'vs host [95% CI]']];
   for (const p of result.points) {
     const c = result.comparisons.find(
       (c) => c.guest === p.series && c.xLabel === p.xLabel && c.metric === p.metric,
@@ -62,20 +77,35 @@ export function consoleReport(result: FigureResult): string {
       p.xLabel,
       p.metric,
       p.series,
-      formatNumber(p.summary.median),
+      formatWithCi(p.summary.median, p.summary.ci95),
       p.unit,
-      `${spreadPercent(p.summary).toFixed(1)}%`,
+      String(p.summary.n),
       c
-        ? `×${c.ratio.toFixed(3)} (${c.overheadPercent >= 0 ? '+' : ''}${c.overheadPercent.toFixed(1)}%)`
+        ? `×${formatWithCi(c.ratio, c.ratioCi95, 4)} (${c.overheadPercent >= 0 ? '+' : ''}${c.overheadPercent.toFixed(1)}%)`
         : '',
     ]);
   }
-  return `${result.title}\n${formatMachine(result.machine)}\n${pad(rows)}\n`;
+  let text = `${result.title}\n${formatMachine(result.machine)}\n${pad(rows)}\n`;
+  if (result.targets?.length) {
+    const targetRows = [['target', 'measured [95% CI]', 'bar', 'goal', 'met']];
+    for (const t of result.targets) {
+      const rel = t.lowerIsBetter ? '≤' : '≥';
+      targetRows.push([
+        t.figure,
+        formatWithCi(t.value, t.ci95, 4),
+        `${rel} ${formatNumber(t.bar)}`,
+        `${rel} ${formatNumber(t.goal)}`,
+        t.met ? 'yes' : 'NO',
+      ]);
+    }
+    text += `\n${pad(targetRows)}\n`;
+  }
+  return text;
 }
 
 /** CSV of every point. */
 export function csv(result: FigureResult): string {
-  const header = 'figure,series,x,x_label,metric,unit,median,q1,q3,min,max,p99,n';
+  const header = 'figure,series,x,x_label,metric,unit,median,ci95_low,ci95_high,q1,q3,min,max,p99,n';
   const rows = result.points.map((p) =>
     [
       result.name,
@@ -85,6 +115,8 @@ export function csv(result: FigureResult): string {
       JSON.stringify(p.metric),
       p.unit,
       p.summary.median,
+      p.summary.ci95[0],
+      p.summary.ci95[1],
       p.summary.q1,
       p.summary.q3,
       p.summary.min,

@@ -4,7 +4,7 @@
  * @module
  */
 import type { MachineInfo } from './machine.js';
-import type { Summary } from './stats.js';
+import { ratio, type Summary } from './stats.js';
 
 /** One measured point of one series. */
 export interface Point {
@@ -20,6 +20,8 @@ export interface Point {
   /** True when bigger is better (throughput), false when smaller is (time). */
   higherIsBetter: boolean;
   summary: Summary;
+  /** The samples, in the order measured (interleaved with the other paths'). */
+  samples?: number[];
 }
 
 /** A guest path against the host path at one x. */
@@ -28,10 +30,25 @@ export interface Comparison {
   metric: string;
   host: string;
   guest: string;
-  /** guest / host medians. */
+  /** guest / host: the median of the pairwise ratios (or of the medians). */
   ratio: number;
+  /** 95 % bootstrap interval of `ratio`. */
+  ratioCi95: [number, number];
   /** The guest's cost in %: time added, or throughput lost. */
   overheadPercent: number;
+}
+
+/** A target of an issue, measured: our figure (often a ratio to a floor) against its bar and goal. */
+export interface Target {
+  figure: string;
+  value: number;
+  /** 95 % interval of `value` (NaN when it has none, e.g. a single load run). */
+  ci95: [number, number];
+  /** The figure to reach (≤ for lower-is-better). */
+  bar: number;
+  goal: number;
+  lowerIsBetter: boolean;
+  met: boolean;
 }
 
 /** A figure's full result. */
@@ -43,6 +60,8 @@ export interface FigureResult {
   options: { reps: number; quick: boolean };
   points: Point[];
   comparisons: Comparison[];
+  /** Targets measured by this figure, if it has any. */
+  targets?: Target[];
   notes: string[];
 }
 
@@ -53,14 +72,21 @@ export function compare(points: readonly Point[], host: string): Comparison[] {
     if (guest.series === host) continue;
     const base = points.find((p) => p.series === host && p.x === guest.x && p.metric === guest.metric);
     if (!base) continue;
-    const ratio = guest.summary.median / base.summary.median;
+    const { ratio: r, ci95 } =
+      guest.samples && base.samples
+        ? ratio(guest.samples, base.samples)
+        : {
+            ratio: guest.summary.median / base.summary.median,
+            ci95: [Number.NaN, Number.NaN] as [number, number],
+          };
     comparisons.push({
       xLabel: guest.xLabel,
       metric: guest.metric,
       host,
       guest: guest.series,
-      ratio,
-      overheadPercent: guest.higherIsBetter ? 100 * (1 / ratio - 1) : 100 * (ratio - 1),
+      ratio: r,
+      ratioCi95: ci95,
+      overheadPercent: guest.higherIsBetter ? 100 * (1 / r - 1) : 100 * (r - 1),
     });
   }
   return comparisons;

@@ -10,6 +10,7 @@
 //	go-peer drive SOCKET             run the client checks against a conformance.Peer server
 //	go-peer agent SOCKET             run vAccel agent checks (CreateSession/Genop/DestroySession)
 //	go-peer load SOCKET C N SECONDS  C connections × N calls in flight of small SGEMM genops
+//	go-peer bench SOCKET …           the Go client's own latency and throughput (bench.go)
 //
 // drive and agent print one JSON line per check: {"name":…,"ok":…,"detail":…}.
 // Messages are encoded by hand with protowire: no generated code is needed.
@@ -73,6 +74,8 @@ func main() {
 		drive(path)
 	case "agent":
 		agentChecks(path)
+	case "bench":
+		benchMode(path, os.Args[3:])
 	case "load":
 		if len(os.Args) != 6 {
 			fail("usage: go-peer load SOCKET CONNECTIONS INFLIGHT SECONDS")

@@ -4,6 +4,7 @@ package main
 // TypeScript), and the client checks that drive it.
 //
 //	Echo      payload → the same bytes
+//	Discard   payload → nothing
 //	Metadata  → the request's metadata as JSON {"key": ["value", …]}
 //	Deadline  → the nanoseconds left before the call's deadline, or "none"
 //	Sleep     payload = milliseconds → sleeps, or fails with DEADLINE_EXCEEDED/CANCELLED when the
@@ -55,7 +56,8 @@ func contextStatus(ctx context.Context) error {
 
 func peerMethods() map[string]ttrpc.Method {
 	return map[string]ttrpc.Method{
-		"Echo": unary(func(_ context.Context, in []byte) ([]byte, error) { return in, nil }),
+		"Echo":    unary(func(_ context.Context, in []byte) ([]byte, error) { return in, nil }),
+		"Discard": unary(func(_ context.Context, _ []byte) ([]byte, error) { return nil, nil }),
 		"Metadata": unary(func(ctx context.Context, _ []byte) ([]byte, error) {
 			md, _ := ttrpc.GetMetadata(ctx)
 			out := map[string][]string(md)

@@ -35,6 +35,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export function peerMethods(): Record<string, Method> {
   return {
     Echo: (payload) => payload,
+    Discard: () => new Uint8Array(0),
     Metadata: (_payload, ctx) => {
       const out: Record<string, string[]> = {};
       for (const [key, value] of ctx.metadataPairs) out[key] = [...(out[key] ?? []), value];

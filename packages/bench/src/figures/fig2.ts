@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
-import { formatBytes, HOST, openPaths, sweep, type Tick } from '../paths.js';
+import { budgetFor, formatBytes, HOST, openPaths, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
 import { compare, type FigureResult } from '../result.js';
 
@@ -15,9 +15,8 @@ import { compare, type FigureResult } from '../result.js';
 export async function fig2(options: FigureOptions): Promise<FigureResult> {
   const { reps, quick } = options;
   const sizes = Array.from({ length: quick ? 6 : 9 }, (_, i) => 64 * 4 ** (quick ? i + (i > 2 ? 1 : 0) : i));
-  // Calls per measurement: a stream of about 8 MiB (1 MiB quick), between 4 and 3,000 calls.
-  const callsFor = (size: number) =>
-    Math.min(quick ? 500 : 3000, Math.max(4, Math.round((quick ? 1 << 20 : 8 << 20) / size)));
+  // Calls per sample: about 64 KiB of data (1 to 200 calls), so small chunks time well.
+  const callsFor = (size: number) => Math.min(200, Math.max(1, Math.round((64 << 10) / size)));
   const ticks: Tick[] = sizes.map((x) => ({ x, label: formatBytes(x) }));
   const key = randomBytes(16);
   const iv = randomBytes(16);
@@ -53,7 +52,7 @@ export async function fig2(options: FigureOptions): Promise<FigureResult> {
       const swept = await sweep(
         paths.all,
         ticks,
-        reps,
+        budgetFor(options),
         run(direction),
         { metric: direction, unit: 'MB/s', higherIsBetter: true },
         progress,
@@ -72,7 +71,7 @@ export async function fig2(options: FigureOptions): Promise<FigureResult> {
     points,
     comparisons: compare(points, HOST),
     notes: [
-      'one call per chunk, sequential, no padding (chunks are whole blocks); MB/s = 1e6 bytes/s of plaintext',
+      'one call per chunk, sequential, no padding (chunks are whole blocks); MB/s = 1e6 bytes/s of plaintext; a sample = about 64 KiB of chunks (1–200 calls), host and guest samples interleaved, ≥ 50 samples and ≥ 1 s per point (quick: fewer)',
       'host: the crypto plugin in-process (node:crypto / OpenSSL); guest: the same op through vaccel-agent over a unix socket',
     ],
   };

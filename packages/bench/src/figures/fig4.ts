@@ -6,7 +6,7 @@
 import { sgemmFlops } from '@vaccel/core';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
-import { HOST, openPaths, sweep, type Tick } from '../paths.js';
+import { budgetFor, HOST, openPaths, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
 import { compare, type FigureResult } from '../result.js';
 
@@ -27,7 +27,7 @@ export async function fig4(options: FigureOptions): Promise<FigureResult> {
     points = await sweep(
       paths.all,
       ticks,
-      reps,
+      budgetFor(options),
       async (path, n) => {
         const a = matrices.get(n)!;
         const c = new Float32Array(n * n);

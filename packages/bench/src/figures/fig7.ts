@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
-import { CAT, HOST, openPaths, sweep, type Tick } from '../paths.js';
+import { budgetFor, CAT, HOST, openPaths, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
 import { compare, type FigureResult } from '../result.js';
 
@@ -46,7 +46,7 @@ export async function fig7(options: FigureOptions): Promise<FigureResult> {
     points = await sweep(
       able,
       ticks,
-      Math.max(reps, 5),
+      budgetFor(options),
       async (path, side) => {
         const started = performance.now();
         await path.session.imageClassify(images.get(side)!, { topK: 5 });
@@ -63,12 +63,12 @@ export async function fig7(options: FigureOptions): Promise<FigureResult> {
     title: 'Image classification time vs image size (host vs guest)',
     xTitle: 'image size (px)',
     machine: describeMachine(paths.versions),
-    options: { reps: Math.max(reps, 5), quick },
+    options: { reps, quick },
     points,
     comparisons: compare(points, HOST),
     notes: [
       'examples/images/cat.jpg resized to each size and re-encoded as JPEG (quality 90); default model (MobileNetV2 moderation), top-5',
-      'time = decode + resize + inference (+ transfer of the JPEG for the guest), end to end per call',
+      'time = decode + resize + inference (+ transfer of the JPEG for the guest), end to end per call; one call per sample, host and guest interleaved call by call, ≥ 50 samples and ≥ 1 s per point (quick: fewer); overhead = median of the pairwise guest/host ratios, with its 95 % bootstrap interval',
     ],
   };
 }

@@ -12,7 +12,7 @@ import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { Progress } from '../progress.js';
 import type { FigureResult, Point } from '../result.js';
-import { summarize } from '../stats.js';
+import { ratio, summarize } from '../stats.js';
 import { testImage } from './fig7.js';
 
 const random = (length: number) => Float32Array.from({ length }, () => Math.random() * 2 - 1);
@@ -57,6 +57,7 @@ export async function onnxFigure(options: FigureOptions): Promise<FigureResult> 
           unit: 'GFLOP/s',
           higherIsBetter: true,
           summary: summarize(gflops),
+          samples: gflops,
         });
         progress.tick();
       }
@@ -94,6 +95,7 @@ export async function onnxFigure(options: FigureOptions): Promise<FigureResult> 
           unit: 'ms',
           higherIsBetter: false,
           summary: summarize(values),
+          samples: values,
         });
       }
       progress.tick();
@@ -106,14 +108,15 @@ export async function onnxFigure(options: FigureOptions): Promise<FigureResult> 
     .filter((p) => p.metric === 'sgemm' && p.series !== 'sgemm-js')
     .map((p) => {
       const base = points.find((q) => q.series === 'sgemm-js' && q.x === p.x)!;
-      const ratio = p.summary.median / base.summary.median;
+      const r = ratio(p.samples ?? [p.summary.median], base.samples ?? [base.summary.median]);
       return {
         xLabel: p.xLabel,
         metric: 'sgemm',
         host: 'sgemm-js',
         guest: p.series,
-        ratio,
-        overheadPercent: 100 * (1 / ratio - 1),
+        ratio: r.ratio,
+        ratioCi95: r.ci95,
+        overheadPercent: 100 * (1 / r.ratio - 1),
       };
     });
   return {

@@ -1,7 +1,11 @@
 /**
- * `rpc`: the cost of the remote path itself. noop round-trip latency (p50/p99), pipelined calls/s
- * on one connection, and 4 MiB payload throughput — in-process, through the agent over unix and
- * TCP, and over bare ttRPC (no vAccel) as the transport's floor.
+ * `rpc`: the cost of the remote path itself, against its floors, in one run. noop round-trip
+ * latency, pipelined calls/s on one connection and 4 MiB payload throughput for: in-process; our
+ * agent over unix and TCP; bare ttRPC (our client and server, no vAccel); our client against
+ * containerd/ttrpc's Go server; the Go client against the Go server; two C processes over
+ * AF_UNIX. Then a Go client's load (16 connections × 8 in flight of small SGEMM genops) on our
+ * agent and on a Go reference agent, with our agent's RSS watched. Samples interleave the paths
+ * round by round; medians carry 95 % bootstrap intervals, ratios are taken pair by pair.
  * @module
  */
 import { spawn } from 'node:child_process';
@@ -10,44 +14,36 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Args, OpType, type Session, Vaccel } from '@vaccel/core';
+import { PEER_SERVICE, startGoPeer } from '@vaccel/conformance';
+import { Args, OpType, Vaccel } from '@vaccel/core';
 import { connect, remotePlugin } from '@vaccel/remote';
 import { Client } from '@vaccel/ttrpc';
 import { startAgent } from '../agent-process.js';
 import { ECHO_METHOD, ECHO_SERVICE } from '../echo-server.js';
 import type { FigureOptions } from '../figure.js';
+import { buildCFloor, cFloor, goClientPipelined, goClientSamples, goLoad, goPeer, rssOf } from '../floors.js';
 import { describeMachine } from '../machine.js';
+import { startNodeFloor } from '../node-floor.js';
 import { HOST } from '../paths.js';
 import { Progress } from '../progress.js';
-import { compare, type FigureResult, type Point } from '../result.js';
-import { summarize } from '../stats.js';
+import { compare, type FigureResult, type Point, type Target } from '../result.js';
+import { percentile, ratio, summarize } from '../stats.js';
 
-type Call = () => Promise<unknown>;
+type Sample = () => Promise<number>;
+interface Series {
+  name: string;
+  latency?: Sample;
+  pipelined?: Sample;
+  payload?: Sample;
+}
 
 const PAYLOAD_BYTES = 4 << 20;
+/** containerd/ttrpc refuses frames over 4 MiB: its payload leaves room for the envelope. */
+const GO_PAYLOAD_BYTES = PAYLOAD_BYTES - 1024;
+const WINDOW = 256;
 
-/** Per-call round trips in µs, one after another. */
-async function latencies(call: Call, count: number): Promise<Float64Array> {
-  const samples = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    const started = process.hrtime.bigint();
-    await call();
-    samples[i] = Number(process.hrtime.bigint() - started) / 1e3;
-  }
-  return samples;
-}
-
-/** Completed calls per second with `window` calls in flight at all times. */
-async function pipelined(call: Call, total: number, window: number): Promise<number> {
-  const started = process.hrtime.bigint();
-  const perLane = Math.ceil(total / window);
-  await Promise.all(
-    Array.from({ length: window }, async () => {
-      for (let i = 0; i < perLane; i++) await call();
-    }),
-  );
-  return (perLane * window) / (Number(process.hrtime.bigint() - started) / 1e9);
-}
+const median = (values: number[]): number => percentile(Float64Array.from(values).sort(), 50);
+const elapsedUs = (started: bigint): number => Number(process.hrtime.bigint() - started) / 1e3;
 
 async function freePort(): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1');
@@ -57,7 +53,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts the bare ttRPC echo server in its own process. */
+/** Starts our bare ttRPC echo server in its own process. */
 async function startEcho(): Promise<{ client: Client; stop(): void }> {
   const path = join(mkdtempSync(join(tmpdir(), 'vaccel-echo-')), 'echo.sock');
   const fromSource = import.meta.url.endsWith('.ts');
@@ -73,105 +69,306 @@ async function startEcho(): Promise<{ client: Client; stop(): void }> {
   return { client, stop: () => child.kill('SIGTERM') };
 }
 
-interface Path {
-  series: string;
-  noop: Call;
-  upload: Call;
-}
+/** A latency sample: the median µs of `block` sequential calls. */
+const latencyOf =
+  (call: () => Promise<unknown>, block: number): Sample =>
+  async () => {
+    const times: number[] = [];
+    for (let i = 0; i < block; i++) {
+      const started = process.hrtime.bigint();
+      await call();
+      times.push(elapsedUs(started));
+    }
+    return median(times);
+  };
+
+/** A pipelined sample: calls/s over `total` calls with {@link WINDOW} in flight. */
+const pipelinedOf =
+  (call: () => Promise<unknown>, total: number): Sample =>
+  async () => {
+    let left = total;
+    const started = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: WINDOW }, async () => {
+        while (left-- > 0) await call();
+      }),
+    );
+    return total / (elapsedUs(started) / 1e6);
+  };
+
+/** A payload sample: GB/s (1e9 bytes/s) of one call carrying `bytes`. */
+const payloadOf =
+  (call: () => Promise<unknown>, bytes: number): Sample =>
+  async () => {
+    const started = process.hrtime.bigint();
+    await call();
+    return bytes / (elapsedUs(started) * 1e3);
+  };
 
 /** Runs the rpc figure. */
 export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
-  const { reps, quick } = options;
-  const sizes = quick
-    ? { latency: 2000, pipelined: 20_000, window: 256, payload: 24 }
-    : { latency: 20_000, pipelined: 100_000, window: 256, payload: 150 };
+  const { quick } = options;
+  const rounds = quick ? Math.max(options.reps, 5) : Math.max(options.reps, 50);
+  const block = quick ? 200 : 1000;
+  const window = quick ? 1000 : 2000;
+  const load = quick ? { warm: 1, measure: 3 } : { warm: 5, measure: 60 };
+  const notes: string[] = [];
   const port = await freePort();
   await using agent = await startAgent({ extraAddresses: [`tcp://127.0.0.1:${port}`] });
   const echo = await startEcho();
+  const nodeFloor = await startNodeFloor();
+  const [cBuild, goBuild] = await Promise.all([buildCFloor(), goPeer()]);
+  if (cBuild.skip) notes.push(`C AF_UNIX floor skipped: ${cBuild.skip}`);
+  if (goBuild.skip) notes.push(`Go reference skipped: ${goBuild.skip}`);
+  const goServer = goBuild.binary ? await startGoPeer(goBuild.binary) : undefined;
+  const goClient = goServer
+    ? new Client(await connect(`unix://${goServer.path}`), { maxFrame: 64 << 20 })
+    : undefined;
   const payload = new Uint8Array(PAYLOAD_BYTES).fill(7);
-  const open = async (plugins?: Parameters<typeof Vaccel.open>[0]) => {
+  const goPayload = payload.subarray(0, GO_PAYLOAD_BYTES);
+  const empty = new Uint8Array(0);
+  const open = async (plugins: Parameters<typeof Vaccel.open>[0]) => {
     const vaccel = await Vaccel.open(plugins);
     return { vaccel, session: await vaccel.createSession() };
   };
-  const vaccelPath = (series: string, session: Session): Path => ({
-    series,
-    noop: () => session.noop(),
-    upload: () => session.doOperation(OpType.Noop, [Args.buffer(payload)], []),
-  });
   const host = await open({ plugins: ['noop'] });
   const unix = await open({ plugins: [remotePlugin({ address: agent.address })] });
   const tcp = await open({ plugins: [remotePlugin({ address: agent.addresses[1]! })] });
-  const empty = new Uint8Array(0);
-  const paths: Path[] = [
-    vaccelPath(HOST, host.session),
-    vaccelPath('guest (agent, unix)', unix.session),
-    vaccelPath('guest (agent, tcp)', tcp.session),
+  const vaccelSeries = (name: string, s: typeof host): Series => ({
+    name,
+    latency: latencyOf(() => s.session.noop(), block),
+    pipelined: pipelinedOf(() => s.session.noop(), window),
+    payload: payloadOf(() => s.session.doOperation(OpType.Noop, [Args.buffer(payload)], []), PAYLOAD_BYTES),
+  });
+  const series: Series[] = [
+    vaccelSeries(HOST, host),
+    vaccelSeries('guest (agent, unix)', unix),
+    vaccelSeries('guest (agent, tcp)', tcp),
     {
-      series: 'bare ttRPC (unix)',
-      noop: () => echo.client.call(ECHO_SERVICE, ECHO_METHOD, empty),
-      upload: () => echo.client.call(ECHO_SERVICE, ECHO_METHOD, payload),
+      name: 'bare ttRPC (ours, unix)',
+      latency: latencyOf(() => echo.client.call(ECHO_SERVICE, ECHO_METHOD, empty), block),
+      pipelined: pipelinedOf(() => echo.client.call(ECHO_SERVICE, ECHO_METHOD, empty), window),
+      payload: payloadOf(() => echo.client.call(ECHO_SERVICE, ECHO_METHOD, payload), PAYLOAD_BYTES),
     },
   ];
+  if (goServer && goClient && goBuild.binary) {
+    const bin = goBuild.binary;
+    series.push(
+      {
+        name: 'our client → Go ttrpc server',
+        latency: latencyOf(() => goClient.call(PEER_SERVICE, 'Echo', empty), block),
+        pipelined: pipelinedOf(() => goClient.call(PEER_SERVICE, 'Echo', empty), window),
+        payload: payloadOf(() => goClient.call(PEER_SERVICE, 'Discard', goPayload), GO_PAYLOAD_BYTES),
+      },
+      {
+        name: 'Go reference (Go client → Go server)',
+        latency: async () => median(await goClientSamples(bin, goServer.path, 'rtt', block)),
+        pipelined: () => goClientPipelined(bin, goServer.path, window, WINDOW),
+        payload: async () =>
+          GO_PAYLOAD_BYTES /
+          ((await goClientSamples(bin, goServer.path, 'bulk', 1, GO_PAYLOAD_BYTES))[0]! * 1e3),
+      },
+    );
+  }
+  series.push({ name: 'Node net.Socket floor', latency: latencyOf(() => nodeFloor.roundTrip(), block) });
+  if (cBuild.binary) {
+    const bin = cBuild.binary;
+    series.push({
+      name: 'C AF_UNIX floor',
+      latency: async () => median(await cFloor(bin, 'rtt', block, 64)),
+      payload: async () => PAYLOAD_BYTES / ((await cFloor(bin, 'bulk', 1, PAYLOAD_BYTES))[0]! * 1e3),
+    });
+  }
+  const metrics = [
+    { key: 'latency', x: 1, label: 'noop p50', unit: 'µs', higherIsBetter: false },
+    {
+      key: 'pipelined',
+      x: 2,
+      label: `pipelined (${WINDOW} in flight)`,
+      unit: 'calls/s',
+      higherIsBetter: true,
+    },
+    { key: 'payload', x: 3, label: '4 MiB payload', unit: 'GB/s', higherIsBetter: true },
+  ] as const;
   const points: Point[] = [];
-  const progress = new Progress('rpc', paths.length * 3 * reps);
+  const samples = new Map<string, number[]>();
+  const progress = new Progress('rpc', metrics.length * rounds + 2);
+  let loadResult: { ours?: number; go?: number; rssStart?: number; rssEnd?: number; errors?: number } = {};
   try {
-    for (const path of paths) {
-      // Warm-up: connections, sessions, JIT.
-      await latencies(path.noop, Math.min(2000, sizes.latency));
-      await pipelined(path.noop, 5000, sizes.window);
-      await path.upload();
-      const p50: number[] = [];
-      const p99: number[] = [];
-      const rates: number[] = [];
-      const gbps: number[] = [];
-      for (let rep = 0; rep < reps; rep++) {
-        progress.step(`${path.series} latency`);
-        const s = summarize(await latencies(path.noop, sizes.latency));
-        p50.push(s.median);
-        p99.push(s.p99);
-        progress.tick();
-        progress.step(`${path.series} pipelined`);
-        rates.push(await pipelined(path.noop, sizes.pipelined, sizes.window));
-        progress.tick();
-        progress.step(`${path.series} 4 MiB`);
-        const started = process.hrtime.bigint();
-        await pipelined(path.upload, sizes.payload, 2);
-        gbps.push((sizes.payload * PAYLOAD_BYTES) / Number(process.hrtime.bigint() - started));
+    // Warm-up: connections, sessions, and the JIT of both processes (a cold agent is several
+    // times slower for its first ten thousand calls).
+    progress.step('warm-up');
+    for (const s of series) {
+      const until = performance.now() + (quick ? 300 : 1500);
+      while (s.pipelined && performance.now() < until) await s.pipelined();
+      for (let i = 0; i < 3; i++) {
+        await s.latency?.();
+        await s.payload?.();
+      }
+    }
+    for (const metric of metrics) {
+      const taking = series.filter((s) => s[metric.key]);
+      const values = taking.map(() => [] as number[]);
+      for (let r = 0; r < rounds; r++) {
+        progress.step(`${metric.label} round ${r + 1}/${rounds}`);
+        for (const [i, s] of taking.entries()) values[i]!.push(await s[metric.key]!());
         progress.tick();
       }
-      const point = (x: number, xLabel: string, unit: string, higherIsBetter: boolean, values: number[]) =>
+      for (const [i, s] of taking.entries()) {
+        samples.set(`${s.name}|${metric.key}`, values[i]!);
         points.push({
-          series: path.series,
-          x,
-          xLabel,
-          metric: xLabel,
-          unit,
-          higherIsBetter,
-          summary: summarize(values),
+          series: s.name,
+          x: metric.x,
+          xLabel: metric.label,
+          metric: metric.label,
+          unit: metric.unit,
+          higherIsBetter: metric.higherIsBetter,
+          summary: summarize(values[i]!),
+          samples: values[i]!,
         });
-      point(1, 'noop p50', 'µs', false, p50);
-      point(2, 'noop p99', 'µs', false, p99);
-      point(3, `pipelined (${sizes.window} in flight)`, 'calls/s', true, rates);
-      point(4, '4 MiB payload', 'GB/s', true, gbps);
+      }
+    }
+    if (goBuild.binary) {
+      progress.step(`Go client load on our agent (${load.warm} + ${load.measure} s)`);
+      const socket = agent.address.replace('unix://', '');
+      await goLoad(goBuild.binary, socket, 16, 8, load.warm);
+      const rssStart = rssOf(agent.process.pid!);
+      const measured = goLoad(goBuild.binary, socket, 16, 8, load.measure);
+      let rssEnd = rssStart;
+      const watch = setInterval(() => {
+        rssEnd = rssOf(agent.process.pid!);
+      }, 1000);
+      const ours = await measured.finally(() => clearInterval(watch));
+      rssEnd = rssOf(agent.process.pid!);
+      progress.tick();
+      progress.step(`Go client load on the Go reference agent (${load.measure} s)`);
+      const go = await goLoad(goBuild.binary, goServer!.path, 16, 8, load.measure);
+      progress.tick();
+      loadResult = { ours: ours.rate, go: go.rate, rssStart, rssEnd, errors: ours.errors + go.errors };
     }
   } finally {
     progress.stop();
     echo.stop();
+    nodeFloor.stop();
     await echo.client.close();
+    await goClient?.close();
+    await goServer?.stop();
     await Promise.all([host, unix, tcp].map(({ vaccel }) => vaccel.close()));
   }
+  const targets = rpcTargets(samples, loadResult);
   const versions = Object.fromEntries(host.vaccel.plugins().map((p) => [p.name, p.version]));
   return {
     name: 'rpc',
-    title: 'RPC path: noop latency, pipelined calls/s, 4 MiB payload throughput',
+    title: 'RPC path: noop latency, pipelined calls/s, 4 MiB payload throughput, against C and Go floors',
     xTitle: 'measurement',
     machine: describeMachine(versions),
-    options: { reps, quick },
+    options: { reps: rounds, quick },
     points,
     comparisons: compare(points, HOST),
+    targets,
     notes: [
-      `latency: ${sizes.latency} sequential noop calls per repetition; pipelined: ${sizes.pipelined} noop calls, ${sizes.window} in flight on one connection; payload: ${sizes.payload} noop calls each carrying a 4 MiB read arg, 2 in flight (GB/s = 1e9 bytes/s, request direction)`,
-      'the agent runs in its own process (vaccel-agent, builtin plugins); "bare ttRPC" is an echo server process with no vAccel on top, the transport floor',
+      `${rounds} rounds, each taking one sample of every path in turn: latency = the median of ${block} sequential noop calls; pipelined = calls/s over ${window} noop calls with ${WINDOW} in flight on one connection; payload = one call carrying a 4 MiB read arg (GB/s = 1e9 bytes/s, request direction; the Go server's limit is 4 MiB per frame, so its payload is ${GO_PAYLOAD_BYTES} bytes)`,
+      'the agent runs in its own process (vaccel-agent, builtin plugins); "bare ttRPC" is our echo server process, no vAccel on top; the C floor is two C processes over a socketpair (64-byte round trips; 4 MiB one way plus a 1-byte ack); the Node floor is a bare net.Socket echo process (64 bytes, no framing)',
+      `load: the Go client (containerd/ttrpc), 16 connections × 8 calls in flight of 8×8 SGEMM genops with a 30 s deadline each, ${load.warm} s warm-up then ${load.measure} s on our agent (RSS sampled), then ${load.measure} s on the Go reference agent (go-peer serve)`,
+      ...notes,
     ],
   };
+}
+
+/** The issue's targets: our figures as ratios to the floors, with 95 % intervals. */
+function rpcTargets(
+  samples: Map<string, number[]>,
+  load: { ours?: number; go?: number; rssStart?: number; rssEnd?: number; errors?: number },
+): Target[] {
+  const get = (name: string, key: string) => samples.get(`${name}|${key}`);
+  const targets: Target[] = [];
+  const add = (
+    figure: string,
+    a: number[] | undefined,
+    b: number[] | undefined,
+    bar: number,
+    goal: number,
+    lowerIsBetter: boolean,
+  ) => {
+    if (!a || !b) return;
+    const r = ratio(a, b);
+    targets.push({
+      figure,
+      value: r.ratio,
+      ci95: r.ci95,
+      bar,
+      goal,
+      lowerIsBetter,
+      met: lowerIsBetter ? r.ratio <= bar : r.ratio >= bar,
+    });
+  };
+  const agent = 'guest (agent, unix)';
+  add(
+    'noop p50 through the agent ÷ C AF_UNIX round trip',
+    get(agent, 'latency'),
+    get('C AF_UNIX floor', 'latency'),
+    1.6,
+    1.3,
+    true,
+  );
+  add(
+    'noop p50 through the agent ÷ Go reference round trip',
+    get(agent, 'latency'),
+    get('Go reference (Go client → Go server)', 'latency'),
+    1.6,
+    1.3,
+    true,
+  );
+  const pipelined = get(agent, 'pipelined');
+  if (pipelined) {
+    const s = summarize(pipelined);
+    targets.push({
+      figure: 'pipelined noop calls/s through the agent, one connection',
+      value: s.median,
+      ci95: s.ci95,
+      bar: 100_000,
+      goal: 200_000,
+      lowerIsBetter: false,
+      met: s.median >= 100_000,
+    });
+  }
+  add(
+    '4 MiB payload through the agent ÷ C AF_UNIX bulk',
+    get(agent, 'payload'),
+    get('C AF_UNIX floor', 'payload'),
+    0.5,
+    0.7,
+    false,
+  );
+  add(
+    'bare ttRPC 4 MiB ÷ C AF_UNIX bulk',
+    get('bare ttRPC (ours, unix)', 'payload'),
+    get('C AF_UNIX floor', 'payload'),
+    0.5,
+    0.7,
+    false,
+  );
+  if (load.ours !== undefined && load.go !== undefined) {
+    const value = load.ours / load.go;
+    targets.push({
+      figure: `Go client load (16 × 8, small genops): ours ${Math.round(load.ours)} ÷ Go agent ${Math.round(load.go)} calls/s`,
+      value,
+      ci95: [Number.NaN, Number.NaN],
+      bar: 0.6,
+      goal: 1,
+      lowerIsBetter: false,
+      met: value >= 0.6,
+    });
+    const growth = (100 * (load.rssEnd! - load.rssStart!)) / load.rssStart!;
+    targets.push({
+      figure: `agent RSS growth under that load (${(load.rssStart! / 2 ** 20).toFixed(0)} → ${(load.rssEnd! / 2 ** 20).toFixed(0)} MiB), %`,
+      value: growth,
+      ci95: [Number.NaN, Number.NaN],
+      bar: 10,
+      goal: 0,
+      lowerIsBetter: true,
+      met: growth <= 10,
+    });
+  }
+  return targets;
 }
