@@ -66,7 +66,10 @@ export class Agent implements AsyncDisposable {
         connection.context = state;
         this.metrics.connections.inc();
         log.info({ conn: connection.id }, 'guest connected');
-        connection.on('close', () => {
+        connection.on('close', (reason) => {
+          // A clean EOF is a guest leaving; anything else (a transport error, a frame cut off,
+          // a protocol violation) is worth one line with the reason.
+          if (reason) log.warn({ conn: connection.id, reason: reason.message }, 'guest connection failed');
           this.metrics.connections.dec();
           const bytes = state.resourceBytes;
           state.release().then(
@@ -132,12 +135,32 @@ export class Agent implements AsyncDisposable {
     };
     const out: Record<string, Method> = {};
     for (const [name, method] of Object.entries(methods)) {
+      // prom-client children per label set, looked up once: labels() hashes its arguments.
+      const counters = new Map<string, { inc(): void }>();
+      const histograms = new Map<string, { observe(value: number): void }>();
+      const count = (op: string, status: string) => {
+        const key = `${op}\n${status}`;
+        let child = counters.get(key);
+        if (!child) {
+          child = this.metrics.requests.labels({ method: name, op, status });
+          counters.set(key, child);
+        }
+        child.inc();
+      };
+      const observe = (op: string, seconds: number) => {
+        let child = histograms.get(op);
+        if (!child) {
+          child = this.metrics.latency.labels({ method: name, op });
+          histograms.set(op, child);
+        }
+        child.observe(seconds);
+      };
       const measure = async (
         ctx: CallContext,
         bytesIn: number,
         run: () => Promise<Payload>,
       ): Promise<Payload> => {
-        const started = process.hrtime.bigint();
+        const started = performance.now();
         let status = 'OK';
         try {
           authorize(ctx);
@@ -150,8 +173,8 @@ export class Agent implements AsyncDisposable {
         } finally {
           const op = opOf.get(ctx) ?? '';
           this.metrics.bytesIn.inc(bytesIn);
-          this.metrics.requests.inc({ method: name, op, status });
-          this.metrics.latency.observe({ method: name, op }, Number(process.hrtime.bigint() - started) / 1e9);
+          count(op, status);
+          observe(op, (performance.now() - started) / 1e3);
         }
       };
       out[name] =

@@ -159,6 +159,20 @@ suite('agent faults', () => {
     await assert.rejects(client.call(AGENT_SERVICE_SYNC, 'Genop', new Uint8Array([0xff, 0xff])), /.+/);
     await client.close();
     await session.noop();
+    // A frame cut off mid-payload: the connection's end is logged once, with the reason.
+    const before = agent.logs.filter((l) => l.msg === 'guest connection failed').length;
+    await new Promise<void>((resolve) => {
+      const socket = netConnect(path, () => {
+        socket.end(Buffer.concat([encodeHeader(100, 1, 1, 0), Buffer.alloc(10)]));
+      });
+      socket.on('close', () => resolve());
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const failed = agent.logs.filter((l) => l.msg === 'guest connection failed').slice(before);
+    assert.ok(
+      failed.some((l) => /mid-frame/.test(String(l.reason))),
+      JSON.stringify(failed),
+    );
     await vaccel.close();
     assert.equal(await agent.stop(), 0);
   });

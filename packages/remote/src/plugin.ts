@@ -22,7 +22,7 @@ import {
 import { DEFAULT_ADDRESS } from './address.js';
 import { errorFromRpc } from './errors.js';
 import { BlobType } from './gen/resource_pb.js';
-import { decodeGenopResponse, encodeGenopRequest, toWireArg } from './genop-codec.js';
+import { decodeGenopResponse, encodeGenopRequest, toWireArg, type WireArg } from './genop-codec.js';
 import { AgentLink, type Linked } from './link.js';
 import { AGENT_SERVICE_SYNC } from './service.js';
 
@@ -58,6 +58,17 @@ const resourceArg: Partial<Record<OpType, number>> = {
   [OpType.ImageClassifyTopK]: 2,
   [OpType.ExecWithResource]: 0,
 };
+
+/** read_args[0] of a genop, per op: the same bytes for every call (only ever read). */
+const opArgs = new Map<OpType, WireArg>();
+function opArg(op: OpType): WireArg {
+  let arg = opArgs.get(op);
+  if (!arg) {
+    arg = toWireArg(Args.uint8(op));
+    opArgs.set(op, arg);
+  }
+  return arg;
+}
 
 /** Creates the RPC plugin. */
 export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
@@ -175,7 +186,7 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     }
     const request = encodeGenopRequest({
       sessionId: s.agentId,
-      readArgs: [Args.uint8(op), ...args].map(toWireArg),
+      readArgs: [opArg(op), ...args.map(toWireArg)],
       writeArgs: write.map(toWireArg),
     });
     if (op < EXTENSION_OP_MIN) {

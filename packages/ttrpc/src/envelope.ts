@@ -25,23 +25,25 @@ export type Payload = Uint8Array | readonly Uint8Array[];
 const partsOf = (payload: Payload): readonly Uint8Array[] =>
   payload instanceof Uint8Array ? [payload] : payload;
 
-/** Encoded fields 1–2 (service, method) per method: the same for every call. */
-const namesCache = new Map<string, Uint8Array>();
+/** Encoded fields 1–2 (service, method) per service and method: the same for every call. */
+const namesCache = new Map<string, Map<string, Uint8Array>>();
 const NAMES_CACHE_MAX = 1024;
 /** Encoded metadata (fields 5) per metadata object: a client's default metadata is reused. */
 const metadataCache = new WeakMap<object, Uint8Array>();
 
 function encodedNames(service: string, method: string): Uint8Array {
-  const key = `${service}\n${method}`;
-  let names = namesCache.get(key);
+  let methods = namesCache.get(service);
+  let names = methods?.get(method);
   if (names === undefined) {
     // proto3 leaves empty fields out; so do we, to write exactly what protobuf-es writes.
     const writer = new BinaryWriter();
     if (service) writer.tag(1, WireType.LengthDelimited).string(service);
     if (method) writer.tag(2, WireType.LengthDelimited).string(method);
     names = writer.finish();
-    if (namesCache.size >= NAMES_CACHE_MAX) namesCache.clear();
-    namesCache.set(key, names);
+    if (namesCache.size >= NAMES_CACHE_MAX || (methods?.size ?? 0) >= NAMES_CACHE_MAX) namesCache.clear();
+    methods = namesCache.get(service) ?? new Map();
+    namesCache.set(service, methods);
+    methods.set(method, names);
   }
   return names;
 }

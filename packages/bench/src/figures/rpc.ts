@@ -110,7 +110,7 @@ export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
   const { quick } = options;
   const rounds = quick ? Math.max(options.reps, 5) : Math.max(options.reps, 50);
   const block = quick ? 200 : 1000;
-  const window = quick ? 1000 : 2000;
+  const window = quick ? 1000 : 10_000;
   const load = quick ? { warm: 1, measure: 3 } : { warm: 5, measure: 60 };
   const notes: string[] = [];
   const port = await freePort();
@@ -306,6 +306,14 @@ function rpcTargets(
   add(
     'noop p50 through the agent ÷ C AF_UNIX round trip',
     get(agent, 'latency'),
+    get('C AF_UNIX floor', 'latency'),
+    1.6,
+    1.3,
+    true,
+  );
+  add(
+    '(for scale) bare Node socket round trip ÷ C AF_UNIX round trip',
+    get('Node net.Socket floor', 'latency'),
     get('C AF_UNIX floor', 'latency'),
     1.6,
     1.3,

@@ -86,25 +86,26 @@ export function isArgType(type: number): type is ArgType {
  * non-empty; raw and custom are not checked.
  * @throws VaccelError `EINVAL` naming `where`.
  */
-export function validateArg(arg: Arg, where: string): void {
+export function validateArg(arg: Arg, where: string, index?: number): void {
+  const problem = argProblem(arg);
+  // The message is built only on failure: this runs for every arg of every op.
+  if (problem !== undefined)
+    throw new VaccelError('EINVAL', `${index === undefined ? where : `${where} ${index}`}: ${problem}`);
+}
+
+/** What is wrong with an arg under upstream's rules, or undefined. */
+function argProblem(arg: Arg): string | undefined {
   const size = arg.buf.byteLength;
-  if (!isArgType(arg.type)) throw new VaccelError('EINVAL', `${where}: unknown arg type ${arg.type}`);
+  if (!isArgType(arg.type)) return `unknown arg type ${arg.type}`;
   const scalar = scalarSize.get(arg.type);
-  if (scalar !== undefined && size !== scalar) {
-    throw new VaccelError('EINVAL', `${where}: ${argTypeName(arg.type)} needs ${scalar} bytes, got ${size}`);
-  }
+  if (scalar !== undefined && size !== scalar)
+    return `${argTypeName(arg.type)} needs ${scalar} bytes, got ${size}`;
   const element = arrayElementSize.get(arg.type);
-  if (element !== undefined && (size === 0 || size % element !== 0)) {
-    throw new VaccelError(
-      'EINVAL',
-      `${where}: ${argTypeName(arg.type)} needs a non-empty multiple of ${element} bytes, got ${size}`,
-    );
-  }
-  if (arg.type === T.String && (size === 0 || arg.buf[size - 1] !== 0)) {
-    throw new VaccelError('EINVAL', `${where}: String must end in NUL`);
-  }
-  if (arg.type === T.Buffer && size === 0)
-    throw new VaccelError('EINVAL', `${where}: Buffer must not be empty`);
+  if (element !== undefined && (size === 0 || size % element !== 0))
+    return `${argTypeName(arg.type)} needs a non-empty multiple of ${element} bytes, got ${size}`;
+  if (arg.type === T.String && (size === 0 || arg.buf[size - 1] !== 0)) return 'String must end in NUL';
+  if (arg.type === T.Buffer && size === 0) return 'Buffer must not be empty';
+  return undefined;
 }
 
 // ---- builders ---------------------------------------------------------------------------------

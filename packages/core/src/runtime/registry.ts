@@ -15,6 +15,9 @@ interface Entry {
 }
 
 /** A plugin chosen for an op, with its handler. */
+/** One number per (op, hint): ops are below 2^8, hints below 2^32. */
+const resolveKey = (op: OpType, hint: number): number => op * 2 ** 32 + (hint >>> 0);
+
 export interface Resolved {
   readonly plugin: Plugin;
   readonly handler: OpHandler;
@@ -25,6 +28,8 @@ const NAME = /^[a-z0-9][a-z0-9._-]*$/i;
 /** Registered plugins in priority order. @internal Use {@link Vaccel} methods. */
 export class PluginRegistry {
   readonly #entries = new Map<string, Entry>();
+  /** What resolve chose, per op and hint: the hot path skips sorting and awaiting. */
+  readonly #resolved = new Map<number, Resolved>();
   #order = 0;
 
   constructor(
@@ -42,6 +47,7 @@ export class PluginRegistry {
     if (existing?.plugin === plugin) return;
     if (existing) throw new VaccelError('EEXIST', `a plugin named ${plugin.name} is already registered`);
     this.#entries.set(plugin.name, { plugin, order: this.#order++ });
+    this.#resolved.clear();
   }
 
   /** Removes a plugin by name, calling its `fini` if it was initialised. @returns whether it was there. */
@@ -49,8 +55,14 @@ export class PluginRegistry {
     const entry = this.#entries.get(name);
     if (!entry) return false;
     this.#entries.delete(name);
+    this.#resolved.clear();
     await this.#fini(entry);
     return true;
+  }
+
+  /** The plugin an earlier {@link resolve} chose for `op` and `hint`, without waiting. */
+  cached(op: OpType, hint: number): Resolved | undefined {
+    return this.#resolved.get(resolveKey(op, hint));
   }
 
   /** Registered plugins, highest priority first. */
@@ -65,12 +77,20 @@ export class PluginRegistry {
    * @throws VaccelError `ENOTSUP` naming the op and the plugins loaded when none can serve it.
    */
   async resolve(op: OpType, hint: number): Promise<Resolved> {
+    const hit = this.cached(op, hint);
+    if (hit) return hit;
     const candidates = this.#sorted().filter((entry) => entry.plugin.ops[op] !== undefined);
     const matching = hint === 0 ? candidates : candidates.filter((e) => (e.plugin.types & hint) !== 0);
     const ordered = [...matching, ...candidates.filter((entry) => !matching.includes(entry))];
     const failures: unknown[] = [];
     for (const entry of ordered) {
-      if (await this.#ready(entry)) return { plugin: entry.plugin, handler: entry.plugin.ops[op]! };
+      if (await this.#ready(entry)) {
+        const resolved = { plugin: entry.plugin, handler: entry.plugin.ops[op]! };
+        // Registration changes clear this; a ready plugin stays ready.
+        if (this.#entries.get(entry.plugin.name) === entry)
+          this.#resolved.set(resolveKey(op, hint), resolved);
+        return resolved;
+      }
       failures.push(entry.failure);
     }
     const loaded = this.list().map((plugin) => plugin.name);
@@ -101,6 +121,7 @@ export class PluginRegistry {
   async close(): Promise<void> {
     const entries = this.#sorted();
     this.#entries.clear();
+    this.#resolved.clear();
     for (const entry of entries) await this.#fini(entry);
   }
 

@@ -36,6 +36,8 @@ import type { CallOptions, ClassifyOptions, ModelRunOptions, Session } from './s
 export interface SessionHost {
   readonly logger: Logger;
   resolve(op: OpType, hint: number): Promise<Resolved>;
+  /** The plugin an earlier resolve chose, if any (no await on the hot path). */
+  cached?(op: OpType, hint: number): Resolved | undefined;
   /** Resolves a handle to its live resource data, checking it belongs to this runtime. */
   attach(resource: Resource, sessionId: number): ResourceData;
   detach(resourceId: number, sessionId: number): Promise<void>;
@@ -113,18 +115,21 @@ export class SessionImpl implements Session {
     const name = opName(op);
     if (!Array.isArray(read) || !Array.isArray(write))
       throw new VaccelError('EINVAL', `${name}: read and write args must be arrays`);
-    for (const [i, arg] of read.entries()) validateArg(arg, `${name} read arg ${i}`);
-    for (const [i, arg] of write.entries()) validateArg(arg, `${name} write arg ${i}`);
-    const { plugin, handler } = await this.host.resolve(op, this.#hint);
+    for (let i = 0; i < read.length; i++) validateArg(read[i]!, `${name} read arg`, i);
+    for (let i = 0; i < write.length; i++) validateArg(write[i]!, `${name} write arg`, i);
+    const { plugin, handler } =
+      this.host.cached?.(op, this.#hint) ?? (await this.host.resolve(op, this.#hint));
     const ctx: OpContext = {
       session: this,
       signal,
       logger: this.#logger(plugin),
       resource: (id) => this.#resource(id),
     };
-    const event = { op, name, plugin: plugin.name, session: this.id };
-    if (opChannels.start.hasSubscribers) opChannels.start.publish(event);
-    const started = performance.now();
+    const traced =
+      opChannels.start.hasSubscribers || opChannels.end.hasSubscribers || opChannels.error.hasSubscribers;
+    const event = traced ? { op, name, plugin: plugin.name, session: this.id } : undefined;
+    if (event && opChannels.start.hasSubscribers) opChannels.start.publish(event);
+    const started = event ? performance.now() : 0;
     try {
       await raceAbort(async () => handler({ read, write }, ctx), signal);
     } catch (error) {
@@ -136,10 +141,10 @@ export class SessionImpl implements Session {
               `${plugin.name}: ${name} failed: ${(error as Error)?.message ?? error}`,
               { cause: error },
             );
-      if (opChannels.error.hasSubscribers) opChannels.error.publish({ ...event, error: wrapped });
+      if (event && opChannels.error.hasSubscribers) opChannels.error.publish({ ...event, error: wrapped });
       throw wrapped;
     }
-    if (opChannels.end.hasSubscribers)
+    if (event && opChannels.end.hasSubscribers)
       opChannels.end.publish({ ...event, durationMs: performance.now() - started });
   }
 

@@ -254,6 +254,7 @@ export class Vaccel implements AsyncDisposable {
     return {
       logger: this.logger,
       resolve: (op: OpType, hint: number): Promise<Resolved> => this.#registry.resolve(op, hint),
+      cached: (op: OpType, hint: number): Resolved | undefined => this.#registry.cached(op, hint),
       attach: (resource, sessionId) => {
         const entry = resource instanceof ResourceHandle ? resource.entry : undefined;
         if (!entry || this.#resources.get(entry.id) !== entry) {
