@@ -14,6 +14,7 @@ import {
   VaccelError,
 } from '@vaccel/core';
 import { DEFAULT_ADDRESS } from '@vaccel/remote';
+import { MAX_FRAME_LIMIT } from '@vaccel/ttrpc';
 import pino from 'pino';
 import { Agent } from './agent.js';
 import { AgentMetrics } from './metrics.js';
@@ -47,6 +48,13 @@ function count(value: string | undefined, name: string): number | undefined {
   if (!Number.isSafeInteger(n) || n <= 0)
     throw new VaccelError('EINVAL', `--${name} must be a positive integer, got ${value}`);
   return n;
+}
+
+/** `--max-frame` within what ttRPC's 32-bit length field can carry. */
+function frameLimit(value: number | undefined): number | undefined {
+  if (value !== undefined && value > MAX_FRAME_LIMIT)
+    throw new VaccelError('EINVAL', `--max-frame must be at most ${MAX_FRAME_LIMIT} bytes (ttRPC's 32-bit length), got ${value}`);
+  return value;
 }
 
 /** Runs the agent until a signal; resolves to the exit code. */
@@ -107,7 +115,7 @@ export async function main(argv: string[]): Promise<number> {
       logger,
       metrics,
       token,
-      maxFrame: count(values['max-frame'], 'max-frame'),
+      maxFrame: frameLimit(count(values['max-frame'], 'max-frame')),
       maxInflight: count(values['max-inflight'], 'max-inflight'),
       limits: {
         ...(values['max-sessions'] ? { maxSessions: count(values['max-sessions'], 'max-sessions') } : {}),

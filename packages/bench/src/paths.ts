@@ -86,16 +86,24 @@ export interface Budget {
   minSeconds: number;
   /** Stop adding rounds after this long, once `minSamples` are in (default 60 s). */
   maxSeconds?: number;
+  /**
+   * Samples of one path per round, taken back to back after one untimed call (default 5). A
+   * process that sat idle while the other path ran answers its first call slower (its caches
+   * and the CPU's clocks are cold: measured here, the first hundred noops after 200 ms idle
+   * take 1.5× the steady time); rounds of several samples measure the steady cost, and still
+   * alternate often enough that drift hits both paths alike.
+   */
+  block?: number;
 }
 
 /** The default budget: enough to resolve 1 % (≥ 50 samples and ≥ 1 s), or a smoke run's. */
 export const budgetFor = (options: { quick: boolean; reps: number }): Budget =>
   options.quick
-    ? { minSamples: Math.max(options.reps, 5), minSeconds: 0.1, maxSeconds: 5 }
-    : { minSamples: Math.max(options.reps, 50), minSeconds: 1, maxSeconds: 60 };
+    ? { minSamples: Math.max(options.reps, 5), minSeconds: 0.1, maxSeconds: 5, block: 5 }
+    : { minSamples: Math.max(options.reps, 50), minSeconds: 1, maxSeconds: 60, block: 5 };
 
 /**
- * Measures every path at every x: a warm-up, then rounds that take one sample of each path in
+ * Measures every path at every x: a warm-up, then rounds that take `block` samples of each path in
  * turn (so drift of the machine hits both alike and samples pair up), until the budget is met.
  */
 export async function sweep(
@@ -117,7 +125,10 @@ export async function sweep(
       values[0]!.length < budget.minSamples ||
       (elapsed() < budget.minSeconds && elapsed() < (budget.maxSeconds ?? 60))
     ) {
-      for (const [i, path] of paths.entries()) values[i]!.push(await measure(path, x));
+      for (const [i, path] of paths.entries()) {
+        await measure(path, x); // untimed: wakes the path up after the others ran
+        for (let b = 0; b < (budget.block ?? 5); b++) values[i]!.push(await measure(path, x));
+      }
     }
     for (const [i, path] of paths.entries()) {
       points.push({

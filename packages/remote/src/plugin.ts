@@ -70,6 +70,13 @@ function opArg(op: OpType): WireArg {
   return arg;
 }
 
+/** A copy of reply bytes the caller keeps (uninitialised memory, filled at once). */
+function copyOut(bytes: Uint8Array): Uint8Array {
+  const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
+  copy.set(bytes);
+  return new Uint8Array(copy.buffer, copy.byteOffset, copy.byteLength);
+}
+
 /** Creates the RPC plugin. */
 export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
   const env = options.env ?? process.env;
@@ -205,14 +212,21 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
         callOptions(ctx),
       );
     } else {
-      // Our extension ops size their outputs: the caller keeps the reply's buffers.
-      const reply = decodeGenopResponse(
-        await linked.client.call(AGENT_SERVICE_SYNC, 'Genop', request, callOptions(ctx)),
+      // Our extension ops size their outputs: the caller gets copies in memory of its own (the
+      // same kind of allocation an in-process op makes), and the reply's buffer is reused.
+      await linked.client.callWith(
+        AGENT_SERVICE_SYNC,
+        'Genop',
+        request,
+        (bytes) => {
+          const reply = decodeGenopResponse(bytes);
+          for (const [i, arg] of write.entries()) {
+            const got = reply.writeArgs[i]?.buf;
+            if (got) arg.buf = copyOut(got);
+          }
+        },
+        callOptions(ctx),
       );
-      for (const [i, arg] of write.entries()) {
-        const got = reply.writeArgs[i]?.buf;
-        if (got) arg.buf = got;
-      }
     }
     if (op === OpType.ModelLoad) s.models.add(localId);
     if (op === OpType.ModelUnload) s.models.delete(localId);

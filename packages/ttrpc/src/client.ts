@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import { Channel } from './channel.js';
 import { type DeadlineEntry, Deadlines, now } from './deadlines.js';
 import { type DecodedResponse, decodeResponse, type Payload, requestParts } from './envelope.js';
-import { DEFAULT_MAX_FRAME, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
+import { checkMaxFrame, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
 import { Code, codeName, TtrpcClosedError, TtrpcError } from './status.js';
 
 /** Options of a {@link Client}. */
@@ -70,7 +70,7 @@ export class Client implements AsyncDisposable {
     this.#whenClosed = new Promise((resolve) => {
       markClosed = resolve;
     });
-    this.#channel = new Channel(stream, options.maxFrame ?? DEFAULT_MAX_FRAME, {
+    this.#channel = new Channel(stream, checkMaxFrame(options.maxFrame, 'Client'), {
       frame: (frame) => this.#onFrame(frame),
       oversized: (frame) => this.#onOversized(frame),
       close: (error) => {

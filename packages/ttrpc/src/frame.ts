@@ -15,6 +15,20 @@ export const DEFAULT_MAX_FRAME = 256 * 1024 * 1024;
 /** Largest payload the 32-bit length field can describe. */
 export const MAX_FRAME_LIMIT = 0xffffffff;
 
+/**
+ * Checks a `maxFrame` option: a whole number of bytes from 1 to {@link MAX_FRAME_LIMIT}.
+ * @throws RangeError naming the option and the value.
+ */
+export function checkMaxFrame(maxFrame: number | undefined, what: string): number {
+  const value = maxFrame ?? DEFAULT_MAX_FRAME;
+  if (!Number.isSafeInteger(value) || value < 1 || value > MAX_FRAME_LIMIT) {
+    throw new RangeError(
+      `${what}: maxFrame must be a whole number of bytes from 1 to ${MAX_FRAME_LIMIT} (the 32-bit length field's limit), got ${maxFrame}`,
+    );
+  }
+  return value;
+}
+
 /** One decoded frame. */
 export interface Frame {
   streamId: number;

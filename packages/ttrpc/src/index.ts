@@ -5,6 +5,7 @@
 export { type CallOptions, Client, type ClientOptions } from './client.js';
 export { type Payload, payloadLength } from './envelope.js';
 export {
+  checkMaxFrame,
   DEFAULT_MAX_FRAME,
   encodeHeader,
   type Frame,
@@ -12,6 +13,7 @@ export {
   FrameFlag,
   FrameType,
   HEADER_SIZE,
+  MAX_FRAME_LIMIT,
 } from './frame.js';
 export {
   type KeyValue,

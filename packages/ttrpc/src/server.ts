@@ -16,7 +16,7 @@ import {
   type Payload,
   partsLength,
 } from './envelope.js';
-import { DEFAULT_MAX_FRAME, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
+import { checkMaxFrame, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
 import { MessageQueue } from './queue.js';
 import { Code, codeName, TtrpcError } from './status.js';
 
@@ -202,7 +202,7 @@ export class Server {
   #draining = false;
 
   constructor(private readonly options: ServerOptions = {}) {
-    this.#maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+    this.#maxFrame = checkMaxFrame(options.maxFrame, 'Server');
     this.#maxInflight = options.maxInflight ?? 4096;
   }
 

@@ -111,6 +111,13 @@ suite('ttrpc client and server', () => {
     assert.equal(client.inflight, 0);
   });
 
+  test('maxFrame is checked against what the 32-bit length can carry', () => {
+    assert.throws(() => new Server({ maxFrame: 2 ** 32 }), /maxFrame must be a whole number of bytes from 1 to 4294967295/);
+    assert.throws(() => new Server({ maxFrame: 0 }), RangeError);
+    assert.throws(() => new Client(duplexPair()[0], { maxFrame: 1.5 }), /Client: maxFrame/);
+    assert.ok(new Server({ maxFrame: 2 ** 32 - 1 }));
+  });
+
   test('client streaming', async () => {
     const client = connected(echoServer());
     assert.equal(text(await client.callStream('test.Echo', 'Sum', ['1', '2', '39'].map(bytes))), '42');
