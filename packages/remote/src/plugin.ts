@@ -196,38 +196,24 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
       readArgs: [opArg(op), ...args.map(toWireArg)],
       writeArgs: write.map(toWireArg),
     });
-    if (op < EXTENSION_OP_MIN) {
-      // Upstream ops fill the caller's buffers in place: copy out, and the reply's buffer is reused.
-      await linked.client.callWith(
-        AGENT_SERVICE_SYNC,
-        'Genop',
-        request,
-        (bytes) => {
-          const reply = decodeGenopResponse(bytes);
-          for (const [i, arg] of write.entries()) {
-            const got = reply.writeArgs[i]?.buf;
-            if (got) arg.buf.set(got.subarray(0, arg.buf.byteLength));
-          }
-        },
-        callOptions(ctx),
-      );
-    } else {
-      // Our extension ops size their outputs: the caller gets copies in memory of its own (the
-      // same kind of allocation an in-process op makes), and the reply's buffer is reused.
-      await linked.client.callWith(
-        AGENT_SERVICE_SYNC,
-        'Genop',
-        request,
-        (bytes) => {
-          const reply = decodeGenopResponse(bytes);
-          for (const [i, arg] of write.entries()) {
-            const got = reply.writeArgs[i]?.buf;
-            if (got) arg.buf = copyOut(got);
-          }
-        },
-        callOptions(ctx),
-      );
-    }
+    // Upstream ops fill the caller's buffers in place; our extension ops size their outputs, and
+    // the caller gets copies in memory of its own. Either way the reply's buffer is reused.
+    const inPlace = op < EXTENSION_OP_MIN;
+    await linked.client.callWith(
+      AGENT_SERVICE_SYNC,
+      'Genop',
+      request,
+      (bytes) => {
+        const reply = decodeGenopResponse(bytes);
+        for (const [i, arg] of write.entries()) {
+          const got = reply.writeArgs[i]?.buf;
+          if (!got) continue;
+          if (inPlace) arg.buf.set(got.subarray(0, arg.buf.byteLength));
+          else arg.buf = copyOut(got);
+        }
+      },
+      callOptions(ctx),
+    );
     if (op === OpType.ModelLoad) s.models.add(localId);
     if (op === OpType.ModelUnload) s.models.delete(localId);
   }
