@@ -53,7 +53,10 @@ function count(value: string | undefined, name: string): number | undefined {
 /** `--max-frame` within what ttRPC's 32-bit length field can carry. */
 function frameLimit(value: number | undefined): number | undefined {
   if (value !== undefined && value > MAX_FRAME_LIMIT)
-    throw new VaccelError('EINVAL', `--max-frame must be at most ${MAX_FRAME_LIMIT} bytes (ttRPC's 32-bit length), got ${value}`);
+    throw new VaccelError(
+      'EINVAL',
+      `--max-frame must be at most ${MAX_FRAME_LIMIT} bytes (ttRPC's 32-bit length), got ${value}`,
+    );
   return value;
 }
 

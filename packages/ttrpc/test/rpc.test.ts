@@ -112,7 +112,10 @@ suite('ttrpc client and server', () => {
   });
 
   test('maxFrame is checked against what the 32-bit length can carry', () => {
-    assert.throws(() => new Server({ maxFrame: 2 ** 32 }), /maxFrame must be a whole number of bytes from 1 to 4294967295/);
+    assert.throws(
+      () => new Server({ maxFrame: 2 ** 32 }),
+      /maxFrame must be a whole number of bytes from 1 to 4294967295/,
+    );
     assert.throws(() => new Server({ maxFrame: 0 }), RangeError);
     assert.throws(() => new Client(duplexPair()[0], { maxFrame: 1.5 }), /Client: maxFrame/);
     assert.ok(new Server({ maxFrame: 2 ** 32 - 1 }));
