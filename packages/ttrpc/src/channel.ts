@@ -194,7 +194,8 @@ export class Channel {
     }
     // Join runs of small parts into one buffer; big parts go by reference between them.
     const out: Uint8Array[] = [];
-    const joined = small > 0 ? new Uint8Array(small) : undefined;
+    // Uninitialised (every byte is written below) and, under 4 KiB, carved from Node's pool.
+    const joined = small > 0 ? Buffer.allocUnsafe(small) : undefined;
     let at = 0;
     let runStart = 0;
     for (const part of queued) {

@@ -34,6 +34,8 @@ export class SlabReader {
   /** Where the next read into the slab lands. */
   #end = 0;
   #direct: Direct | undefined;
+  /** True once a frame was handed out as a view of the current slab (it may not be rewritten). */
+  #lent = false;
   #discard = 0;
   #scratch: Uint8Array | undefined;
 
@@ -56,6 +58,13 @@ export class SlabReader {
     if (this.#discard > 0) {
       this.#scratch ??= new Uint8Array(SLAB_SIZE);
       return this.#scratch.subarray(0, Math.min(this.#discard, SLAB_SIZE));
+    }
+    if (!this.#lent && this.#start > 0) {
+      // Nothing of this slab was handed out (big frames were copied into their own buffers):
+      // move what is pending to the front and keep reading into it, instead of taking fresh memory.
+      this.#slab.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
     }
     if (this.#slab.byteLength - this.#end < MIN_ROOM) this.#newSlab();
     return this.#slab.subarray(this.#end);
@@ -108,6 +117,7 @@ export class SlabReader {
     this.#slab.set(pending);
     this.#start = 0;
     this.#end = pending.byteLength;
+    this.#lent = false;
   }
 
   #parse(): void {
@@ -134,6 +144,7 @@ export class SlabReader {
         // Big payloads are handed out 8-byte aligned (see wire.ts); a copy of an odd one is cheap
         // next to what its reader would otherwise copy.
         if (length >= ALIGN_FROM && (slab.byteOffset + from) % ALIGNMENT !== 0) payload = payload.slice();
+        else if (length > 0) this.#lent = true;
         this.onFrame({ streamId, type, flags, payload });
         continue;
       }
