@@ -96,13 +96,21 @@ const pipelinedOf =
     return total / (elapsedUs(started) / 1e6);
   };
 
-/** A payload sample: GB/s (1e9 bytes/s) of one call carrying `bytes`. */
+/**
+ * A payload sample: GB/s (1e9 bytes/s) of the median of 10 calls carrying `bytes`, after 5
+ * untimed ones (a path woken from idle needs a few big calls to reach its steady speed).
+ */
 const payloadOf =
   (call: () => Promise<unknown>, bytes: number): Sample =>
   async () => {
-    const started = process.hrtime.bigint();
-    await call();
-    return bytes / (elapsedUs(started) * 1e3);
+    for (let i = 0; i < 5; i++) await call();
+    const times: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const started = process.hrtime.bigint();
+      await call();
+      times.push(elapsedUs(started));
+    }
+    return bytes / (median(times) * 1e3);
   };
 
 /** Runs the rpc figure. */
@@ -166,7 +174,7 @@ export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
         pipelined: () => goClientPipelined(bin, goServer.path, window, WINDOW),
         payload: async () =>
           GO_PAYLOAD_BYTES /
-          ((await goClientSamples(bin, goServer.path, 'bulk', 1, GO_PAYLOAD_BYTES))[0]! * 1e3),
+          (median(await goClientSamples(bin, goServer.path, 'bulk', 10, GO_PAYLOAD_BYTES)) * 1e3),
       },
     );
   }
@@ -176,7 +184,7 @@ export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
     series.push({
       name: 'C AF_UNIX floor',
       latency: async () => median(await cFloor(bin, 'rtt', block, 64)),
-      payload: async () => PAYLOAD_BYTES / ((await cFloor(bin, 'bulk', 1, PAYLOAD_BYTES))[0]! * 1e3),
+      payload: async () => PAYLOAD_BYTES / (median(await cFloor(bin, 'bulk', 10, PAYLOAD_BYTES)) * 1e3),
     });
   }
   const metrics = [
@@ -269,7 +277,7 @@ export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
     comparisons: compare(points, HOST),
     targets,
     notes: [
-      `${rounds} rounds, each taking one sample of every path in turn: latency = the median of ${block} sequential noop calls; pipelined = calls/s over ${window} noop calls with ${WINDOW} in flight on one connection; payload = one call carrying a 4 MiB read arg (GB/s = 1e9 bytes/s, request direction; the Go server's limit is 4 MiB per frame, so its payload is ${GO_PAYLOAD_BYTES} bytes)`,
+      `${rounds} rounds, each taking one sample of every path in turn: latency = the median of ${block} sequential noop calls; pipelined = calls/s over ${window} noop calls with ${WINDOW} in flight on one connection; payload = the median of 10 calls carrying a 4 MiB read arg, after 5 untimed ones (GB/s = 1e9 bytes/s, request direction; the Go server's limit is 4 MiB per frame, so its payload is ${GO_PAYLOAD_BYTES} bytes)`,
       'the agent runs in its own process (vaccel-agent, builtin plugins); "bare ttRPC" is our echo server process, no vAccel on top; the C floor is two C processes over a socketpair (64-byte round trips; 4 MiB one way plus a 1-byte ack); the Node floor is a bare net.Socket echo process (64 bytes, no framing)',
       `load: the Go client (containerd/ttrpc), 16 connections × 8 calls in flight of 8×8 SGEMM genops with a 30 s deadline each, ${load.warm} s warm-up then ${load.measure} s on our agent (RSS sampled), then ${load.measure} s on the Go reference agent (go-peer serve)`,
       ...notes,
