@@ -14,7 +14,7 @@ import {
   VaccelError,
 } from '@vaccel/core';
 import { DEFAULT_ADDRESS } from '@vaccel/remote';
-import { MAX_FRAME_LIMIT } from '@vaccel/ttrpc';
+import { checkMaxFrame } from '@vaccel/ttrpc';
 import pino from 'pino';
 import { Agent } from './agent.js';
 import { AgentMetrics } from './metrics.js';
@@ -50,14 +50,14 @@ function count(value: string | undefined, name: string): number | undefined {
   return n;
 }
 
-/** `--max-frame` within what ttRPC's 32-bit length field can carry. */
+/** `--max-frame` within what ttRPC's 32-bit length field can carry (ttRPC's own check). */
 function frameLimit(value: number | undefined): number | undefined {
-  if (value !== undefined && value > MAX_FRAME_LIMIT)
-    throw new VaccelError(
-      'EINVAL',
-      `--max-frame must be at most ${MAX_FRAME_LIMIT} bytes (ttRPC's 32-bit length), got ${value}`,
-    );
-  return value;
+  if (value === undefined) return undefined;
+  try {
+    return checkMaxFrame(value, '--max-frame');
+  } catch (error) {
+    throw new VaccelError('EINVAL', (error as Error).message);
+  }
 }
 
 /** Runs the agent until a signal; resolves to the exit code. */

@@ -53,8 +53,6 @@ export function fromWireArg(arg: GenArg, what: string, index: number): Arg {
   return { type: arg.argType as number as ArgType, buf: arg.buf, customTypeId: arg.customTypeId };
 }
 
-const varintLength = varintSize;
-
 // Field order and proto3 defaults (zero fields are omitted) as in genop.proto and protobuf-es.
 const EMPTY: Uint8Array = new Uint8Array(0);
 
@@ -69,13 +67,13 @@ const scalarValues = (arg: WireArg): [number, number, number, number, number] =>
 
 function scalarsLength(values: readonly number[]): number {
   let length = 0;
-  for (const value of values) if (value !== 0) length += 1 + varintLength(value);
+  for (const value of values) if (value !== 0) length += 1 + varintSize(value);
   return length;
 }
 
 function argLength(arg: WireArg): number {
   const n = arg.buf?.byteLength ?? 0;
-  return (n > 0 ? 1 + varintLength(n) + n : 0) + scalarsLength(scalarValues(arg));
+  return (n > 0 ? 1 + varintSize(n) + n : 0) + scalarsLength(scalarValues(arg));
 }
 
 /** Writes messages into parts: small pieces into a shared writer, big buffers by reference. */
@@ -94,7 +92,7 @@ class PartsWriter {
       const big = buf.byteLength >= ALIGN_FROM;
       if (big && this.align) {
         this.#finish();
-        const before = 1 + varintLength(inner) + 1 + varintLength(buf.byteLength);
+        const before = 1 + varintSize(inner) + 1 + varintSize(buf.byteLength);
         alignmentPad(this.writer, this.#flushed, before);
       }
       this.writer.tag(field, WireType.LengthDelimited).uint32(inner);
@@ -171,12 +169,13 @@ function putArgs(
  * protobuf-es writes, without its writer's chunk bookkeeping.
  */
 function encodeSmall(sessionId: bigint, groups: [number, readonly WireArg[]][]): Uint8Array[] {
-  const session = sessionId !== 0n && sessionId > 0n && sessionId < 2n ** 53n ? Number(sessionId) : undefined;
-  let total = session !== undefined ? 1 + varintLength(session) : 0;
+  // The caller only sends 0 ≤ sessionId < 2^53 here; 0 is left out, as proto3 does.
+  const session = sessionId > 0n ? Number(sessionId) : undefined;
+  let total = session !== undefined ? 1 + varintSize(session) : 0;
   const lengths = groups.map(([, args]) =>
     args.map((arg) => {
       const inner = argLength(arg);
-      total += 1 + varintLength(inner) + inner;
+      total += 1 + varintSize(inner) + inner;
       return inner;
     }),
   );
@@ -206,11 +205,8 @@ export function encodeGenopRequest(
     ]);
   }
   const out = new PartsWriter(options.align ?? true);
-  if (request.sessionId) out.writer.tag(1, WireType.Varint).int64(request.sessionId);
-  return out
-    .args(2, request.readArgs ?? [])
-    .args(3, request.writeArgs ?? [])
-    .finish();
+  if (sessionId) out.writer.tag(1, WireType.Varint).int64(sessionId);
+  return out.args(2, read).args(3, write).finish();
 }
 
 /** genop.Response {write_args 1} as parts. */

@@ -12,7 +12,7 @@
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { encodeHeaderInto, type Frame, FrameDecoder, HEADER_SIZE, type OversizedFrame } from './frame.js';
+import { encodeHeader, type Frame, FrameDecoder, type OversizedFrame } from './frame.js';
 import { BufferPool } from './pool.js';
 import { SlabReader } from './reader.js';
 import { Code, TtrpcClosedError, TtrpcError } from './status.js';
@@ -158,9 +158,7 @@ export class Channel {
         `frame payload of ${length} bytes is over the limit of ${this.maxFrame}`,
       );
     }
-    const header = new Uint8Array(HEADER_SIZE);
-    encodeHeaderInto(header, length, streamId, type, flags);
-    this.#queue(header);
+    this.#queue(encodeHeader(length, streamId, type, flags));
     for (const part of parts) if (part.byteLength > 0) this.#queue(part);
     if (written) this.#queuedDone.push(written);
     if (!this.#flushScheduled) {

@@ -121,9 +121,7 @@ export class Client implements AsyncDisposable {
    * the signal's reason when aborted.
    */
   call(service: string, method: string, payload: Payload, options: CallOptions = {}): Promise<Uint8Array> {
-    return this.#start(service, method, options, (id, envelope) => {
-      this.#channel.write(id, FrameType.Request, 0, envelope(payload));
-    });
+    return this.#start(service, method, options, this.#unary(payload));
   }
 
   /**
@@ -138,15 +136,12 @@ export class Client implements AsyncDisposable {
     read: (reply: Uint8Array) => T,
     options: CallOptions = {},
   ): Promise<T> {
-    return this.#start(
-      service,
-      method,
-      options,
-      (id, envelope) => {
-        this.#channel.write(id, FrameType.Request, 0, envelope(payload));
-      },
-      read,
-    );
+    return this.#start(service, method, options, this.#unary(payload), read);
+  }
+
+  /** Sends a unary request: one Request frame. */
+  #unary(payload: Payload): (id: number, envelope: (payload: Payload) => Uint8Array[]) => void {
+    return (id, envelope) => this.#channel.write(id, FrameType.Request, 0, envelope(payload));
   }
 
   /**

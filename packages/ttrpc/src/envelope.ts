@@ -227,7 +227,9 @@ export function decodeResponse(bytes: Uint8Array): DecodedResponse {
     const [no, type] = reader.tag();
     if (no === 1) {
       expectWireType(type, WireType.LengthDelimited, 'status');
-      status = [...(status ?? []), reader.bytes()];
+      const bytes = reader.bytes();
+      if (status) status.push(bytes);
+      else status = [bytes];
     } else if (no === 2) {
       expectWireType(type, WireType.LengthDelimited, 'payload');
       payload = reader.bytes();

@@ -50,32 +50,39 @@ export interface OversizedFrame {
   length: number;
 }
 
-/** Encodes a frame header. */
+/** Encodes a frame header (big-endian length and stream id). */
 export function encodeHeader(length: number, streamId: number, type: number, flags: number): Uint8Array {
   const header = new Uint8Array(HEADER_SIZE);
-  encodeHeaderInto(header, length, streamId, type, flags);
+  header[0] = length >>> 24;
+  header[1] = length >>> 16;
+  header[2] = length >>> 8;
+  header[3] = length;
+  header[4] = streamId >>> 24;
+  header[5] = streamId >>> 16;
+  header[6] = streamId >>> 8;
+  header[7] = streamId;
+  header[8] = type;
+  header[9] = flags;
   return header;
 }
 
-/** Writes a frame header at `at` of `target` (big-endian length and stream id). */
-export function encodeHeaderInto(
-  target: Uint8Array,
-  length: number,
-  streamId: number,
-  type: number,
-  flags: number,
-  at = 0,
-): void {
-  target[at] = length >>> 24;
-  target[at + 1] = length >>> 16;
-  target[at + 2] = length >>> 8;
-  target[at + 3] = length;
-  target[at + 4] = streamId >>> 24;
-  target[at + 5] = streamId >>> 16;
-  target[at + 6] = streamId >>> 8;
-  target[at + 7] = streamId;
-  target[at + 8] = type;
-  target[at + 9] = flags;
+/** Decodes the frame header at `at` of `bytes` (which holds at least {@link HEADER_SIZE} bytes there). */
+export function decodeHeader(bytes: Uint8Array, at = 0): OversizedFrame {
+  return {
+    length: ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0,
+    streamId:
+      ((bytes[at + 4]! << 24) | (bytes[at + 5]! << 16) | (bytes[at + 6]! << 8) | bytes[at + 7]!) >>> 0,
+    type: bytes[at + 8]!,
+    flags: bytes[at + 9]!,
+  };
+}
+
+/**
+ * A complete payload found inside a bigger buffer, as handed out: a view, except that a big one
+ * at an odd offset is copied once, so big payloads always start 8-byte aligned (see wire.ts).
+ */
+export function alignedPayload(view: Uint8Array): Uint8Array {
+  return view.byteLength >= ALIGN_FROM && view.byteOffset % ALIGNMENT !== 0 ? view.slice() : view;
 }
 
 /**
@@ -131,11 +138,8 @@ export class FrameDecoder {
       }
       const remaining = current.length - this.#payloadFill;
       if (this.#payload === undefined && chunk.byteLength - at >= remaining) {
-        // The whole payload is in this chunk: hand out a view, no copy (big ones 8-byte aligned,
-        // see wire.ts: an odd one is copied once).
-        const view = chunk.subarray(at, at + remaining);
-        const odd = remaining >= ALIGN_FROM && view.byteOffset % ALIGNMENT !== 0;
-        this.#emit(odd ? view.slice() : view);
+        // The whole payload is in this chunk: hand out a view, no copy.
+        this.#emit(alignedPayload(chunk.subarray(at, at + remaining)));
         at += remaining;
         continue;
       }
@@ -149,13 +153,7 @@ export class FrameDecoder {
   }
 
   #begin(header: Uint8Array): void {
-    const view = new DataView(header.buffer, header.byteOffset, HEADER_SIZE);
-    const frame = {
-      length: view.getUint32(0),
-      streamId: view.getUint32(4),
-      type: header[8]!,
-      flags: header[9]!,
-    };
+    const frame = decodeHeader(header);
     if (frame.length > this.maxFrame) {
       this.#discard = frame.length;
       this.onOversized(frame);

@@ -18,7 +18,7 @@ export class BufferPool {
   /** @param maxFreeBytes how much idle memory the pool may keep (default 64 MiB). */
   constructor(private readonly maxFreeBytes = 64 << 20) {}
 
-  /** A buffer of exactly `length` bytes (a view of a pooled block of the next power of two). */
+  /** A buffer of exactly `length` bytes (a view of a pooled block of the next size class). */
   take(length: number): Uint8Array {
     const size = classOf(length);
     const block = this.#free.get(size)?.pop();
@@ -38,11 +38,6 @@ export class BufferPool {
     if (list) list.push(block);
     else this.#free.set(size, [block]);
     this.#freeBytes += size;
-  }
-
-  /** Idle bytes held. */
-  get freeBytes(): number {
-    return this.#freeBytes;
   }
 }
 

@@ -2,18 +2,19 @@
  * The socket read path: frames decoded from buffers this reader hands to the kernel itself
  * (Node's `onread` option), so bytes are written into memory once.
  *
- * - Small frames are read into a 64 KiB slab and handed out as views of it. A slab is never
- *   written twice: once its tail is too short a new slab is taken (the bytes of a frame still
- *   arriving are carried over), and the old one lives as long as views of it do.
+ * - Small frames are read into a 64 KiB slab and handed out as views of it. A slab a view was
+ *   lent from is never written twice: once its tail is too short a new slab is taken (the bytes
+ *   of a frame still arriving are carried over), and the old one lives as long as views of it do.
+ *   A slab nothing was lent from is rewound and read into again.
  * - A frame too big for the rest of the slab gets a buffer of exactly its size; the part already
  *   read is copied in, and the kernel reads the rest straight into it. Its payload starts at
  *   offset 0 of its own ArrayBuffer, 8-byte aligned.
  * - Oversized frames are read into a scratch buffer and dropped, so the stream stays in sync.
  * @internal
  */
-import { type Frame, HEADER_SIZE, type OversizedFrame } from './frame.js';
+import { alignedPayload, decodeHeader, type Frame, HEADER_SIZE, type OversizedFrame } from './frame.js';
 import type { BufferPool } from './pool.js';
-import { ALIGN_FROM, ALIGNMENT } from './wire.js';
+import { ALIGN_FROM } from './wire.js';
 
 const SLAB_SIZE = 64 * 1024;
 /** A read into less room than this takes a new slab first. */
@@ -124,11 +125,7 @@ export class SlabReader {
     const slab = this.#slab;
     while (this.#end - this.#start >= HEADER_SIZE) {
       const at = this.#start;
-      const length = ((slab[at]! << 24) | (slab[at + 1]! << 16) | (slab[at + 2]! << 8) | slab[at + 3]!) >>> 0;
-      const streamId =
-        ((slab[at + 4]! << 24) | (slab[at + 5]! << 16) | (slab[at + 6]! << 8) | slab[at + 7]!) >>> 0;
-      const type = slab[at + 8]!;
-      const flags = slab[at + 9]!;
+      const { length, streamId, type, flags } = decodeHeader(slab, at);
       const available = this.#end - at - HEADER_SIZE;
       if (length > this.maxFrame) {
         const skip = Math.min(length, available);
@@ -140,11 +137,9 @@ export class SlabReader {
       const from = at + HEADER_SIZE;
       if (length <= available) {
         this.#start = from + length;
-        let payload = slab.subarray(from, from + length);
-        // Big payloads are handed out 8-byte aligned (see wire.ts); a copy of an odd one is cheap
-        // next to what its reader would otherwise copy.
-        if (length >= ALIGN_FROM && (slab.byteOffset + from) % ALIGNMENT !== 0) payload = payload.slice();
-        else if (length > 0) this.#lent = true;
+        const view = slab.subarray(from, from + length);
+        const payload = alignedPayload(view);
+        if (payload === view && length > 0) this.#lent = true;
         this.onFrame({ streamId, type, flags, payload });
         continue;
       }

@@ -14,10 +14,10 @@ interface Entry {
   failure?: unknown;
 }
 
-/** A plugin chosen for an op, with its handler. */
 /** One number per (op, hint): ops are below 2^8, hints below 2^32. */
 const resolveKey = (op: OpType, hint: number): number => op * 2 ** 32 + (hint >>> 0);
 
+/** A plugin chosen for an op, with its handler. */
 export interface Resolved {
   readonly plugin: Plugin;
   readonly handler: OpHandler;
