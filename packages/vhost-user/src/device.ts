@@ -6,10 +6,10 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
+import { closeQuietly } from '@vaccel/memory';
 import type { Logger } from 'pino';
 import type { CipherEngine } from './engine.js';
 import { GuestMemory } from './memory.js';
-import { closeQuietly } from './native.js';
 import {
   Feature,
   Flags,

@@ -13,11 +13,12 @@
  * ```
  * @module
  */
+
+export { type Native, native, type Received, type Watcher } from '@vaccel/memory';
 export { CryptoDevice, DEVICE_FEATURES, MAX_SESSIONS, MAX_VRINGS, PROTOCOL_FEATURES } from './device.js';
 export { type CipherEngine, opensslEngine, type VaccelEngineOptions, vaccelEngine } from './engine.js';
 export { type Completion, GUEST_BASE, LoopbackFrontend, USER_BASE } from './loopback.js';
 export { GuestMemory, type MemoryRegion } from './memory.js';
-export { type Native, native, type Received, type Watcher } from './native.js';
 export * from './protocol.js';
 export { type BackendStats, CryptoBackend, type CryptoBackendOptions } from './server.js';
 export * from './virtio-crypto.js';

@@ -5,7 +5,7 @@
  * the backend can be tested and measured without a VM.
  * @module
  */
-import { native } from './native.js';
+import { native } from '@vaccel/memory';
 import {
   encodeMessage,
   Flags,

@@ -6,7 +6,7 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
-import { native } from './native.js';
+import { native } from '@vaccel/memory';
 
 /** One region of a vhost-user memory table. */
 export interface MemoryRegion {

@@ -5,10 +5,10 @@
  */
 import { lstatSync, unlinkSync } from 'node:fs';
 import { VaccelError } from '@vaccel/core';
+import { closeQuietly, native, type Watcher } from '@vaccel/memory';
 import pino, { type Logger } from 'pino';
 import { CryptoDevice, type DeviceCounters } from './device.js';
 import { type CipherEngine, opensslEngine } from './engine.js';
-import { closeQuietly, native, type Watcher } from './native.js';
 import { encodeMessage, Flags, HEADER_SIZE, MAX_PAYLOAD, MessageReader } from './protocol.js';
 
 /** Options of {@link CryptoBackend.listen}. */

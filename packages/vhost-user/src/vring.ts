@@ -3,10 +3,11 @@
  * eventfds) and the data path that serves it — pop a chain, run the request, push it used, signal.
  * @module
  */
+
+import { closeQuietly, native, type Watcher } from '@vaccel/memory';
 import type { Logger } from 'pino';
 import type { CipherEngine } from './engine.js';
 import type { GuestMemory } from './memory.js';
-import { closeQuietly, native, type Watcher } from './native.js';
 import { type CipherSession, handleRequest, Status } from './virtio-crypto.js';
 import { type RingAddresses, SplitQueue } from './virtqueue.js';
 

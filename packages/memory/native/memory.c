@@ -1,11 +1,14 @@
-// The few Linux syscalls the vhost-user backend needs and Node lacks: unix sockets that carry file
-// descriptors (SCM_RIGHTS), mmap of those descriptors, eventfds, and a libuv readiness watcher.
-// Everything else — the vhost-user protocol, virtqueues, virtio-crypto — is TypeScript.
+// The few Linux syscalls that shared memory needs and Node lacks: memfds (sealed, so a peer cannot
+// shrink them under us), mmap/munmap of descriptors as external ArrayBuffers, unix sockets that
+// carry file descriptors (SCM_RIGHTS) and tell who is on the other end (SO_PEERCRED), eventfds and
+// a libuv readiness watcher. Used by the agent and guests (shared-memory regions) and by the
+// vhost-user backend (guest RAM); every protocol on top is TypeScript.
 // Every call is non-blocking except sendmsg, which waits up to one second for buffer space.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,9 +207,35 @@ static napi_value js_sendmsg(napi_env env, napi_callback_info info) {
   }
 }
 
-static void unmap(napi_env env, void *data, void *hint) {
+// Every mapping this addon made and has not unmapped yet. munmap() and the GC finalizer both
+// consult it, so a region is unmapped once: after an explicit munmap the address may be reused by
+// another mapping, which a late finalizer must not tear down. (Worker threads may load the addon.)
+typedef struct mapping {
+  void *address;
+  size_t length;
+  struct mapping *next;
+} mapping;
+static mapping *mappings;
+static pthread_mutex_t mappings_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// Removes the mapping at `address` from the table; returns it (the caller unmaps and frees it).
+static mapping *take_mapping(void *address) {
+  pthread_mutex_lock(&mappings_lock);
+  mapping **at = &mappings;
+  while (*at != NULL && (*at)->address != address) at = &(*at)->next;
+  mapping *found = *at;
+  if (found != NULL) *at = found->next;
+  pthread_mutex_unlock(&mappings_lock);
+  return found;
+}
+
+static void unmap_on_gc(napi_env env, void *data, void *hint) {
   (void)env;
-  munmap(data, (size_t)(uintptr_t)hint);
+  (void)hint;
+  mapping *m = take_mapping(data);
+  if (m == NULL) return; // unmapped explicitly before
+  munmap(m->address, m->length);
+  free(m);
 }
 
 // mmap(fd, length, offset) -> ArrayBuffer over a shared read/write mapping, unmapped when collected.
@@ -229,30 +258,111 @@ static napi_value js_mmap(napi_env env, napi_callback_info info) {
     return throw_errno(env, "mmap (region past the end of its file)", EINVAL);
   void *address = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
   if (address == MAP_FAILED) return throw_errno(env, "mmap", errno);
+  mapping *m = malloc(sizeof *m);
   napi_value buffer;
-  if (napi_create_external_arraybuffer(env, address, (size_t)length, unmap, (void *)(uintptr_t)length, &buffer) !=
-      napi_ok) {
+  if (m == NULL ||
+      napi_create_external_arraybuffer(env, address, (size_t)length, unmap_on_gc, NULL, &buffer) != napi_ok) {
+    free(m);
     munmap(address, (size_t)length);
     return throw_errno(env, "napi_create_external_arraybuffer", ENOMEM);
   }
+  *m = (mapping){.address = address, .length = (size_t)length};
+  pthread_mutex_lock(&mappings_lock);
+  m->next = mappings;
+  mappings = m;
+  pthread_mutex_unlock(&mappings_lock);
   return buffer;
 }
 
-// memfd(name, size) -> fd of anonymous shared memory (what a VMM backs guest RAM with).
+// munmap(arrayBuffer) -> true when it unmapped a mapping of ours. The buffer is detached first, so
+// every view of it becomes empty and no JavaScript can touch the memory afterwards; a buffer that
+// is not (or no longer) a mapping of ours gives false.
+static napi_value js_munmap(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool is_buffer = false;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_is_arraybuffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer)
+    return throw_type(env, "munmap(buffer: ArrayBuffer)");
+  void *data = NULL;
+  size_t length = 0;
+  napi_value result;
+  if (napi_get_arraybuffer_info(env, argv[0], &data, &length) != napi_ok || data == NULL) {
+    napi_get_boolean(env, false, &result);
+    return result;
+  }
+  mapping *m = take_mapping(data);
+  if (m != NULL && napi_detach_arraybuffer(env, argv[0]) != napi_ok) {
+    // Not detachable: keep it mapped (and in the table) rather than leave live views dangling.
+    pthread_mutex_lock(&mappings_lock);
+    m->next = mappings;
+    mappings = m;
+    pthread_mutex_unlock(&mappings_lock);
+    return throw_errno(env, "munmap (buffer cannot be detached)", EBUSY);
+  }
+  if (m != NULL) {
+    munmap(m->address, m->length);
+    free(m);
+  }
+  napi_get_boolean(env, m != NULL, &result);
+  return result;
+}
+
+// memfd(name, size, seal?) -> fd of anonymous shared memory (what a VMM backs guest RAM with).
+// With seal, its size is fixed for good (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): whoever we
+// hand it to may map all of it without fearing SIGBUS from a later ftruncate.
 static napi_value js_memfd(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   char name[64];
   size_t n;
   int64_t size;
+  bool seal = false;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 2 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &n) != napi_ok ||
-      napi_get_value_int64(env, argv[1], &size) != napi_ok || size < 0)
-    return throw_type(env, "memfd(name, size)");
-  int fd = memfd_create(name, MFD_CLOEXEC);
+      napi_get_value_int64(env, argv[1], &size) != napi_ok || size < 0 ||
+      (argc > 2 && napi_get_value_bool(env, argv[2], &seal) != napi_ok))
+    return throw_type(env, "memfd(name, size, seal?)");
+  int fd = memfd_create(name, MFD_CLOEXEC | (seal ? MFD_ALLOW_SEALING : 0));
   if (fd < 0) return throw_errno(env, "memfd_create", errno);
   if (ftruncate(fd, (off_t)size) < 0) return close_and_throw(env, fd, "ftruncate");
+  if (seal && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+    return close_and_throw(env, fd, "fcntl(F_ADD_SEALS)");
   return make_int(env, fd);
+}
+
+// sizeSealed(fd) -> true when the descriptor's size can never change again (a memfd sealed against
+// shrinking and growing); false for anything else, sealable or not.
+static napi_value js_size_sealed(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !arg_int(env, argv[0], &fd)) return throw_type(env, "sizeSealed(fd)");
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 && errno == EBADF) return throw_errno(env, "fcntl(F_GET_SEALS)", errno);
+  napi_value result;
+  napi_get_boolean(env, seals >= 0 && (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) == (F_SEAL_SHRINK | F_SEAL_GROW),
+                   &result);
+  return result;
+}
+
+// peerCredentials(fd) -> { pid, uid, gid } of the process at the other end of a unix socket.
+static napi_value js_peer_credentials(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !arg_int(env, argv[0], &fd)) return throw_type(env, "peerCredentials(fd)");
+  struct ucred cred;
+  socklen_t length = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) < 0) return throw_errno(env, "getsockopt(SO_PEERCRED)", errno);
+  napi_value result;
+  CHECK(napi_create_object(env, &result));
+  napi_set_named_property(env, result, "pid", make_int(env, cred.pid));
+  napi_set_named_property(env, result, "uid", make_int(env, cred.uid));
+  napi_set_named_property(env, result, "gid", make_int(env, cred.gid));
+  return result;
 }
 
 // eventfd(initial?) -> fd (non-blocking).
@@ -322,7 +432,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"recvmsg", NULL, js_recvmsg, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendmsg", NULL, js_sendmsg, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mmap", NULL, js_mmap, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"munmap", NULL, js_munmap, NULL, NULL, NULL, napi_enumerable, NULL},
       {"memfd", NULL, js_memfd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sizeSealed", NULL, js_size_sealed, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfd", NULL, js_eventfd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdRead", NULL, js_eventfd_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdWrite", NULL, js_eventfd_write, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { native } from './helpers.js';
+import { native } from '@vaccel/memory';
 
 describe('native addon', () => {
   const lib = native();
@@ -68,5 +68,65 @@ describe('native addon', () => {
     assert.throws(() => lib.connect('x'.repeat(200)), TypeError);
     assert.throws(() => lib.recvmsg(0, 'nope' as never), TypeError);
     assert.throws(() => new lib.Watcher(-1, () => {}));
+  });
+
+  it('munmap detaches the buffer and unmaps it at once, exactly once', () => {
+    const fd = lib.memfd('unmap-me', 1 << 20, true);
+    const buffer = lib.mmap(fd, 1 << 20, 0);
+    const view = new Float32Array(buffer);
+    view[7] = 1.5;
+    const mapped = () => readFileSync('/proc/self/maps', 'utf8').includes('/memfd:unmap-me');
+    assert.ok(mapped(), 'the mapping shows in /proc/self/maps');
+    assert.equal(lib.munmap(buffer), true);
+    assert.equal(buffer.byteLength, 0, 'detached');
+    assert.equal(view.length, 0, 'its views are empty: nothing can touch the memory any more');
+    assert.equal(view[7], undefined);
+    assert.ok(!mapped(), 'gone from /proc/self/maps');
+    assert.equal(lib.munmap(buffer), false, 'a second munmap does nothing');
+    assert.equal(lib.munmap(new ArrayBuffer(8)), false, 'not a mapping of ours');
+    assert.throws(() => lib.munmap('x' as never), TypeError);
+    lib.close(fd);
+  });
+
+  it('seals memfds against resizing, and says which descriptors are sealed', () => {
+    const sealed = lib.memfd('sealed', 8192, true);
+    const open = lib.memfd('open', 8192);
+    assert.equal(lib.sizeSealed(sealed), true);
+    assert.equal(lib.sizeSealed(open), false);
+    assert.throws(() => ftruncateSync(sealed, 0), { code: 'EPERM' }, 'a sealed memfd cannot shrink');
+    assert.throws(() => ftruncateSync(sealed, 16384), { code: 'EPERM' }, 'nor grow');
+    ftruncateSync(open, 0); // an unsealed one can: whoever maps it could then fault (SIGBUS)
+    const file = openSync('/proc/self/cmdline', 'r');
+    assert.equal(lib.sizeSealed(file), false, 'a file that is no memfd');
+    closeSync(file);
+    assert.throws(() => lib.sizeSealed(987654), { code: 'EBADF' });
+    lib.close(sealed);
+    lib.close(open);
+  });
+
+  it('tells who is at the other end of a unix socket', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vaccel-native-'));
+    const server = lib.listen(join(dir, 's'));
+    const client = lib.connect(join(dir, 's'));
+    try {
+      let accepted: number | null = null;
+      for (let i = 0; i < 100 && accepted === null; i++) {
+        accepted = lib.accept(server);
+        if (accepted === null) await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.deepEqual(lib.peerCredentials(accepted!), {
+        pid: process.pid,
+        uid: process.getuid!(),
+        gid: process.getgid!(),
+      });
+      lib.close(accepted!);
+      const memfd = lib.memfd('not-a-socket', 4096);
+      assert.throws(() => lib.peerCredentials(memfd), { code: 'ENOTSOCK' });
+      lib.close(memfd);
+    } finally {
+      lib.close(client);
+      lib.close(server);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // Builds the native addon with node-gyp on install, against this node's own headers when they are
 // installed beside it (so nothing is downloaded). A failed build warns instead of failing
-// `npm ci`: only vaccel-crypto-backend needs the addon, and it says how to rebuild.
+// `npm ci`: without the addon guests and the agent move data in-band (as upstream does) and say
+// so, and vaccel-crypto-backend says how to rebuild.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 if (process.platform !== 'linux') {
-  console.warn('@vaccel/vhost-user: the vhost-user backend needs Linux; skipping the native build');
+  console.warn(
+    '@vaccel/memory: shared memory needs Linux; skipping the native build (everything works in-band)',
+  );
   process.exit(0);
 }
 const args = ['rebuild'];
@@ -21,7 +24,7 @@ const result = gyp
   : spawnSync('node-gyp', args, { stdio: 'inherit' });
 if (result.status !== 0) {
   console.warn(
-    '@vaccel/vhost-user: the native addon did not build (needs python3, make, g++ and node headers);\n' +
-      'vaccel-crypto-backend will not run until `npm rebuild @vaccel/vhost-user` succeeds',
+    '@vaccel/memory: the native addon did not build (needs python3, make, g++ and node headers);\n' +
+      'shared memory is off (data goes in-band) and vaccel-crypto-backend will not run until `npm rebuild @vaccel/memory` succeeds',
   );
 }

@@ -1,0 +1,109 @@
+/**
+ * The native addon: sealed memfds, mmap/munmap, unix sockets carrying file descriptors, peer
+ * credentials, eventfds and a readiness watcher (Node has none of these). Loaded lazily so that
+ * importing this package never fails: {@link nativeAvailable} tells whether it is there, and the
+ * first use without a built addon throws a {@link VaccelError} `ENOSYS` that says how to build it.
+ * @module
+ */
+import { createRequire } from 'node:module';
+import { VaccelError } from '@vaccel/core';
+
+/** What `recvmsg` returns when bytes (or EOF) arrived. */
+export interface Received {
+  /** Bytes read into the buffer; 0 means the peer closed the connection. */
+  bytes: number;
+  /** Descriptors that came with them (the caller owns and must close them). */
+  fds: number[];
+}
+
+/** Watches one descriptor and calls back (on the event loop) whenever it is readable. */
+export interface Watcher {
+  /** Stops watching; the callback is never called again. The descriptor stays open. */
+  close(): void;
+  /** The watcher no longer keeps the process alive. */
+  unref(): void;
+  /** Undoes {@link Watcher.unref}. */
+  ref(): void;
+}
+
+/** The addon's functions; every failing syscall throws an Error with `code` (e.g. `'EAGAIN'`). */
+export interface Native {
+  listen(path: string, backlog?: number): number;
+  /** A new connection's descriptor, or null when none is waiting. */
+  accept(fd: number): number | null;
+  connect(path: string): number;
+  /** Null when nothing is waiting. */
+  recvmsg(fd: number, buffer: Uint8Array): Received | null;
+  /** Waits up to `timeoutMs` (default 1000; 0 = not at all) for buffer space, then throws. */
+  sendmsg(fd: number, buffer: Uint8Array, fds?: readonly number[], timeoutMs?: number): number;
+  /**
+   * A shared read/write mapping of `length` bytes at `offset` (page aligned), unmapped by
+   * {@link Native.munmap} or, failing that, when collected. Refuses regions past the end of a
+   * regular file (touching them would raise SIGBUS).
+   */
+  mmap(fd: number, length: number, offset?: number): ArrayBuffer;
+  /**
+   * Detaches a buffer from {@link Native.mmap} (every view of it becomes empty) and unmaps it now.
+   * @returns false when it was not, or no longer is, a mapping.
+   */
+  munmap(buffer: ArrayBuffer): boolean;
+  /** A memfd of `size` bytes; `seal` fixes its size for good (nobody can shrink it under a mapping). */
+  memfd(name: string, size: number, seal?: boolean): number;
+  /** True when the descriptor's size can never change (a memfd sealed against shrink and grow). */
+  sizeSealed(fd: number): boolean;
+  /** Who is at the other end of a connected unix socket. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  eventfd(initial?: number): number;
+  /** The counter (then reset), or null when it was 0. */
+  eventfdRead(fd: number): number | null;
+  eventfdWrite(fd: number, value?: number): void;
+  close(fd: number): void;
+  Watcher: new (fd: number, callback: (error: string | null) => void) => Watcher;
+}
+
+let loaded: Native | undefined;
+
+let failure: unknown;
+
+/** The addon, loaded on first use. @throws VaccelError `ENOSYS` when it is not built. */
+export function native(): Native {
+  if (loaded) return loaded;
+  if (failure === undefined && process.env.VACCEL_NO_NATIVE !== '1') {
+    try {
+      loaded = createRequire(import.meta.url)('../build/Release/vaccel_memory.node') as Native;
+      return loaded;
+    } catch (cause) {
+      failure = cause;
+    }
+  }
+  throw new VaccelError(
+    'ENOSYS',
+    process.env.VACCEL_NO_NATIVE === '1'
+      ? 'the @vaccel/memory native addon is turned off (VACCEL_NO_NATIVE=1)'
+      : 'the @vaccel/memory native addon is not built (it needs Linux, python3, make, g++); run `npm rebuild @vaccel/memory`',
+    { cause: failure },
+  );
+}
+
+/**
+ * True when the addon loads here. `VACCEL_NO_NATIVE=1` turns it off, to run (and test) the
+ * in-band path on a machine that has it.
+ */
+export function nativeAvailable(): boolean {
+  try {
+    native();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Closes a descriptor, ignoring errors (for cleanup paths). */
+export function closeQuietly(fd: number | undefined): void {
+  if (fd === undefined || fd < 0) return;
+  try {
+    native().close(fd);
+  } catch {
+    // already closed or never valid: nothing more to release
+  }
+}
