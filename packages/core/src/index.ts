@@ -69,6 +69,7 @@ export {
   type CipherParams,
   checkCipher,
   cipherHandler,
+  cipherOutputLength,
   type DecryptParams,
   type EncryptParams,
   type EncryptResult,
@@ -124,6 +125,13 @@ export type {
   Session,
   SessionOptions,
 } from './runtime/session.js';
+export {
+  LOCAL_MEMORY,
+  localMemory,
+  type PluginMemory,
+  RangeAllocator,
+  SharedMemory,
+} from './runtime/shared-memory.js';
 export { type OperationInfo, Vaccel } from './runtime/vaccel.js';
 
 /** The vAccel API version this package implements (upstream 0.8 wire compatibility). */

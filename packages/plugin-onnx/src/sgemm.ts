@@ -72,6 +72,11 @@ export class OrtSgemm {
       B: new ort.Tensor('float32', packed(s.b, k, n, s.ldb), [k, n]),
     };
     if (beta !== 0) feeds.C = new ort.Tensor('float32', packed(s.c, m, n, s.ldc), [m, n]);
+    else if (s.ldc === n) {
+      // C is output only and packed: ORT writes it in place (in shared memory, nothing is copied).
+      await session.run(feeds, { Y: new ort.Tensor('float32', s.c.subarray(0, m * n), [m, n]) });
+      return;
+    }
     const y = (await session.run(feeds, ['Y'])).Y!.data as Float32Array;
     if (s.ldc === n) s.c.set(y.subarray(0, m * n));
     else for (let r = 0; r < m; r++) s.c.set(y.subarray(r * n, r * n + n), r * s.ldc);

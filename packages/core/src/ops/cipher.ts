@@ -37,6 +37,12 @@ export interface CipherParams {
   padding?: boolean;
   /** GCM only: additional authenticated data. */
   aad?: Uint8Array;
+  /**
+   * Where to write the result, e.g. a view in shared memory (then the agent writes it in place).
+   * It must hold {@link cipherOutputLength} bytes; the result is a view of its start. Default: new
+   * memory sized by the plugin.
+   */
+  output?: Uint8Array;
 }
 
 /** Parameters of an encryption. */
@@ -69,6 +75,8 @@ export interface CipherArgs {
   aad: Uint8Array;
   tagLength: number;
   tag: Uint8Array;
+  /** Where the result goes, when the caller gave room for it. */
+  output?: Uint8Array;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -119,7 +127,32 @@ export function checkCipher(direction: 'encrypt' | 'decrypt', p: EncryptParams &
   if (mode === 'gcm' && !validTagLengths.has(tagLength)) {
     throw new VaccelError('EINVAL', `${algorithm} needs a tag of 4, 8 or 12–16 bytes, got ${tagLength}`);
   }
-  return { algorithm, mode, key: p.key, iv: p.iv, data: p.data, padding, aad, tagLength, tag };
+  const output = p.output;
+  if (output !== undefined) {
+    if (!(output instanceof Uint8Array))
+      throw new VaccelError('EINVAL', `${direction}: output must be a Uint8Array`);
+    const need = cipherOutputLength(direction, p.data.byteLength, padding);
+    if (output.byteLength < need)
+      throw new VaccelError(
+        'EINVAL',
+        `${direction}: output has ${output.byteLength} bytes, the result needs room for ${need}`,
+      );
+  }
+  return { algorithm, mode, key: p.key, iv: p.iv, data: p.data, padding, aad, tagLength, tag, output };
+}
+
+/**
+ * Room a cipher's result needs: encryption with PKCS#7 padding adds 1–16 bytes; anything else is
+ * at most the input's length.
+ */
+export function cipherOutputLength(
+  direction: 'encrypt' | 'decrypt',
+  dataLength: number,
+  padding: boolean,
+): number {
+  return direction === 'encrypt' && padding
+    ? (Math.floor(dataLength / AES_BLOCK) + 1) * AES_BLOCK
+    : dataLength;
 }
 
 /** Packs a cipher call into genop args. */
@@ -136,7 +169,9 @@ export function packCipher(
     Args.raw(p.aad),
     direction === 'encrypt' ? Args.uint32(p.tagLength ?? 0) : Args.raw(p.tag),
   ];
-  return { read, write: direction === 'encrypt' ? [Args.raw(), Args.raw()] : [Args.raw()] };
+  // An empty first write arg lets the plugin size the result; a given output is filled in place.
+  const out = Args.raw(p.output);
+  return { read, write: direction === 'encrypt' ? [out, Args.raw()] : [out] };
 }
 
 /** Unpacks and checks cipher genop args. @throws VaccelError `EINVAL`. */
@@ -165,17 +200,28 @@ export function unpackCipher(
     aad: ReadArg.bytes(read[5], `${direction} aad`),
     tagLength: mode === 'gcm' && tagLength !== 0 ? tagLength : undefined,
     tag: direction === 'decrypt' ? ReadArg.bytes(read[6], `${direction} tag`) : undefined,
+    output: write[0]!.buf.byteLength > 0 ? write[0]!.buf : undefined,
   });
 }
 
-/** Makes an encrypt or decrypt op handler from a function that does the cipher. */
+/**
+ * Makes an encrypt or decrypt op handler from a function that does the cipher. Where the caller
+ * gave an output, the function writes its result there (or the handler copies it there) and the
+ * write arg becomes the filled part of it.
+ */
 export function cipherHandler(
   direction: 'encrypt' | 'decrypt',
   run: (args: CipherArgs, ctx: OpContext) => Promise<EncryptResult> | EncryptResult,
 ): OpHandler {
   return async ({ read, write }, ctx) => {
-    const result = await run(unpackCipher(direction, read, write), ctx);
-    write[0]!.buf = result.data;
+    const args = unpackCipher(direction, read, write);
+    const result = await run(args, ctx);
+    let data = result.data;
+    if (args.output && data.buffer !== args.output.buffer) {
+      args.output.set(data);
+      data = args.output.subarray(0, data.byteLength);
+    }
+    write[0]!.buf = data;
     if (direction === 'encrypt') write[1]!.buf = result.tag ?? EMPTY;
   };
 }

@@ -35,16 +35,26 @@ async function run(
     if (args.aad.byteLength > 0) (cipher as CipherGCM).setAAD(args.aad);
     if (direction === 'decrypt') (cipher as DecipherGCM).setAuthTag(args.tag);
   }
+  // With an output (say a view in shared memory) each piece is written straight into it; without
+  // one, a single piece needs no join (a fresh copy of the whole output).
+  const output = args.output;
   const parts: Uint8Array[] = [];
+  let written = 0;
+  const put = (part: Uint8Array): void => {
+    if (part.byteLength === 0) return;
+    if (output) output.set(part, written);
+    else parts.push(part);
+    written += part.byteLength;
+  };
   for (let at = 0; at < data.byteLength; at += SLICE) {
     if (at > 0) {
       await yieldToLoop();
       ctx.signal?.throwIfAborted();
     }
-    parts.push(cipher.update(data.subarray(at, at + SLICE)));
+    put(cipher.update(data.subarray(at, at + SLICE)));
   }
   try {
-    parts.push(cipher.final());
+    put(cipher.final());
   } catch (error) {
     const code = (error as { code?: string }).code ?? '';
     if (direction === 'decrypt' && (badMessage.has(code) || mode === 'gcm')) {
@@ -56,9 +66,11 @@ async function run(
     }
     throw error;
   }
-  // final() is empty without padding: skip the join (a fresh copy of the whole output) then.
-  const filled = parts.filter((part) => part.byteLength > 0);
-  const out = plain(filled.length === 1 ? filled[0]! : Buffer.concat(filled));
+  const out = output
+    ? output.subarray(0, written)
+    : parts.length === 1
+      ? plain(parts[0]!)
+      : plain(Buffer.concat(parts, written));
   const tag = direction === 'encrypt' && gcm ? plain((cipher as CipherGCM).getAuthTag()) : undefined;
   return tag ? { data: out, tag } : { data: out };
 }

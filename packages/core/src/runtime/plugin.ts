@@ -6,6 +6,7 @@ import type { Arg } from '../api/arg.js';
 import type { OpType } from '../api/op.js';
 import type { Logger } from './log.js';
 import type { ResourceData } from './resource.js';
+import type { PluginMemory } from './shared-memory.js';
 
 /**
  * Plugin type bits (upstream `vaccel_plugin_type_t`), used both to describe a plugin and as a
@@ -104,6 +105,12 @@ export interface Plugin {
   init?(ctx: PluginInitContext): Promise<void> | void;
   /** Called once when the runtime closes. */
   fini?(): Promise<void> | void;
+  /**
+   * Memory of `byteLength` bytes that this plugin's backend maps too, so that views inside it are
+   * passed by reference (the RPC plugin: a region registered with its agent). Undefined when it
+   * cannot share memory now (the runtime then gives process memory, used in-band).
+   */
+  sharedMemory?(byteLength: number, options: { signal?: AbortSignal }): Promise<PluginMemory | undefined>;
   /** Optional runtime notifications. */
   readonly hooks?: PluginHooks;
 }

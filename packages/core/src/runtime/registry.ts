@@ -6,6 +6,7 @@ import { VaccelError } from '../api/error.js';
 import { type OpType, opName } from '../api/op.js';
 import type { Logger } from './log.js';
 import type { OpHandler, Plugin } from './plugin.js';
+import type { PluginMemory } from './shared-memory.js';
 
 interface Entry {
   readonly plugin: Plugin;
@@ -115,6 +116,22 @@ export class PluginRegistry {
         return { plugin, ops: new Set<number>((await this.#ready(entry)) ? await plugin.listOps() : []) };
       }),
     );
+  }
+
+  /**
+   * Shared memory from the highest-priority plugin that can share memory now (initialising it
+   * first), or undefined when none can.
+   */
+  async sharedMemory(
+    byteLength: number,
+    options: { signal?: AbortSignal },
+  ): Promise<PluginMemory | undefined> {
+    for (const entry of this.#sorted()) {
+      if (!entry.plugin.sharedMemory || !(await this.#ready(entry))) continue;
+      const memory = await entry.plugin.sharedMemory(byteLength, options);
+      if (memory) return memory;
+    }
+    return undefined;
   }
 
   /** Calls `fini` on every initialised plugin and empties the registry. */

@@ -19,6 +19,10 @@ import {
 } from './resource.js';
 import type { Session, SessionOptions } from './session.js';
 import { checkHint, type SessionHost, SessionImpl } from './session-impl.js';
+import { localMemory, SharedMemory } from './shared-memory.js';
+
+/** Largest shared memory region (1 TiB: a sanity bound, far above any machine's memory). */
+const MAX_SHARED_MEMORY = 2 ** 40;
 
 /** The RPC plugin's package, loaded when `VACCEL_RPC_ADDRESS` is set. */
 const RPC_PLUGIN = '@vaccel/remote';
@@ -118,6 +122,7 @@ export class Vaccel implements AsyncDisposable {
   readonly #sessions = new Map<number, SessionImpl>();
   readonly #resources = new Map<number, ResourceEntry>();
   readonly #byDigest = new Map<string, ResourceEntry>();
+  readonly #regions = new Set<SharedMemory>();
   #nextSessionId = 1;
   #nextResourceId = 1;
   #closed = false;
@@ -214,11 +219,33 @@ export class Vaccel implements AsyncDisposable {
     return this.#resources.get(id);
   }
 
+  /**
+   * A region of `byteLength` bytes of shared memory: views allocated in it are passed to ops by
+   * reference where the plugin's backend maps the region too (an agent reached over a unix
+   * socket, or the host of a QEMU guest with an ivshmem device), and in-band or in place
+   * otherwise. See {@link SharedMemory}; `via` says which it got.
+   * @throws VaccelError `EINVAL` for a bad size, `ENOMEM` when the memory cannot be had.
+   */
+  async sharedMemory(byteLength: number, options: { signal?: AbortSignal } = {}): Promise<SharedMemory> {
+    this.#assertOpen();
+    if (!Number.isSafeInteger(byteLength) || byteLength <= 0 || byteLength > MAX_SHARED_MEMORY)
+      throw new VaccelError(
+        'EINVAL',
+        `sharedMemory: byteLength ${byteLength} must be 1 … ${MAX_SHARED_MEMORY}`,
+      );
+    const memory = (await this.#registry.sharedMemory(byteLength, options)) ?? localMemory(byteLength);
+    const region = new SharedMemory(memory, (closed) => this.#regions.delete(closed));
+    this.#regions.add(region);
+    this.logger.debug({ bytes: byteLength, via: region.via }, 'shared memory region');
+    return region;
+  }
+
   /** Releases every session, frees every resource and calls every plugin's `fini`. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     for (const session of [...this.#sessions.values()]) await session.release();
+    for (const region of [...this.#regions]) await region.close();
     await this.#registry.close();
     this.#resources.clear();
     this.#byDigest.clear();
