@@ -4,8 +4,10 @@
  * @module
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { Server as NetServer } from 'node:net';
+import { fstatSync } from 'node:fs';
+import type { Server as NetServer, Socket } from 'node:net';
 import { type Logger, type Vaccel, VaccelError } from '@vaccel/core';
+import { native, nativeAvailable } from '@vaccel/memory';
 import {
   AGENT_SERVICE_ASYNC,
   AGENT_SERVICE_SYNC,
@@ -13,13 +15,16 @@ import {
   formatAddress,
   listen,
   parseAddress,
+  SharedMemoryService,
   serviceHandlers,
   statusFromError,
 } from '@vaccel/remote';
 import { type CallContext, codeName, type Method, type Payload, payloadLength, Server } from '@vaccel/ttrpc';
+import { HandoverSocket } from './handover.js';
 import { AgentMetrics } from './metrics.js';
 import { agentService } from './service.js';
-import { type ConnectionLimits, ConnectionState } from './state.js';
+import { sharedMemoryService } from './shared-memory.js';
+import { type ConnectionLimits, ConnectionState, type DeviceMemory } from './state.js';
 
 /** Options of an {@link Agent}. */
 export interface AgentOptions {
@@ -35,20 +40,56 @@ export interface AgentOptions {
   /** Shared secret: when set, every call must carry metadata `authorization: Bearer <token>`. */
   token?: string;
   metrics?: AgentMetrics;
+  /**
+   * Offer shared memory to local guests (default true where the @vaccel/memory addon loads): the
+   * first unix address gets a handover socket beside it, `<path>.shm`.
+   */
+  sharedMemory?: boolean;
+}
+
+/** Options of {@link Agent.listen}. */
+export interface ListenOptions {
+  /**
+   * A descriptor of the memory the host gave the VM that connects here (its ivshmem device's
+   * backing memfd or file): connections on this address may attach it as a shared region.
+   */
+  deviceMemoryFd?: number;
 }
 
 const GiB = 1024 ** 3;
+
+/** The pid and uid of a unix-socket peer, when the stream is one and the addon can ask. */
+function unixPeer(stream: unknown): { pid: number; uid: number } | undefined {
+  const socket = stream as Socket & { _handle?: { fd?: number } };
+  // A unix socket has no remote address; TCP's does.
+  if (typeof socket.remoteAddress === 'string' || !(socket._handle?.fd! >= 0) || !nativeAvailable())
+    return undefined;
+  try {
+    return native().peerCredentials(socket._handle!.fd!);
+  } catch {
+    return undefined;
+  }
+}
 
 export class Agent implements AsyncDisposable {
   readonly server: Server;
   readonly metrics: AgentMetrics;
   readonly #listeners: NetServer[] = [];
   readonly #options: AgentOptions;
+  /** Device memory of the VM behind each listener that has one. */
+  readonly #devices = new WeakMap<Socket, DeviceMemory>();
+  #handover: HandoverSocket | undefined;
 
   constructor(options: AgentOptions) {
     this.#options = options;
     this.metrics = options.metrics ?? new AgentMetrics();
-    const limits: ConnectionLimits = { maxSessions: 1024, maxResourceBytes: 4 * GiB, ...options.limits };
+    const limits: ConnectionLimits = {
+      maxSessions: 1024,
+      maxResourceBytes: 4 * GiB,
+      maxRegions: 16,
+      maxRegionBytes: 4 * GiB,
+      ...options.limits,
+    };
     const log = options.logger;
     this.server = new Server({
       maxFrame: options.maxFrame,
@@ -62,7 +103,8 @@ export class Agent implements AsyncDisposable {
         return status;
       },
       onConnection: (connection) => {
-        const state = new ConnectionState(connection.id, limits);
+        const socket = connection.stream as Socket;
+        const state = new ConnectionState(connection.id, limits, unixPeer(socket), this.#devices.get(socket));
         connection.context = state;
         this.metrics.connections.inc();
         log.info({ conn: connection.id }, 'guest connected');
@@ -95,24 +137,67 @@ export class Agent implements AsyncDisposable {
     const borrowing = ['Genop', 'ImageClassification'];
     this.server.register(AGENT_SERVICE_SYNC, methods, { borrowing });
     this.server.register(AGENT_SERVICE_ASYNC, methods, { borrowing });
+    this.server.register(
+      SharedMemoryService.typeName,
+      this.#instrument(
+        serviceHandlers(
+          SharedMemoryService,
+          sharedMemoryService(() => this.#handover),
+        ),
+        opOf,
+      ),
+    );
   }
 
-  /** Listens on an address (`unix:///path` — created 0600 — or `tcp://host:port`). */
-  async listen(address: string): Promise<void> {
-    const listener = await listen(parseAddress(address));
+  /** The handover socket's path, when local guests can share memory with this agent. */
+  get handoverPath(): string | undefined {
+    return this.#handover?.path;
+  }
+
+  /**
+   * Listens on an address (`unix:///path` — created 0600 — or `tcp://host:port`). The first unix
+   * address also gets the shared-memory handover socket, `<path>.shm` (see {@link AgentOptions}).
+   */
+  async listen(address: string, options: ListenOptions = {}): Promise<void> {
+    const parsed = parseAddress(address);
+    const device = options.deviceMemoryFd === undefined ? undefined : this.#mapDevice(options.deviceMemoryFd);
+    const listener = await listen(parsed);
+    // Tag this listener's sockets before the ttRPC server sees them (its handler runs after ours).
+    if (device) listener.prependListener('connection', (socket: Socket) => this.#devices.set(socket, device));
     this.server.listen(listener);
     this.#listeners.push(listener);
-    this.#options.logger.info({ address: formatAddress(parseAddress(address)) }, 'listening');
+    const log = this.#options.logger;
+    if (parsed.kind === 'unix' && !this.#handover && (this.#options.sharedMemory ?? true)) {
+      if (nativeAvailable()) this.#handover = HandoverSocket.open(`${parsed.path}.shm`, log);
+      else log.info({}, 'shared memory is off: the @vaccel/memory addon is not built (data goes in-band)');
+    }
+    log.info(
+      {
+        address: formatAddress(parsed),
+        handover: this.#handover?.path,
+        deviceMemory: device?.buffer.byteLength,
+      },
+      'listening',
+    );
+  }
+
+  /** Maps a VM's device memory (the whole file behind `fd`); the agent keeps it for its lifetime. */
+  #mapDevice(fd: number): DeviceMemory {
+    const size = fstatSync(fd).size;
+    if (size <= 0) throw new VaccelError('EINVAL', `device memory fd ${fd} has no size`);
+    return { buffer: native().mmap(fd, size, 0) };
   }
 
   /** Stops accepting, drains in-flight calls, frees every connection. */
   async shutdown(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#handover?.close();
     await this.server.shutdown(options);
   }
 
   /** Closes everything at once. */
   close(): void {
     this.server.close();
+    this.#handover?.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

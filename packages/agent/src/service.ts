@@ -16,7 +16,15 @@ import {
   type Vaccel,
   VaccelError,
 } from '@vaccel/core';
-import { type AgentService, fromWireArg, type GenArg, type ServiceImpl, toWireArg } from '@vaccel/remote';
+import {
+  type AgentService,
+  type DecodedArg,
+  fromWireArg,
+  type GenArg,
+  refWireArg,
+  type ServiceImpl,
+  toWireArg,
+} from '@vaccel/remote';
 import type { CallContext } from '@vaccel/ttrpc';
 import type { AgentMetrics } from './metrics.js';
 import type { ConnectionState } from './state.js';
@@ -25,9 +33,6 @@ type Impl = ServiceImpl<(typeof AgentService)['method']>;
 
 /** Strips the REMOTE bit: on the host every plugin is local. */
 const hostHint = (flags: number): number => flags & PluginType.All & ~PluginType.Remote;
-
-const toCoreArgs = (args: readonly GenArg[], what: string): Arg[] =>
-  args.map((arg, i) => fromWireArg(arg, what, i));
 
 /** Reassembles GenopStream chunks (parts/part_no) into whole args. */
 function joinChunks(requests: readonly { readArgs: GenArg[]; writeArgs: GenArg[] }[]): {
@@ -71,21 +76,41 @@ export function agentService(
 ): Impl {
   const state = (ctx: CallContext): ConnectionState => ctx.connection.context as ConnectionState;
 
-  const runGenop = async (sessionId: bigint, readArgs: GenArg[], writeArgs: GenArg[], ctx: CallContext) => {
-    const read = toCoreArgs(readArgs, 'genop read');
-    const write = toCoreArgs(writeArgs, 'genop write');
-    const op = ReadArg.uint8(read[0], 'genop op');
-    opOf.set(ctx, opName(op));
-    // Listing needs no session: clients probe with it right after connecting.
-    if (op === OpType.ListOperations) {
-      const ops = (await vaccel.listOperations()).map(({ op, name, plugin }) => ({ op, name, plugin }));
-      const out = write[0] ?? Args.raw();
-      out.buf = new TextEncoder().encode(JSON.stringify(ops));
-      return { writeArgs: [toWireArg(out)] };
+  const runGenop = async (
+    sessionId: bigint,
+    readArgs: DecodedArg[],
+    writeArgs: DecodedArg[],
+    ctx: CallContext,
+  ) => {
+    const { regions } = state(ctx);
+    // Regions a reference of this call points into stay mapped until the op is over.
+    const pinned = new Set<number>();
+    const resolve = (ref: Parameters<typeof regions.resolve>[0], where: string) =>
+      regions.resolve(ref, where, pinned);
+    try {
+      const read = readArgs.map((arg, i) => fromWireArg(arg, 'genop read', i, resolve));
+      const write = writeArgs.map((arg, i) => fromWireArg(arg, 'genop write', i, resolve));
+      const op = ReadArg.uint8(read[0], 'genop op');
+      opOf.set(ctx, opName(op));
+      // Listing needs no session: clients probe with it right after connecting.
+      if (op === OpType.ListOperations) {
+        const ops = (await vaccel.listOperations()).map(({ op, name, plugin }) => ({ op, name, plugin }));
+        const out = write[0] ?? Args.raw();
+        out.buf = new TextEncoder().encode(JSON.stringify(ops));
+        return { writeArgs: [toWireArg(out)] };
+      }
+      const session = state(ctx).session(sessionId);
+      await session.doOperation(op as OpType, read.slice(1), write, { signal: ctx.signal });
+      // Outputs the op left in a shared region (in place) go back as references, the rest in-band.
+      return {
+        writeArgs: write.map((arg) => {
+          const ref = pinned.size > 0 ? regions.refOf(arg.buf) : undefined;
+          return ref ? refWireArg(arg, ref) : toWireArg(arg);
+        }),
+      };
+    } finally {
+      if (pinned.size > 0) regions.unpin(pinned);
     }
-    const session = state(ctx).session(sessionId);
-    await session.doOperation(op as OpType, read.slice(1), write, { signal: ctx.signal });
-    return { writeArgs: write.map(toWireArg) };
   };
 
   const notSupported = (what: string) => async () => {

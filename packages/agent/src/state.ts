@@ -4,6 +4,7 @@
  * @module
  */
 import { type Resource, type Session, VaccelError } from '@vaccel/core';
+import { ConnectionRegions } from './regions.js';
 
 /** Per-connection limits. */
 export interface ConnectionLimits {
@@ -11,16 +12,33 @@ export interface ConnectionLimits {
   maxSessions: number;
   /** Resource bytes held at once (default 4 GiB). */
   maxResourceBytes: number;
+  /** Shared-memory regions attached at once (default 16). */
+  maxRegions: number;
+  /** Bytes of one shared-memory region (default 4 GiB). */
+  maxRegionBytes: number;
+}
+
+/** Memory the host gave the VM behind a connection (its ivshmem device), mapped by the agent. */
+export interface DeviceMemory {
+  readonly buffer: ArrayBuffer;
 }
 
 export class ConnectionState {
   readonly sessions = new Map<number, Session>();
   readonly resources = new Map<number, Resource>();
   resourceBytes = 0;
+  /** Shared-memory regions attached to this connection. */
+  readonly regions = new ConnectionRegions();
+  /** Nonces offered to this connection and not yet used (hex). */
+  readonly offers = new Set<string>();
 
   constructor(
     readonly id: number,
     readonly limits: ConnectionLimits,
+    /** The guest process at the other end of a unix socket (SO_PEERCRED), when known. */
+    readonly peer?: { pid: number; uid: number },
+    /** The VM's device memory, for a connection from a VM the host gave one. */
+    readonly device?: DeviceMemory,
   ) {}
 
   /** A session of this connection. @throws VaccelError EINVAL for ids ≤ 0, ENOENT for others' or unknown ids. */
@@ -45,6 +63,8 @@ export class ConnectionState {
     this.sessions.clear();
     this.resources.clear();
     this.resourceBytes = 0;
+    this.regions.detachAll();
+    this.offers.clear();
     return count;
   }
 }

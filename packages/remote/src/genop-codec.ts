@@ -11,6 +11,10 @@
  *   frame its own buffer. So Float32/Float64 args are viewed in place on the other side.
  * - Decoding gives what protobuf-es's `fromBinary` gives (property-tested), with `bytes` as views.
  *
+ * - An arg may carry a {@link SharedRef} (field 16, our extension) in place of its bytes: `length`
+ *   bytes of a shared-memory region attached to the connection. Only sent to a vaccel-ts agent that
+ *   attached the region; upstream decoders would skip the field.
+ *
  * Also the one conversion between core Args and wire args, used by both the plugin and the agent.
  * @module
  */
@@ -19,8 +23,21 @@ import { type Arg, type ArgType, VaccelError } from '@vaccel/core';
 import { ALIGN_FROM, alignmentPad, putVarint, varintSize } from '@vaccel/ttrpc';
 import type { Arg as GenArg, ArgType as WireArgType } from './gen/genop_pb.js';
 
+/** A reference to bytes in a shared-memory region (vaccel_ts.memory.SharedRef). */
+export interface SharedRef {
+  regionId: number;
+  offset: number;
+  /** Bytes; also the arg's `size`. */
+  length: number;
+}
+
+/** genop.Arg's field for a {@link SharedRef}. */
+const REF_FIELD = 16;
+
 /** An arg as it goes on the wire (the init shape of genop.Arg). */
 export interface WireArg {
+  /** Where the bytes are instead of `buf` (then `size` is `ref.length`). */
+  ref?: SharedRef;
   buf?: Uint8Array;
   /** Default: the buffer's length (the full length when chunked). */
   size?: number;
@@ -38,12 +55,40 @@ export const toWireArg = (arg: Arg): WireArg => ({
   customTypeId: arg.customTypeId ?? 0,
 });
 
+/** A wire arg that refers to `ref`'s bytes (none of them travel). */
+export const refWireArg = (arg: Arg, ref: SharedRef): WireArg => ({
+  ref,
+  size: ref.length,
+  argType: arg.type,
+  customTypeId: arg.customTypeId ?? 0,
+});
+
+/** A decoded genop.Arg, with the {@link SharedRef} it may carry. */
+export type DecodedArg = GenArg & { ref?: SharedRef };
+
 /**
- * A wire arg as a core arg (its buffer is a view, not a copy).
+ * A wire arg as a core arg (its buffer is a view, not a copy). An arg with a shared reference
+ * gets the bytes `resolve` finds for it (bounds-checked there); without `resolve` it is refused.
  * @throws VaccelError `EINVAL` when `size` is not the buffer's length (upstream's agent refuses
- * those too).
+ * those too) or a reference cannot be resolved.
  */
-export function fromWireArg(arg: GenArg, what: string, index: number): Arg {
+export function fromWireArg(
+  arg: DecodedArg,
+  what: string,
+  index: number,
+  resolve?: (ref: SharedRef, where: string) => Uint8Array,
+): Arg {
+  if (arg.ref) {
+    const where = `${what} arg ${index}`;
+    if (!resolve) throw new VaccelError('EINVAL', `${where}: shared memory references are not accepted here`);
+    if (arg.buf.byteLength > 0 || arg.size !== arg.ref.length)
+      throw new VaccelError('EINVAL', `${where}: a shared reference carries no bytes and size = its length`);
+    return {
+      type: arg.argType as number as ArgType,
+      buf: resolve(arg.ref, where),
+      customTypeId: arg.customTypeId,
+    };
+  }
   if (arg.size !== arg.buf.byteLength) {
     throw new VaccelError(
       'EINVAL',
@@ -71,9 +116,34 @@ function scalarsLength(values: readonly number[]): number {
   return length;
 }
 
+/** The SharedRef message's own bytes (fields 1–3, zeros left out). */
+function refValues(ref: SharedRef): [number, number, number] {
+  return [ref.regionId, ref.offset, ref.length];
+}
+
+/** Field 16 of an arg: its 2-byte tag, length and message. */
+function refFieldLength(ref: SharedRef | undefined): number {
+  if (!ref) return 0;
+  const inner = scalarsLength(refValues(ref));
+  return 2 + varintSize(inner) + inner;
+}
+
 function argLength(arg: WireArg): number {
   const n = arg.buf?.byteLength ?? 0;
-  return (n > 0 ? 1 + varintSize(n) + n : 0) + scalarsLength(scalarValues(arg));
+  return (n > 0 ? 1 + varintSize(n) + n : 0) + scalarsLength(scalarValues(arg)) + refFieldLength(arg.ref);
+}
+
+/** Writes field 16 (a {@link SharedRef}) at `at`; returns the offset after it. */
+function putRef(out: Uint8Array, at: number, ref: SharedRef): number {
+  const values = refValues(ref);
+  at = putVarint(out, at, (REF_FIELD << 3) | WireType.LengthDelimited); // 2 bytes
+  at = putVarint(out, at, scalarsLength(values));
+  for (let f = 0; f < values.length; f++) {
+    if (values[f] === 0) continue;
+    out[at++] = (f + 1) << 3; // fields 1–3, varint
+    at = putVarint(out, at, values[f]!);
+  }
+  return at;
 }
 
 /** Writes messages into parts: small pieces into a shared writer, big buffers by reference. */
@@ -107,6 +177,11 @@ class PartsWriter {
       const values = scalarValues(arg);
       for (let i = 0; i < values.length; i++)
         if (values[i] !== 0) this.writer.tag(i + 2, WireType.Varint).uint32(values[i]!);
+      if (arg.ref) {
+        const ref = new Uint8Array(refFieldLength(arg.ref));
+        putRef(ref, 0, arg.ref);
+        this.writer.raw(ref);
+      }
     }
     return this;
   }
@@ -160,6 +235,7 @@ function putArgs(
       out[at++] = (f + 2) << 3; // fields 2–6, varint
       at = putVarint(out, at, values[f]!);
     }
+    if (arg.ref) at = putRef(out, at, arg.ref);
   }
   return at;
 }
@@ -223,7 +299,28 @@ function wrongType(field: string, type: WireType): never {
   throw new Error(`genop: field ${field} has wire type ${type}`);
 }
 
-function decodeArg(bytes: Uint8Array): GenArg {
+/** A uint64 as a number; past 2^53 it is Infinity, which no bound check lets through. */
+function uint64Number(reader: BinaryReader): number {
+  const value = BigInt(reader.uint64());
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : Number.POSITIVE_INFINITY;
+}
+
+function decodeRef(bytes: Uint8Array): SharedRef {
+  const reader = new BinaryReader(bytes);
+  const ref = { regionId: 0, offset: 0, length: 0 };
+  while (reader.pos < reader.len) {
+    const [no, type] = reader.tag();
+    if (no >= 1 && no <= 3) {
+      if (type !== WireType.Varint) wrongType(`SharedRef.${no}`, type);
+      if (no === 1) ref.regionId = reader.uint32();
+      else if (no === 2) ref.offset = uint64Number(reader);
+      else ref.length = uint64Number(reader);
+    } else reader.skip(type, no);
+  }
+  return ref;
+}
+
+function decodeArg(bytes: Uint8Array): DecodedArg {
   const reader = new BinaryReader(bytes);
   const arg = {
     $typeName: 'vaccel.genop.Arg',
@@ -251,24 +348,29 @@ function decodeArg(bytes: Uint8Array): GenArg {
       else arg.partNo = value;
       continue;
     }
+    if (no === REF_FIELD) {
+      if (type !== WireType.LengthDelimited) wrongType('Arg.ref', type);
+      (arg as DecodedArg).ref = decodeRef(reader.bytes());
+      continue;
+    }
     reader.skip(type, no);
   }
-  return arg as GenArg & { argType: WireArgType };
+  return arg as DecodedArg & { argType: WireArgType };
 }
 
 /** Decodes a genop.Request; `buf`s are views of `bytes`. @throws Error for malformed bytes. */
 export function decodeGenopRequest(bytes: Uint8Array): {
   $typeName: 'vaccel.genop.Request';
   sessionId: bigint;
-  readArgs: GenArg[];
-  writeArgs: GenArg[];
+  readArgs: DecodedArg[];
+  writeArgs: DecodedArg[];
 } {
   const reader = new BinaryReader(bytes);
   const out = {
     $typeName: 'vaccel.genop.Request' as const,
     sessionId: 0n,
-    readArgs: [] as GenArg[],
-    writeArgs: [] as GenArg[],
+    readArgs: [] as DecodedArg[],
+    writeArgs: [] as DecodedArg[],
   };
   while (reader.pos < reader.len) {
     const [no, type] = reader.tag();
@@ -286,10 +388,10 @@ export function decodeGenopRequest(bytes: Uint8Array): {
 /** Decodes a genop.Response; `buf`s are views of `bytes`. @throws Error for malformed bytes. */
 export function decodeGenopResponse(bytes: Uint8Array): {
   $typeName: 'vaccel.genop.Response';
-  writeArgs: GenArg[];
+  writeArgs: DecodedArg[];
 } {
   const reader = new BinaryReader(bytes);
-  const out = { $typeName: 'vaccel.genop.Response' as const, writeArgs: [] as GenArg[] };
+  const out = { $typeName: 'vaccel.genop.Response' as const, writeArgs: [] as DecodedArg[] };
   while (reader.pos < reader.len) {
     const [no, type] = reader.tag();
     if (no === 1) {

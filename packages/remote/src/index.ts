@@ -6,13 +6,17 @@ export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './ad
 export { detailErrno, ERROR_TYPE_URL, errorDetail, errorFromRpc, statusFromError } from './errors.js';
 export type { Arg as GenArg } from './gen/genop_pb.js';
 export { ArgSchema as GenArgSchema, RequestSchema as GenopRequestSchema } from './gen/genop_pb.js';
+export { SharedMemory as SharedMemoryService } from './gen/shared_memory_pb.js';
 export {
+  type DecodedArg,
   decodeGenopRequest,
   decodeGenopResponse,
   encodeGenopRequest,
   encodeGenopResponse,
   fromWireArg,
   type GenopEncodeOptions,
+  refWireArg,
+  type SharedRef,
   toWireArg,
   type WireArg,
 } from './genop-codec.js';

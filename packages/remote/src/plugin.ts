@@ -5,9 +5,11 @@
  * @module
  */
 import {
+  type Arg,
   Args,
   allOps,
   EXTENSION_OP_MIN,
+  type Logger,
   type OpArgs,
   type OpContext,
   type OpHandler,
@@ -22,9 +24,17 @@ import {
 import { DEFAULT_ADDRESS } from './address.js';
 import { errorFromRpc } from './errors.js';
 import { BlobType } from './gen/resource_pb.js';
-import { decodeGenopResponse, encodeGenopRequest, toWireArg, type WireArg } from './genop-codec.js';
+import {
+  decodeGenopResponse,
+  encodeGenopRequest,
+  refWireArg,
+  type SharedRef,
+  toWireArg,
+  type WireArg,
+} from './genop-codec.js';
 import { AgentLink, type Linked } from './link.js';
 import { AGENT_SERVICE_SYNC } from './service.js';
+import { GuestRegions } from './shared-memory.js';
 
 /** Options of {@link remotePlugin}. Unset ones come from the environment. */
 export interface RemotePluginOptions {
@@ -89,6 +99,30 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     maxFrame: options.maxFrame,
   });
   const sessions = new Map<number, RemoteSession>();
+  const regions = new GuestRegions(() => link.current);
+  let logger: Logger | undefined;
+  /** What the last shared-memory request got, logged when it changes. */
+  let dataPlane = '';
+  const sayDataPlane = (what: string): void => {
+    if (what !== dataPlane) logger?.info({ address }, `data plane: ${what}`);
+    dataPlane = what;
+  };
+
+  /** Wire args for `args`: references for views in our shared regions, bytes for the rest. */
+  function wireArgs(linked: Linked, args: readonly Arg[]): WireArg[] | Promise<WireArg[]> {
+    if (regions.empty || !linked.ours) return args.map(toWireArg);
+    let pending = false;
+    const out = args.map((arg) => {
+      const ref = regions.ref(linked, arg.buf);
+      if (ref instanceof Promise) pending = true;
+      return ref === undefined
+        ? toWireArg(arg)
+        : ref instanceof Promise
+          ? ref.then((r) => refWireArg(arg, r))
+          : refWireArg(arg, ref);
+    });
+    return pending ? Promise.all(out) : (out as WireArg[]);
+  }
 
   const callOptions = (ctx: OpContext) => ({ signal: ctx.signal, timeoutMs });
 
@@ -191,13 +225,16 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
       if (out) out.set(tags.subarray(0, out.byteLength));
       return;
     }
+    const readWire = wireArgs(linked, args);
+    const writeWire = wireArgs(linked, write);
     const request = encodeGenopRequest({
       sessionId: s.agentId,
-      readArgs: [opArg(op), ...args.map(toWireArg)],
-      writeArgs: write.map(toWireArg),
+      readArgs: [opArg(op), ...(readWire instanceof Promise ? await readWire : readWire)],
+      writeArgs: writeWire instanceof Promise ? await writeWire : writeWire,
     });
     // Upstream ops fill the caller's buffers in place; our extension ops size their outputs, and
-    // the caller gets copies in memory of its own. Either way the reply's buffer is reused.
+    // the caller gets copies in memory of its own. Either way the reply's buffer is reused. An
+    // output the agent wrote in a shared region comes back as a reference: nothing to copy.
     const inPlace = op < EXTENSION_OP_MIN;
     await linked.client.callWith(
       AGENT_SERVICE_SYNC,
@@ -206,8 +243,17 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
       (bytes) => {
         const reply = decodeGenopResponse(bytes);
         for (const [i, arg] of write.entries()) {
-          const got = reply.writeArgs[i]?.buf;
-          if (!got) continue;
+          const wire = reply.writeArgs[i];
+          if (!wire) continue;
+          if (wire.ref) {
+            const shared = regions.resolve(linked, wire.ref as SharedRef);
+            if (inPlace) {
+              if (shared.byteOffset !== arg.buf.byteOffset || shared.buffer !== arg.buf.buffer)
+                arg.buf.set(shared.subarray(0, arg.buf.byteLength));
+            } else arg.buf = shared;
+            continue;
+          }
+          const got = wire.buf;
           if (inPlace) arg.buf.set(got.subarray(0, arg.buf.byteLength));
           else arg.buf = copyOut(got);
         }
@@ -254,6 +300,23 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
         })
       ).ops;
     },
+    init(ctx) {
+      logger = ctx.logger;
+    },
+    async sharedMemory(byteLength, { signal }) {
+      const linked = await link.get(signal).catch((error: unknown) => {
+        throw errorFromRpc(error, 'agent');
+      });
+      const made = await regions.create(linked, byteLength, signal).catch((error: unknown) => {
+        throw errorFromRpc(error, 'agent shared memory');
+      });
+      if ('why' in made) {
+        sayDataPlane(`in-band (${made.why})`);
+        return undefined;
+      }
+      sayDataPlane('shared memory (memfd regions handed to the agent)');
+      return made.memory;
+    },
     hooks: {
       async sessionRelease(info) {
         const s = sessions.get(info.id);
@@ -265,6 +328,7 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     },
     async fini() {
       await link.close();
+      regions.close();
     },
   };
 }
