@@ -165,7 +165,10 @@ export class HandoverSocket {
     const key = Buffer.from(nonce.subarray(0, NONCE_BYTES)).toString('hex');
     const handover = { fd: got.fds[0]!, pid: sender.pid, uid: sender.uid };
     const waiting = this.#waiting.get(key);
-    if (waiting) return waiting.resolve(handover);
+    if (waiting) {
+      waiting.resolve(handover);
+      return;
+    }
     const earlier = this.#pending.get(key);
     if (earlier) {
       // One handover per nonce: a second one is refused, and so is the first (someone is replaying).
