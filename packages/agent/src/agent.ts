@@ -61,11 +61,11 @@ const GiB = 1024 ** 3;
 /** The pid and uid of a unix-socket peer, when the stream is one and the addon can ask. */
 function unixPeer(stream: unknown): { pid: number; uid: number } | undefined {
   const socket = stream as Socket & { _handle?: { fd?: number } };
+  const fd = socket._handle?.fd ?? -1;
   // A unix socket has no remote address; TCP's does.
-  if (typeof socket.remoteAddress === 'string' || !(socket._handle?.fd! >= 0) || !nativeAvailable())
-    return undefined;
+  if (typeof socket.remoteAddress === 'string' || fd < 0 || !nativeAvailable()) return undefined;
   try {
-    return native().peerCredentials(socket._handle!.fd!);
+    return native().peerCredentials(fd);
   } catch {
     return undefined;
   }
