@@ -255,7 +255,11 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
           }
           const got = wire.buf;
           if (inPlace) arg.buf.set(got.subarray(0, arg.buf.byteLength));
-          else arg.buf = copyOut(got);
+          else if (got.byteLength > 0 && got.byteLength <= arg.buf.byteLength) {
+            // The caller gave room for the output (e.g. a cipher's `output`): it lands there.
+            arg.buf.set(got);
+            arg.buf = arg.buf.subarray(0, got.byteLength);
+          } else arg.buf = copyOut(got);
         }
       },
       callOptions(ctx),

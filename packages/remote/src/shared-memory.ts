@@ -91,7 +91,9 @@ export class GuestRegions {
     if (typeof lib === 'string') return { why: lib };
     const offer = await stubOf(linked).offer({}, { signal });
     if (offer.nonce.byteLength === 0)
-      return { why: 'the agent takes no descriptors on this connection (it needs a unix socket)' };
+      return {
+        why: 'the agent takes no descriptors on this connection (that needs a unix socket and its @vaccel/memory addon)',
+      };
     if (BigInt(byteLength) > offer.maxRegionBytes)
       throw new VaccelError('E2BIG', `the agent maps regions of at most ${offer.maxRegionBytes} bytes`);
     const size = Math.ceil(byteLength / PAGE) * PAGE;
