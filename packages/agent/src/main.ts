@@ -13,6 +13,7 @@ import {
   Vaccel,
   VaccelError,
 } from '@vaccel/core';
+import { keepFreedMemory } from '@vaccel/memory';
 import { DEFAULT_ADDRESS } from '@vaccel/remote';
 import { checkMaxFrame } from '@vaccel/ttrpc';
 import pino from 'pino';
@@ -97,6 +98,9 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = pino({ level: logLevelName(level), base: { name: 'vaccel-agent' } });
+  // Ops allocate the same big buffers call after call: keep freed memory rather than fault it in
+  // again each time (VACCEL_KEEP_FREED_MEMORY=0 turns this off).
+  logger.debug({ keepFreedMemory: keepFreedMemory() }, 'allocator');
   try {
     const token = values['token-file'] ? (await readFile(values['token-file'], 'utf8')).trim() : undefined;
     if (values['token-file'] && !token)

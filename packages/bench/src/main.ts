@@ -64,6 +64,9 @@ same run and compared as guest/host ratios.`;
 
 /** Runs the CLI; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // The agent keeps the memory it frees (see @vaccel/memory keepFreedMemory); so does the host
+  // path here, so that both sides run with the same allocator (absent in a VM guest: no matter).
+  await import('@vaccel/memory').then((m) => m.keepFreedMemory()).catch(() => false);
   let parsed: ReturnType<typeof parse>;
   const parse = (args: string[]) =>
     parseArgs({

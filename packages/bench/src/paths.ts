@@ -1,11 +1,12 @@
 /**
- * The two paths every figure compares: "host" runs the op in-process on the host's plugins,
- * "guest" sends the same op through a `vaccel-agent` process (over a unix socket, and over any
- * other address given with --address).
+ * The paths every figure compares: "host" runs the op in-process on the host's plugins; "guest"
+ * sends the same op through a `vaccel-agent` process over a unix socket with its data in-band
+ * (and over any other address given with --address); "guest (shared memory)" does the same with
+ * its arrays allocated in a region the agent maps, so only references cross the socket.
  * @module
  */
 import { fileURLToPath } from 'node:url';
-import { type Plugin, type Session, Vaccel } from '@vaccel/core';
+import { type Plugin, type Session, type SharedMemory, Vaccel } from '@vaccel/core';
 import { remotePlugin } from '@vaccel/remote';
 import { startAgent } from './agent-process.js';
 import type { FigureOptions } from './figure.js';
@@ -17,12 +18,36 @@ export const HOST = 'host (in-process)';
 /** The photo the classification figures resize. */
 export const CAT = fileURLToPath(new URL('../../../examples/images/cat.jpg', import.meta.url));
 export const GUEST = 'guest (agent, unix)';
+export const GUEST_SHARED = 'guest (agent, shared memory)';
 
 /** One way to run ops. */
 export interface BenchPath {
   series: string;
   vaccel: Vaccel;
   session: Session;
+  /** Where this path keeps its arrays (see {@link placed}): a region the agent maps. */
+  region?: SharedMemory;
+}
+
+const placements = new WeakMap<BenchPath, Map<string, ArrayBufferView>>();
+
+/**
+ * The array a path uses for `key`, made once: inside the path's shared region when it has one
+ * (the guest allocates its tensors there, as a user of shared memory would), else `make()`.
+ */
+export function placed<T extends Float32Array | Uint8Array>(path: BenchPath, key: string, make: () => T): T {
+  let arrays = placements.get(path);
+  if (!arrays) {
+    arrays = new Map();
+    placements.set(path, arrays);
+  }
+  let array = arrays.get(key) as T | undefined;
+  if (!array) {
+    const fresh = make();
+    array = path.region ? path.region.copyOf(fresh) : fresh;
+    arrays.set(key, array);
+  }
+  return array;
 }
 
 /** The host path and the guest path(s), open. */
@@ -48,12 +73,25 @@ async function localPlugins(): Promise<(Plugin | string)[]> {
   }
 }
 
-/** Starts an agent (unless told not to) and opens every path. */
-export async function openPaths(options: FigureOptions): Promise<Paths> {
+/**
+ * Starts an agent (unless told not to) and opens every path; `sharedBytes` > 0 adds the shared
+ * memory path with a region that large (left out, with a note on stderr, where the agent cannot
+ * map it: no addon, or not a unix socket).
+ */
+export async function openPaths(options: FigureOptions, sharedBytes = 0): Promise<Paths> {
   const agent = options.startAgent === false ? undefined : await startAgent();
   const host = await open(HOST, { plugins: await localPlugins() });
   const all = [host];
   if (agent) all.push(await open(GUEST, { plugins: [remotePlugin({ address: agent.address })] }));
+  if (agent && sharedBytes > 0) {
+    const shared = await open(GUEST_SHARED, { plugins: [remotePlugin({ address: agent.address })] });
+    shared.region = await shared.vaccel.sharedMemory(sharedBytes);
+    if (shared.region.via === 'memfd') all.push(shared);
+    else {
+      process.stderr.write(`no shared memory path: the region is ${shared.region.via} memory only\n`);
+      await shared.vaccel.close();
+    }
+  }
   if (options.address) {
     all.push(
       await open(`guest (${options.address})`, { plugins: [remotePlugin({ address: options.address })] }),

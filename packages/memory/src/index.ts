@@ -4,4 +4,12 @@
  * guests and the vhost-user backend. Optional everywhere: without the addon, data moves in-band.
  * @module
  */
-export { closeQuietly, type Native, native, nativeAvailable, type Received, type Watcher } from './native.js';
+export {
+  closeQuietly,
+  keepFreedMemory,
+  type Native,
+  native,
+  nativeAvailable,
+  type Received,
+  type Watcher,
+} from './native.js';

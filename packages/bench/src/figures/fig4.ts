@@ -6,7 +6,7 @@
 import { sgemmFlops } from '@vaccel/core';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
-import { budgetFor, HOST, openPaths, sweep, type Tick } from '../paths.js';
+import { budgetFor, HOST, openPaths, placed, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
 import { compare, type FigureResult } from '../result.js';
 
@@ -15,7 +15,9 @@ export async function fig4(options: FigureOptions): Promise<FigureResult> {
   const { reps, quick } = options;
   const sizes = quick ? [32, 64, 128, 256] : [32, 64, 128, 256, 512, 1024, 2048];
   const ticks: Tick[] = sizes.map((x) => ({ x, label: `${x}` }));
-  await using paths = await openPaths(options);
+  // Room for A (used as B too) and C of every size, in the shared memory path's region.
+  const shared = sizes.reduce((sum, n) => sum + 2 * 4 * n * n + 128, 0);
+  await using paths = await openPaths(options, shared);
   const matrices = new Map(
     sizes.map((n) => [n, Float32Array.from({ length: n * n }, () => Math.random() * 2 - 1)] as const),
   );
@@ -29,8 +31,8 @@ export async function fig4(options: FigureOptions): Promise<FigureResult> {
       ticks,
       budgetFor(options),
       async (path, n) => {
-        const a = matrices.get(n)!;
-        const c = new Float32Array(n * n);
+        const a = placed(path, `a${n}`, () => matrices.get(n)!);
+        const c = placed(path, `c${n}`, () => new Float32Array(n * n));
         const calls = callsFor(n);
         const started = performance.now();
         for (let i = 0; i < calls; i++) await path.session.sgemm({ m: n, n, k: n, a, b: a, c });
@@ -53,7 +55,8 @@ export async function fig4(options: FigureOptions): Promise<FigureResult> {
     comparisons: compare(points, HOST),
     notes: [
       `C = A·B on random N×N float32 matrices with the ${plugin} plugin; MFLOPS = 2N³ / time; small N time several calls per measurement`,
-      'guest: the same sgemm through vaccel-agent over a unix socket (A and B go out, C comes back)',
+      'guest (agent, unix): the same sgemm through vaccel-agent over a unix socket (A and B go out, C comes back)',
+      'guest (agent, shared memory): the same, with A, B and C allocated in a memfd region the agent maps (only references cross the socket; C is written in place)',
     ],
   };
 }

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
-import { budgetFor, CAT, HOST, openPaths, sweep, type Tick } from '../paths.js';
+import { budgetFor, CAT, HOST, openPaths, placed, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
 import { compare, type FigureResult } from '../result.js';
 
@@ -34,7 +34,10 @@ export async function fig7(options: FigureOptions): Promise<FigureResult> {
   const ticks: Tick[] = sides.map((x) => ({ x, label: `${x}×${x}` }));
   const images = new Map<number, Uint8Array>();
   for (const side of sides) images.set(side, await testImage(side));
-  await using paths = await openPaths(options);
+  await using paths = await openPaths(
+    options,
+    [...images.values()].reduce((sum, image) => sum + image.byteLength + 64, 0),
+  );
   const progress = new Progress('fig7', ticks.length);
   let points: FigureResult['points'];
   try {
@@ -49,7 +52,10 @@ export async function fig7(options: FigureOptions): Promise<FigureResult> {
       budgetFor(options),
       async (path, side) => {
         const started = performance.now();
-        await path.session.imageClassify(images.get(side)!, { topK: 5 });
+        await path.session.imageClassify(
+          placed(path, `${side}`, () => images.get(side)!),
+          { topK: 5 },
+        );
         return performance.now() - started;
       },
       { metric: 'classify', unit: 'ms', higherIsBetter: false },
@@ -67,6 +73,7 @@ export async function fig7(options: FigureOptions): Promise<FigureResult> {
     points,
     comparisons: compare(points, HOST),
     notes: [
+      'guest (agent, shared memory): the JPEG sits in a memfd region the agent maps; only its reference crosses the socket',
       'examples/images/cat.jpg resized to each size and re-encoded as JPEG (quality 90); default model (MobileNetV2 moderation), top-5',
       'time = decode + resize + inference (+ transfer of the JPEG for the guest), end to end per call; one call per sample, host and guest interleaved call by call, ≥ 50 samples and ≥ 1 s per point (quick: fewer); overhead = median of the pairwise guest/host ratios, with its 95 % bootstrap interval',
     ],
