@@ -5,11 +5,12 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { after, before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Args, OpType, packCipher } from '@vaccel/core';
+import { Args, OpType, packCipher, Vaccel } from '@vaccel/core';
 import { native, nativeAvailable } from '@vaccel/memory';
 import {
   AGENT_SERVICE_SYNC,
   refWireArg,
+  remotePlugin,
   SharedMemoryService,
   type SharedRef,
   SyncAgentService,
@@ -18,7 +19,7 @@ import {
 } from '@vaccel/remote';
 import { Client } from '@vaccel/ttrpc';
 import fc from 'fast-check';
-import { type RunningAgent, startAgent, tempDir } from './helpers.js';
+import { freePort, type RunningAgent, startAgent, tempDir } from './helpers.js';
 
 const parity = fileURLToPath(new URL('./fixtures/shm-parity.ts', import.meta.url));
 const REGION = 64 * 1024;
@@ -252,5 +253,42 @@ suite('shared memory between a guest process and the agent', {
     );
     guest.client.close();
     await eventually(() => agentMaps(agent).length === 0, 'a closed connection unmaps its regions');
+  });
+
+  test('plain arrays of 64 KiB and more go through a staging region, not the socket', async () => {
+    const port = await freePort();
+    const staged = `unix://${dir}/staged.sock`;
+    const counted = await startAgent(['-a', staged, '--metrics', `127.0.0.1:${port}`]);
+    const received = async (): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return Number(/^vaccel_agent_received_bytes_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+    };
+    const n = 256; // A, B and C of 256 KiB each
+    const a = Float32Array.from({ length: n * n }, (_, i) => Math.sin(i));
+    const b = Float32Array.from({ length: n * n }, (_, i) => Math.cos(i));
+    await using local = await Vaccel.open({ plugins: ['noop', 'sgemm-js'] });
+    const want = await (await local.createSession()).sgemm({ m: n, n, k: n, a, b });
+    try {
+      for (const [stagingBytes, most, least] of [
+        [64 << 20, 16 << 10, 0],
+        [0, Number.POSITIVE_INFINITY, 3 * 4 * n * n],
+      ] as const) {
+        await using remote = await Vaccel.open({
+          plugins: [remotePlugin({ address: staged, stagingBytes })],
+        });
+        const session = await remote.createSession();
+        for (let i = 0; i < 3; i++) await session.sgemm({ m: n, n, k: n, a, b }); // the region is made meanwhile
+        const before = await received();
+        for (let i = 0; i < 5; i++) {
+          const c = await session.sgemm({ m: n, n, k: n, a, b });
+          for (let j = 0; j < c.length; j++)
+            assert.ok(Math.abs(c[j]! - want[j]!) <= 1e-3 * (1 + Math.abs(want[j]!)));
+        }
+        const perCall = ((await received()) - before) / 5;
+        assert.ok(perCall <= most && perCall >= least, `staging ${stagingBytes}: ${perCall} bytes per call`);
+      }
+    } finally {
+      await counted.stop();
+    }
   });
 });

@@ -1,8 +1,10 @@
 /**
  * The paths every figure compares: "host" runs the op in-process on the host's plugins; "guest"
  * sends the same op through a `vaccel-agent` process over a unix socket with its data in-band
- * (and over any other address given with --address); "guest (shared memory)" does the same with
- * its arrays allocated in a region the agent maps, so only references cross the socket.
+ * (and over any other address given with --address); "guest (staged)" lets the RPC plugin copy
+ * plain arrays of 64 KiB and more through its staging region (its default where the agent can
+ * map one); "guest (shared memory)" has its arrays allocated in a region the agent maps, so only
+ * references cross the socket.
  * @module
  */
 import { fileURLToPath } from 'node:url';
@@ -19,6 +21,7 @@ export const HOST = 'host (in-process)';
 export const CAT = fileURLToPath(new URL('../../../examples/images/cat.jpg', import.meta.url));
 export const GUEST = 'guest (agent, unix)';
 export const GUEST_SHARED = 'guest (agent, shared memory)';
+export const GUEST_STAGED = 'guest (agent, staged)';
 
 /** One way to run ops. */
 export interface BenchPath {
@@ -74,15 +77,18 @@ async function localPlugins(): Promise<(Plugin | string)[]> {
 }
 
 /**
- * Starts an agent (unless told not to) and opens every path; `sharedBytes` > 0 adds the shared
- * memory path with a region that large (left out, with a note on stderr, where the agent cannot
- * map it: no addon, or not a unix socket).
+ * Starts an agent (unless told not to) and opens every path; `sharedBytes` > 0 adds the staged
+ * and shared memory paths, the latter with a region that large (left out, with a note on stderr,
+ * where the agent cannot map it: no addon, or not a unix socket).
  */
 export async function openPaths(options: FigureOptions, sharedBytes = 0): Promise<Paths> {
   const agent = options.startAgent === false ? undefined : await startAgent();
   const host = await open(HOST, { plugins: await localPlugins() });
   const all = [host];
-  if (agent) all.push(await open(GUEST, { plugins: [remotePlugin({ address: agent.address })] }));
+  if (agent)
+    all.push(await open(GUEST, { plugins: [remotePlugin({ address: agent.address, stagingBytes: 0 })] }));
+  if (agent && sharedBytes > 0)
+    all.push(await open(GUEST_STAGED, { plugins: [remotePlugin({ address: agent.address })] }));
   if (agent && sharedBytes > 0) {
     const shared = await open(GUEST_SHARED, { plugins: [remotePlugin({ address: agent.address })] });
     shared.region = await shared.vaccel.sharedMemory(sharedBytes);

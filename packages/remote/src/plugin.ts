@@ -21,6 +21,7 @@ import {
   type SessionInfo,
   VaccelError,
 } from '@vaccel/core';
+import { Code, TtrpcError } from '@vaccel/ttrpc';
 import { DEFAULT_ADDRESS } from './address.js';
 import { errorFromRpc } from './errors.js';
 import { BlobType } from './gen/resource_pb.js';
@@ -34,7 +35,7 @@ import {
 } from './genop-codec.js';
 import { AgentLink, type Linked } from './link.js';
 import { AGENT_SERVICE_SYNC } from './service.js';
-import { GuestRegions } from './shared-memory.js';
+import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
 
 /** Options of {@link remotePlugin}. Unset ones come from the environment. */
 export interface RemotePluginOptions {
@@ -48,6 +49,11 @@ export interface RemotePluginOptions {
   timeoutMs?: number;
   /** Largest frame (default 256 MiB). */
   maxFrame?: number;
+  /**
+   * Size of the staging region through which plain arrays of 64 KiB and more travel, where the
+   * agent can map it (default `VACCEL_RPC_STAGING_BYTES`, else 64 MiB; 0 turns staging off).
+   */
+  stagingBytes?: number;
   env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -99,7 +105,10 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     maxFrame: options.maxFrame,
   });
   const sessions = new Map<number, RemoteSession>();
-  const regions = new GuestRegions(() => link.current);
+  const stagingBytes = options.stagingBytes ?? Number(env.VACCEL_RPC_STAGING_BYTES ?? DEFAULT_STAGING_BYTES);
+  if (!Number.isSafeInteger(stagingBytes) || stagingBytes < 0)
+    throw new VaccelError('EINVAL', `staging bytes must be a whole number ≥ 0, got ${stagingBytes}`);
+  const regions = new GuestRegions(() => link.current, stagingBytes);
   let logger: Logger | undefined;
   /** What the last shared-memory request got, logged when it changes. */
   let dataPlane = '';
@@ -107,22 +116,6 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     if (what !== dataPlane) logger?.info({ address }, `data plane: ${what}`);
     dataPlane = what;
   };
-
-  /** Wire args for `args`: references for views in our shared regions, bytes for the rest. */
-  function wireArgs(linked: Linked, args: readonly Arg[]): WireArg[] | Promise<WireArg[]> {
-    if (regions.empty || !linked.ours) return args.map(toWireArg);
-    let pending = false;
-    const out = args.map((arg) => {
-      const ref = regions.ref(linked, arg.buf);
-      if (ref instanceof Promise) pending = true;
-      return ref === undefined
-        ? toWireArg(arg)
-        : ref instanceof Promise
-          ? ref.then((r) => refWireArg(arg, r))
-          : refWireArg(arg, ref);
-    });
-    return pending ? Promise.all(out) : (out as WireArg[]);
-  }
 
   const callOptions = (ctx: OpContext) => ({ signal: ctx.signal, timeoutMs });
 
@@ -225,45 +218,59 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
       if (out) out.set(tags.subarray(0, out.byteLength));
       return;
     }
-    const readWire = wireArgs(linked, args);
-    const writeWire = wireArgs(linked, write);
-    const request = encodeGenopRequest({
-      sessionId: s.agentId,
-      readArgs: [opArg(op), ...(readWire instanceof Promise ? await readWire : readWire)],
-      writeArgs: writeWire instanceof Promise ? await writeWire : writeWire,
-    });
-    // Upstream ops fill the caller's buffers in place; our extension ops size their outputs, and
-    // the caller gets copies in memory of its own. Either way the reply's buffer is reused. An
-    // output the agent wrote in a shared region comes back as a reference: nothing to copy.
-    const inPlace = op < EXTENSION_OP_MIN;
-    await linked.client.callWith(
-      AGENT_SERVICE_SYNC,
-      'Genop',
-      request,
-      (bytes) => {
-        const reply = decodeGenopResponse(bytes);
-        for (const [i, arg] of write.entries()) {
-          const wire = reply.writeArgs[i];
-          if (!wire) continue;
-          if (wire.ref) {
-            const shared = regions.resolve(linked, wire.ref as SharedRef);
-            if (inPlace) {
-              if (shared.byteOffset !== arg.buf.byteOffset || shared.buffer !== arg.buf.buffer)
-                arg.buf.set(shared.subarray(0, arg.buf.byteLength));
-            } else arg.buf = shared;
-            continue;
+    // Views in our shared regions go as references, big plain arrays through the staging region.
+    const staged: Staged[] = [];
+    let sent = false;
+    let done = false;
+    try {
+      const readWire = regions.wireArgs(linked, args, staged);
+      const writeWire = regions.wireArgs(linked, write, staged);
+      const request = encodeGenopRequest({
+        sessionId: s.agentId,
+        readArgs: [opArg(op), ...(readWire instanceof Promise ? await readWire : readWire)],
+        writeArgs: writeWire instanceof Promise ? await writeWire : writeWire,
+      });
+      // Upstream ops fill the caller's buffers in place; our extension ops size their outputs, and
+      // the caller gets copies in memory of its own (or in the room it gave). Either way the
+      // reply's buffer is reused. Outputs the agent left in shared memory come as references.
+      const inPlace = op < EXTENSION_OP_MIN;
+      sent = true;
+      await linked.client.callWith(
+        AGENT_SERVICE_SYNC,
+        'Genop',
+        request,
+        (bytes) => {
+          const reply = decodeGenopResponse(bytes);
+          for (const [i, arg] of write.entries()) {
+            const wire = reply.writeArgs[i];
+            if (!wire) continue;
+            if (wire.ref) {
+              regions.deliver(linked, wire.ref, arg, inPlace, copyOut);
+              continue;
+            }
+            const got = wire.buf;
+            if (inPlace) arg.buf.set(got.subarray(0, arg.buf.byteLength));
+            else if (got.byteLength > 0 && got.byteLength <= arg.buf.byteLength) {
+              arg.buf.set(got);
+              arg.buf = arg.buf.subarray(0, got.byteLength);
+            } else arg.buf = copyOut(got);
           }
-          const got = wire.buf;
-          if (inPlace) arg.buf.set(got.subarray(0, arg.buf.byteLength));
-          else if (got.byteLength > 0 && got.byteLength <= arg.buf.byteLength) {
-            // The caller gave room for the output (e.g. a cipher's `output`): it lands there.
-            arg.buf.set(got);
-            arg.buf = arg.buf.subarray(0, got.byteLength);
-          } else arg.buf = copyOut(got);
-        }
-      },
-      callOptions(ctx),
-    );
+        },
+        callOptions(ctx),
+      );
+      done = true;
+    } catch (error) {
+      // An agent that answered is done with the staged copies; one that timed out or went away
+      // may still write into them, so they stay taken (the region goes with its connection).
+      done =
+        !sent ||
+        (error instanceof TtrpcError &&
+          error.code !== Code.DEADLINE_EXCEEDED &&
+          error.code !== Code.CANCELLED);
+      throw error;
+    } finally {
+      if (done) regions.unstage(staged);
+    }
     if (op === OpType.ModelLoad) s.models.add(localId);
     if (op === OpType.ModelUnload) s.models.delete(localId);
   }
