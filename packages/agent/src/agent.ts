@@ -58,6 +58,9 @@ export interface ListenOptions {
 
 const GiB = 1024 ** 3;
 
+/** What identifies an accepted socket for good: its libuv handle (else the stream itself). */
+const handleOf = (stream: object): object => (stream as { _handle?: object | null })._handle ?? stream;
+
 /** The pid and uid of a unix-socket peer, when the stream is one and the addon can ask. */
 function unixPeer(stream: unknown): { pid: number; uid: number } | undefined {
   const socket = stream as Socket & { _handle?: { fd?: number } };
@@ -76,8 +79,11 @@ export class Agent implements AsyncDisposable {
   readonly metrics: AgentMetrics;
   readonly #listeners: NetServer[] = [];
   readonly #options: AgentOptions;
-  /** Device memory of the VM behind each listener that has one. */
-  readonly #devices = new WeakMap<Socket, DeviceMemory>();
+  /**
+   * Device memory of the VM behind a listener that has one, by accepted socket handle (ttRPC
+   * moves a socket's handle into a Socket of its own, so the handle is what stays the same).
+   */
+  readonly #devices = new WeakMap<object, DeviceMemory>();
   #handover: HandoverSocket | undefined;
 
   constructor(options: AgentOptions) {
@@ -104,7 +110,12 @@ export class Agent implements AsyncDisposable {
       },
       onConnection: (connection) => {
         const socket = connection.stream as Socket;
-        const state = new ConnectionState(connection.id, limits, unixPeer(socket), this.#devices.get(socket));
+        const state = new ConnectionState(
+          connection.id,
+          limits,
+          unixPeer(socket),
+          this.#devices.get(handleOf(socket)),
+        );
         connection.context = state;
         this.metrics.connections.inc();
         log.info({ conn: connection.id }, 'guest connected');
@@ -163,7 +174,8 @@ export class Agent implements AsyncDisposable {
     const device = options.deviceMemoryFd === undefined ? undefined : this.#mapDevice(options.deviceMemoryFd);
     const listener = await listen(parsed);
     // Tag this listener's sockets before the ttRPC server sees them (its handler runs after ours).
-    if (device) listener.prependListener('connection', (socket: Socket) => this.#devices.set(socket, device));
+    if (device)
+      listener.prependListener('connection', (socket: Socket) => this.#devices.set(handleOf(socket), device));
     this.server.listen(listener);
     this.#listeners.push(listener);
     const log = this.#options.logger;

@@ -36,6 +36,10 @@ when it closes.
   --max-inflight N         calls in flight per connection (default 4096)
   --max-resource-bytes N   resource bytes per connection (default 4294967296)
   --token-file PATH        require 'authorization: Bearer <token>' metadata with this token
+  --device-memory-fd N     an inherited descriptor of the memory behind the ivshmem device of the
+                           VM that connects on these addresses: it may attach it as a shared
+                           region (vaccel-vm run --shm passes it)
+  --no-shared-memory       no handover socket: local guests send their data in-band
   --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
   --log-level LEVEL        1-4 or error|warn|info|debug (default: VACCEL_LOG_LEVEL, else info)
   -h, --help               this help
@@ -76,6 +80,8 @@ export async function main(argv: string[]): Promise<number> {
         'max-inflight': { type: 'string' },
         'max-resource-bytes': { type: 'string' },
         'token-file': { type: 'string' },
+        'device-memory-fd': { type: 'string' },
+        'no-shared-memory': { type: 'boolean', default: false },
         metrics: { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -120,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
     const agent = new Agent({
       vaccel,
       logger,
+      sharedMemory: !values['no-shared-memory'],
       metrics,
       token,
       maxFrame: frameLimit(count(values['max-frame'], 'max-frame')),
@@ -131,13 +138,20 @@ export async function main(argv: string[]): Promise<number> {
           : {}),
       },
     });
-    for (const address of values.address ?? [DEFAULT_ADDRESS]) await agent.listen(address);
+    const deviceMemoryFd =
+      values['device-memory-fd'] === undefined
+        ? undefined
+        : count(values['device-memory-fd'], 'device-memory-fd');
+    for (const address of values.address ?? [DEFAULT_ADDRESS])
+      await agent.listen(address, { deviceMemoryFd });
     let metricsServer: Awaited<ReturnType<AgentMetrics['serve']>> | undefined;
     if (values.metrics) {
       const m = /^(.+):(\d+)$/.exec(values.metrics);
       if (!m) throw new VaccelError('EINVAL', `--metrics must be HOST:PORT, got ${values.metrics}`);
       metricsServer = await metrics.serve(m[1]!, Number(m[2]));
-      logger.info({ url: `http://${values.metrics}/metrics` }, 'metrics');
+      // Port 0 takes a free port: say which.
+      const { port } = metricsServer.address() as { port: number };
+      logger.info({ url: `http://${m[1]!.includes(':') ? `[${m[1]}]` : m[1]}:${port}/metrics` }, 'metrics');
     }
     logger.info({ plugins: vaccel.plugins().map((p) => p.name) }, 'ready');
     await new Promise<void>((resolve) => {

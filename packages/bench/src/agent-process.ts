@@ -16,6 +16,8 @@ export interface AgentProcess extends AsyncDisposable {
   /** Every address it listens on, the unix one first. */
   readonly addresses: readonly string[];
   readonly process: ChildProcess;
+  /** Its Prometheus endpoint (`http://127.0.0.1:PORT/metrics`), when asked for with `metrics`. */
+  readonly metricsUrl?: string;
   /** SIGTERM, wait for the exit, remove the socket folder. */
   stop(): Promise<void>;
 }
@@ -28,6 +30,10 @@ export interface StartAgentOptions {
   extraAddresses?: readonly string[];
   /** More arguments. */
   args?: readonly string[];
+  /** Serve Prometheus metrics on a free loopback port (see {@link AgentProcess.metricsUrl}). */
+  metrics?: boolean;
+  /** A descriptor of VM device memory the agent inherits (as fd 3) for its addresses. */
+  deviceMemoryFd?: number;
 }
 
 const agentBin = (): string =>
@@ -39,9 +45,12 @@ export function startAgent(options: StartAgentOptions = {}): Promise<AgentProces
   const addresses = [`unix://${join(dir, 'agent.sock')}`, ...(options.extraAddresses ?? [])];
   const args = [agentBin(), ...addresses.flatMap((a) => ['-a', a]), ...(options.args ?? [])];
   if (options.plugins) args.push('--plugins', options.plugins);
+  if (options.metrics) args.push('--metrics', '127.0.0.1:0');
+  const device = options.deviceMemoryFd;
+  if (device !== undefined) args.push('--device-memory-fd', '3');
   const child = spawn(process.execPath, args, {
     env: { ...process.env, VACCEL_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: device === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', device],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let output = '';
@@ -51,14 +60,21 @@ export function startAgent(options: StartAgentOptions = {}): Promise<AgentProces
     rmSync(dir, { recursive: true, force: true });
   };
   return new Promise((resolve, reject) => {
-    let listening = 0;
     const onData = (chunk: Buffer): void => {
       output += chunk;
-      listening = output.split('\n').filter((line) => line.includes('"msg":"listening"')).length;
-      if (listening < addresses.length) return;
+      // 'ready' comes once every address listens and the metrics endpoint is up.
+      if (!output.includes('"msg":"ready"')) return;
       child.stdout!.off('data', onData);
       child.stdout!.resume(); // keep draining its logs
-      resolve({ address: addresses[0]!, addresses, process: child, stop, [Symbol.asyncDispose]: stop });
+      const metricsUrl = /"url":"([^"]+)","msg":"metrics"/.exec(output)?.[1];
+      resolve({
+        address: addresses[0]!,
+        addresses,
+        process: child,
+        metricsUrl,
+        stop,
+        [Symbol.asyncDispose]: stop,
+      });
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', (chunk) => {
@@ -66,4 +82,13 @@ export function startAgent(options: StartAgentOptions = {}): Promise<AgentProces
     });
     void exited.then(() => reject(new Error(`vaccel-agent exited before listening:\n${output}`)));
   });
+}
+
+/** Payload bytes the agent received and sent so far (from its metrics; `metrics: true` needed). */
+export async function agentBytes(agent: AgentProcess): Promise<{ received: number; sent: number }> {
+  if (!agent.metricsUrl) throw new Error('the agent was started without metrics');
+  const text = await (await fetch(agent.metricsUrl)).text();
+  const read = (name: string): number =>
+    Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { received: read('vaccel_agent_received_bytes_total'), sent: read('vaccel_agent_sent_bytes_total') };
 }

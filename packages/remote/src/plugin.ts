@@ -108,7 +108,11 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
   const stagingBytes = options.stagingBytes ?? Number(env.VACCEL_RPC_STAGING_BYTES ?? DEFAULT_STAGING_BYTES);
   if (!Number.isSafeInteger(stagingBytes) || stagingBytes < 0)
     throw new VaccelError('EINVAL', `staging bytes must be a whole number ≥ 0, got ${stagingBytes}`);
-  const regions = new GuestRegions(() => link.current, stagingBytes);
+  const regions = new GuestRegions(
+    () => link.current,
+    stagingBytes,
+    (what) => sayDataPlane(what),
+  );
   let logger: Logger | undefined;
   /** What the last shared-memory request got, logged when it changes. */
   let dataPlane = '';
@@ -325,7 +329,11 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
         sayDataPlane(`in-band (${made.why})`);
         return undefined;
       }
-      sayDataPlane('shared memory (memfd regions handed to the agent)');
+      sayDataPlane(
+        made.memory.via === 'ivshmem'
+          ? "shared memory (the VM's ivshmem device, which the host gave the agent)"
+          : 'shared memory (memfd regions handed to the agent)',
+      );
       return made.memory;
     },
     hooks: {

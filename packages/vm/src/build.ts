@@ -118,8 +118,11 @@ function tree(dir: string, to: string, skip: (rel: string) => boolean = () => fa
   return entries;
 }
 
-/** Our packages the guest gets (no native code, no models): the library, the CLI, the bench. */
-const GUEST_WORKSPACES = ['core', 'ttrpc', 'remote', 'cli', 'bench'];
+/**
+ * Our packages the guest gets (no models): the library, the CLI, the bench, and the memory addon
+ * (built on this host for this node, which the guest runs too) for ivshmem shared memory.
+ */
+const GUEST_WORKSPACES = ['core', 'memory', 'ttrpc', 'remote', 'cli', 'bench'];
 /** Dependencies of those that only the host uses (native code, plots, the agent itself). */
 const HOST_ONLY = new Set(['@vaccel/agent', '@vaccel/plugin-onnx', 'sharp', 'vega', 'vega-lite']);
 
@@ -164,6 +167,12 @@ function guestPackages(): CpioEntry[] {
     entries.push(...tree(join(dir, 'dist'), `/app/node_modules/@vaccel/${pkg}/dist`, noMapsOrTypes));
     if (existsSync(join(dir, 'bin')))
       entries.push(...tree(join(dir, 'bin'), `/app/node_modules/@vaccel/${pkg}/bin`));
+    const addon = join(dir, 'build', 'Release');
+    if (existsSync(addon))
+      entries.push(
+        { path: `/app/node_modules/@vaccel/${pkg}/build`, kind: 'dir' },
+        ...tree(addon, `/app/node_modules/@vaccel/${pkg}/build/Release`, (rel) => !rel.endsWith('.node')),
+      );
   }
   const scopes = new Set<string>();
   for (const name of npmClosure([...external])) {
@@ -227,13 +236,16 @@ export async function buildGuest(
 ): Promise<GuestImage> {
   const log = options.log ?? (() => {});
   // A new guest recipe (modules, tools, init scripts) gets a new file, so a stale cache is never used.
+  // Our packages' built files count too: a guest never runs code older than the host's build.
   const recipe = createHash('sha256')
     .update(JSON.stringify({ GUEST_MODULES, GUEST_TOOLS, GUEST_WORKSPACES }))
     .update(readFileSync(join(guestDir, 'init')))
-    .update(readFileSync(join(guestDir, 'guest-run.mjs')))
-    .digest('hex')
-    .slice(0, 12);
-  const initrd = join(cacheDir, `initramfs-${recipe}.cpio.gz`);
+    .update(readFileSync(join(guestDir, 'guest-run.mjs')));
+  for (const entry of guestPackages()) {
+    recipe.update(`${entry.kind} ${entry.path}\n`);
+    if (entry.kind === 'file') recipe.update(entry.data);
+  }
+  const initrd = join(cacheDir, `initramfs-${recipe.digest('hex').slice(0, 12)}.cpio.gz`);
   const kernelName = kernelPackage();
   const kernelRoot = debianPackage(cacheDir, kernelName);
   const version = readdirSync(join(kernelRoot, 'lib', 'modules'))[0]!;

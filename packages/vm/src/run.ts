@@ -6,7 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { startAgent } from '@vaccel/bench/agent-process';
+import { agentBytes, startAgent } from '@vaccel/bench/agent-process';
+import { closeQuietly, native } from '@vaccel/memory';
 import type { GuestImage } from './build.js';
 
 /** Options of {@link runInGuest}. */
@@ -23,6 +24,12 @@ export interface RunOptions {
    * memfd, as vhost-user needs.
    */
   cryptoSocket?: string;
+  /**
+   * Give the guest an `ivshmem-plain` device of this many MiB (a power of two), backed by a
+   * sealed memfd that the agent maps too (`--device-memory-fd`): the guest's RPC plugin then
+   * moves its data through it, and only calls cross virtio-serial. 0 or unset: none.
+   */
+  sharedMemoryMiB?: number;
 }
 
 /** What a guest run produced. */
@@ -30,6 +37,8 @@ export interface GuestRun {
   exitCode: number;
   /** Everything the guest printed, exit marker removed. */
   output: string;
+  /** Payload bytes the agent received and sent over virtio-serial (its metrics). */
+  agentBytes: { received: number; sent: number };
 }
 
 /** Room for `vaccel.cmd=` on the 2,048-byte x86 kernel command line, after our other options. */
@@ -55,7 +64,15 @@ export async function runInGuest(
   options: RunOptions = {},
 ): Promise<GuestRun> {
   if (argv.length === 0) throw new Error('no guest command given');
-  await using agent = await startAgent();
+  const shmMiB = options.sharedMemoryMiB ?? 0;
+  if (shmMiB !== 0 && (!Number.isInteger(shmMiB) || shmMiB < 1 || (shmMiB & (shmMiB - 1)) !== 0))
+    throw new Error(`the shared memory size must be a power of two of MiB, got ${shmMiB}`);
+  // ivshmem's memory: sealed (its size can never change under the agent's mapping), handed to
+  // QEMU and to the agent as an inherited descriptor, never by a name another process could open.
+  const shm = shmMiB > 0 ? native().memfd('vaccel-ivshmem', shmMiB << 20, true) : undefined;
+  // The descriptor goes when the run ends (QEMU and the agent hold their own).
+  await using _ivshmem = { [Symbol.asyncDispose]: async () => closeQuietly(shm) };
+  await using agent = await startAgent({ metrics: true, deviceMemoryFd: shm });
   const socket = agent.address.replace(/^unix:\/\//, '');
   const command = Buffer.from(JSON.stringify(argv)).toString('base64url');
   // x86 kernels keep 2,048 bytes of command line; a longer one is cut and the guest hangs or fails.
@@ -79,30 +96,41 @@ export async function runInGuest(
         ...['-device', 'virtio-crypto-pci,id=crypto0,cryptodev=cryptodev0,vectors=0'],
       ]
     : [];
+  const ivshmem =
+    shm === undefined
+      ? []
+      : [
+          ...[
+            '-object',
+            `memory-backend-file,id=vaccelshm,size=${shmMiB}M,mem-path=/proc/self/fd/3,share=on`,
+          ],
+          ...['-device', 'ivshmem-plain,memdev=vaccelshm'],
+        ];
   const qemu = spawn(
     'qemu-system-x86_64',
     [
       ...['-accel', kvmUsable() ? 'kvm' : 'tcg', '-m', String(memory), '-smp', '2'],
       ...crypto,
+      ...ivshmem,
       ...['-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot'],
       ...['-kernel', image.kernel, '-initrd', image.initrd],
       ...['-append', `console=ttyS0 quiet loglevel=3 panic=-1 vaccel.cmd=${command}`],
       ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=vaccel,path=${socket},reconnect=1`],
       ...['-device', 'virtserialport,chardev=vaccel,name=vaccel'],
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe', shm ?? 'ignore'] },
   );
   const onLine = options.onLine ?? ((line: string) => process.stdout.write(`${line}\n`));
   let output = '';
   let exitCode: number | undefined;
   let pending = '';
   let stderr = '';
-  qemu.stderr.on('data', (chunk) => {
+  qemu.stderr!.on('data', (chunk) => {
     stderr += chunk;
   });
   // Decode as a stream: a UTF-8 character may be split across two chunks.
-  qemu.stdout.setEncoding('utf8');
-  qemu.stdout.on('data', (chunk: string) => {
+  qemu.stdout!.setEncoding('utf8');
+  qemu.stdout!.on('data', (chunk: string) => {
     pending += chunk;
     const lines = pending.split('\n');
     pending = lines.pop() ?? '';
@@ -126,7 +154,7 @@ export async function runInGuest(
       `the guest did not report an exit code (qemu exited with ${status}${status === null ? ', killed after the timeout' : ''})${stderr ? `: ${stderr.trim()}` : ''}`,
     );
   }
-  return { exitCode, output };
+  return { exitCode, output, agentBytes: await agentBytes(agent) };
 }
 
 /** The JSON document a guest command printed (from the first line starting with `{`). */
