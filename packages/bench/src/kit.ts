@@ -5,7 +5,8 @@
  */
 export type { FigureOptions } from './figure.js';
 export { describeMachine, type MachineInfo } from './machine.js';
-export { formatBytes } from './paths.js';
+export { formatBytes, HOST } from './paths.js';
 export { Progress } from './progress.js';
+export { consoleReport, writeResult } from './report.js';
 export { compare, type FigureResult, type Point } from './result.js';
 export { summarize } from './stats.js';

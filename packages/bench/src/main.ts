@@ -32,13 +32,6 @@ const figures: Record<string, { about: string; run(options: FigureOptions): Prom
   },
 };
 
-/** fig2 over virtio-crypto lives with the VM tooling (which depends on this package): loaded at run time. */
-async function fig2VirtioCrypto(options: FigureOptions): Promise<FigureResult> {
-  const specifier = '@vaccel/vm/fig2-virtio-crypto';
-  const module = (await import(specifier)) as { fig2VirtioCrypto(o: FigureOptions): Promise<FigureResult> };
-  return module.fig2VirtioCrypto(options);
-}
-
 const usage = `Usage: vaccel-bench <figure|all> [options]
 
 Figures:
@@ -54,10 +47,13 @@ Options:
   --address ADDR   also measure through an agent already running at ADDR
   --no-agent       do not start a local agent: guest = --address only (e.g. inside a VM:
                    --address virtio-serial:///dev/virtio-ports/vaccel; fig2 and fig4)
-  --virtio-crypto  fig2 as first published: a QEMU guest's kernel encrypts through its
-                   virtio-crypto device, served by vaccel-crypto-backend (vhost-user), against
-                   the host's openssl speed (needs qemu-system-x86 and openssl)
+  --shared-address ADDR  the shared memory path to --address's agent goes through ADDR (a
+                   second virtio-serial port in a VM guest)
+  --no-host        leave the in-process path out
   -h, --help       this help
+
+Figures measured in a QEMU guest (fig2 through virtio-crypto, fig4 over ivshmem) are
+\`vaccel-vm bench fig2|fig4\` (npm run vm:bench -- fig2).
 
 Each point is the median of its repetitions, after a warm-up; guest and host are measured in the
 same run and compared as guest/host ratios.`;
@@ -77,7 +73,9 @@ export async function main(argv: string[]): Promise<number> {
         reps: { type: 'string' },
         out: { type: 'string' },
         address: { type: 'string' },
+        'shared-address': { type: 'string' },
         'no-agent': { type: 'boolean', default: false },
+        'no-host': { type: 'boolean', default: false },
         'virtio-crypto': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -111,20 +109,22 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write('vaccel-bench: --no-agent needs --address (the guest path to measure)\n');
     return 2;
   }
-  if (values['virtio-crypto'] && (names.length !== 1 || names[0] !== 'fig2')) {
-    process.stderr.write('vaccel-bench: --virtio-crypto goes with fig2 only\n');
+  if (values['virtio-crypto']) {
+    process.stderr.write(
+      'vaccel-bench: fig2 through virtio-crypto moved to the VM tooling: `vaccel-vm bench fig2` (npm run vm:bench -- fig2)\n',
+    );
     return 2;
   }
   const options: FigureOptions = {
     reps,
     quick: values.quick ?? false,
     address: values.address,
+    sharedAddress: values['shared-address'],
     startAgent: !values['no-agent'],
+    host: !values['no-host'],
   };
   for (const name of names) {
-    const result = values['virtio-crypto']
-      ? await fig2VirtioCrypto(options)
-      : await figures[name]!.run(options);
+    const result = await figures[name]!.run(options);
     process.stdout.write(`\n${consoleReport(result)}`);
     if (values.out)
       for (const file of await writeResult(values.out, result)) process.stdout.write(`wrote ${file}\n`);

@@ -92,24 +92,33 @@ export async function openPaths(options: FigureOptions, sharedBytes = 0): Promis
   if (agent && sharedBytes > 0) {
     const shared = await open(GUEST_SHARED, { plugins: [remotePlugin({ address: agent.address })] });
     shared.region = await shared.vaccel.sharedMemory(sharedBytes);
-    if (shared.region.via === 'memfd') all.push(shared);
+    if (shared.region.via !== 'process') all.push(shared);
     else {
       process.stderr.write(`no shared memory path: the region is ${shared.region.via} memory only\n`);
       await shared.vaccel.close();
     }
   }
   if (options.address) {
-    all.push(
-      await open(`guest (${options.address})`, { plugins: [remotePlugin({ address: options.address })] }),
-    );
+    const address = options.address;
+    all.push(await open(`guest (${address})`, { plugins: [remotePlugin({ address, stagingBytes: 0 })] }));
+    if (sharedBytes > 0) {
+      // Where the agent (or the VM's device) can share memory: the same with the guest's arrays in it.
+      const shared = await open(`guest (${address}, shared memory)`, {
+        plugins: [remotePlugin({ address: options.sharedAddress ?? address })],
+      });
+      shared.region = await shared.vaccel.sharedMemory(sharedBytes);
+      if (shared.region.via !== 'process') all.push(shared);
+      else await shared.vaccel.close();
+    }
   }
+  if (options.host === false) all.splice(all.indexOf(host), 1);
   const versions = Object.fromEntries(host.vaccel.plugins().map((p) => [p.name, p.version]));
   return {
     all,
     host,
     versions,
     async [Symbol.asyncDispose]() {
-      await Promise.all(all.map((p) => p.vaccel.close()));
+      await Promise.all([...new Set([host, ...all])].map((p) => p.vaccel.close()));
       await agent?.stop();
     },
   };

@@ -128,16 +128,30 @@ export function csv(result: FigureResult): string {
   return `${[header, ...rows].join('\n')}\n`;
 }
 
-/** Writes `<name>.json`, `.csv`, `.md`, `.svg` and `.png` into `dir`; returns the paths written. */
+/**
+ * Writes `<name>.json`, `.csv`, `.md`, `.svg` and `.png` into `dir`; returns the paths written.
+ * Where the plotting packages are not installed (a VM guest gets the slim packages only) the
+ * plots are left out.
+ */
 export async function writeResult(dir: string, result: FigureResult): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
-  const { svg, png } = await (await import('./plot.js')).renderPlot(result);
+  const plot = await import('./plot.js').then(
+    (module) => module.renderPlot(result),
+    (error: unknown) => {
+      if ((error as NodeJS.ErrnoException)?.code !== 'ERR_MODULE_NOT_FOUND') throw error;
+      return undefined;
+    },
+  );
   const files: [string, string | Buffer][] = [
     [`${result.name}.json`, `${JSON.stringify(result, null, 2)}\n`],
     [`${result.name}.csv`, csv(result)],
-    [`${result.name}.md`, `${markdown(result)}\n![${result.name}](${result.name}.svg)\n`],
-    [`${result.name}.svg`, svg],
-    [`${result.name}.png`, png],
+    [`${result.name}.md`, `${markdown(result)}\n${plot ? `![${result.name}](${result.name}.svg)\n` : ''}`],
+    ...(plot
+      ? ([
+          [`${result.name}.svg`, plot.svg],
+          [`${result.name}.png`, plot.png],
+        ] as [string, Buffer | string][])
+      : []),
   ];
   return files.map(([name, text]) => {
     const path = join(dir, name);

@@ -1,5 +1,5 @@
 /**
- * fig2 through virtio-crypto (`vaccel-bench fig2 --virtio-crypto`): the original Figure 2 setup.
+ * fig2 through virtio-crypto (`vaccel-vm bench fig2`): the original Figure 2 setup.
  * A QEMU guest encrypts with its kernel's virtio-crypto driver — `openssl speed -engine afalg`,
  * AF_ALG → `virtio_crypto_aes_cbc` → vhost-user → our `CryptoBackend` → host OpenSSL — and the host
  * runs `openssl speed` on the same cipher and chunk sizes, in the same run. The guest's own

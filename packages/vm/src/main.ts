@@ -8,14 +8,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { consoleReport, writeResult } from '@vaccel/bench/kit';
 import { Vaccel } from '@vaccel/core';
 import { hostPlugins } from '@vaccel/plugin-onnx';
 import { CryptoBackend } from '@vaccel/vhost-user';
 import pino from 'pino';
 import { buildGuest } from './build.js';
+import { fig2VirtioCrypto } from './fig2-virtio-crypto.js';
+import { fig4Vm } from './fig4-vm.js';
 import { jsonFromOutput, runInGuest } from './run.js';
 
-const usage = `Usage: vaccel-vm <build|run|demo> [options] [-- guest command]
+const usage = `Usage: vaccel-vm <build|run|demo|bench> [options] [-- guest command]
 
   build            fetch Debian's kernel and busybox-static (apt), pack node and the guest packages
                    into an initramfs under the cache folder
@@ -23,6 +26,10 @@ const usage = `Usage: vaccel-vm <build|run|demo> [options] [-- guest command]
                    VACCEL_RPC_ADDRESS on a virtio-serial port served by a host vaccel-agent, stream its
                    output, power off and exit with CMD's exit code; 'vaccel' runs the vaccel CLI
   demo             classify /examples/cat.jpg in the guest and compare with the host's in-process result
+  bench fig2       fig2 as first published: the guest kernel encrypts through its virtio-crypto
+                   device (vaccel-crypto-backend) against the host's openssl speed (needs openssl)
+  bench fig4       SGEMM from the guest, in-band over virtio-serial and over ivshmem (--shm), against
+                   the host's in-process SGEMM measured by the same command
 
 Options:
   --virtio-crypto  give the guest a virtio-crypto device served by vaccel-crypto-backend (vhost-user,
@@ -32,6 +39,7 @@ Options:
                    that the host agent maps too: the guest's data goes through it, only calls
                    cross virtio-serial
   --no-shm         no ivshmem device: data goes in-band over virtio-serial
+  --quick, --reps N, --out DIR   as for vaccel-bench (bench only)
   --cache DIR      where the guest is built (default .vm/ at the repository root)
   --rebuild        rebuild the initramfs even if present
   --timeout S      give up after S seconds (default 300)
@@ -60,6 +68,9 @@ export async function main(argv: string[]): Promise<number> {
         rebuild: { type: 'boolean', default: false },
         'virtio-crypto': { type: 'boolean', default: false },
         shm: { type: 'string', default: '256' },
+        quick: { type: 'boolean', default: false },
+        reps: { type: 'string' },
+        out: { type: 'string' },
         'no-shm': { type: 'boolean', default: false },
         timeout: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -88,6 +99,23 @@ export async function main(argv: string[]): Promise<number> {
     }
     ensureQemu();
     const image = await buildGuest(cacheDir, { rebuild: values.rebuild, log });
+    if (verb === 'bench') {
+      const [figure, ...more] = rest;
+      if ((figure !== 'fig2' && figure !== 'fig4') || more.length > 0)
+        throw new Error('bench takes fig2 (through virtio-crypto) or fig4 (over ivshmem)');
+      const reps = values.reps === undefined ? (values.quick ? 3 : 5) : Number(values.reps);
+      if (!Number.isSafeInteger(reps) || reps < 1)
+        throw new Error(`--reps must be a positive integer, got ${values.reps}`);
+      const options = { reps, quick: values.quick, cacheDir };
+      const result =
+        figure === 'fig2'
+          ? await fig2VirtioCrypto(options)
+          : await fig4Vm({ ...options, sharedMemoryMiB: sharedMemoryMiB || 256 });
+      process.stdout.write(`\n${consoleReport(result)}`);
+      if (values.out)
+        for (const file of await writeResult(values.out, result)) process.stdout.write(`wrote ${file}\n`);
+      return 0;
+    }
     if (verb === 'run') {
       if (rest.length === 0) throw new Error('run needs a guest command after --');
       if (!values['virtio-crypto']) {

@@ -117,6 +117,9 @@ export async function runInGuest(
       ...['-append', `console=ttyS0 quiet loglevel=3 panic=-1 vaccel.cmd=${command}`],
       ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=vaccel,path=${socket},reconnect=1`],
       ...['-device', 'virtserialport,chardev=vaccel,name=vaccel'],
+      // A second port to the same agent, for a second process in the guest (a port opens once).
+      ...['-chardev', `socket,id=vaccel2,path=${socket},reconnect=1`],
+      ...['-device', 'virtserialport,chardev=vaccel2,name=vaccel-2'],
     ],
     { stdio: ['ignore', 'pipe', 'pipe', shm ?? 'ignore'] },
   );
