@@ -140,8 +140,15 @@ export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
     return { vaccel, session: await vaccel.createSession() };
   };
   const host = await open({ plugins: ['noop'] });
-  const unix = await open({ plugins: [remotePlugin({ address: agent.address })] });
-  const tcp = await open({ plugins: [remotePlugin({ address: agent.addresses[1]! })] });
+  // Versions now: a closed runtime has no plugins left to ask.
+  const versions = Object.fromEntries(host.vaccel.plugins().map((p) => [p.name, p.version]));
+  const unix = await open({ plugins: [remotePlugin({ address: agent.address, stagingBytes: 0 })] });
+  const tcp = await open({ plugins: [remotePlugin({ address: agent.addresses[1]!, stagingBytes: 0 })] });
+  // The same agent with the payload in a shared region: a reference crosses, not the 4 MiB.
+  const shared = await open({ plugins: [remotePlugin({ address: agent.address })] });
+  const region = await shared.vaccel.sharedMemory(PAYLOAD_BYTES);
+  const sharedPayload = region.copyOf(payload);
+  if (region.via === 'process') notes.push('shared memory path skipped: the agent cannot map a region here');
   const vaccelSeries = (name: string, s: typeof host): Series => ({
     name,
     latency: latencyOf(() => s.session.noop(), block),
@@ -152,6 +159,17 @@ export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
     vaccelSeries(HOST, host),
     vaccelSeries('guest (agent, unix)', unix),
     vaccelSeries('guest (agent, tcp)', tcp),
+    ...(region.via === 'process'
+      ? []
+      : [
+          {
+            ...vaccelSeries('guest (agent, shared memory)', shared),
+            payload: payloadOf(
+              () => shared.session.doOperation(OpType.Noop, [Args.buffer(sharedPayload)], []),
+              PAYLOAD_BYTES,
+            ),
+          },
+        ]),
     {
       name: 'bare ttRPC (ours, unix)',
       latency: latencyOf(() => echo.client.call(ECHO_SERVICE, ECHO_METHOD, empty), block),
@@ -263,10 +281,9 @@ export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
     await echo.client.close();
     await goClient?.close();
     await goServer?.stop();
-    await Promise.all([host, unix, tcp].map(({ vaccel }) => vaccel.close()));
+    await Promise.all([host, unix, tcp, shared].map(({ vaccel }) => vaccel.close()));
   }
   const targets = rpcTargets(samples, loadResult);
-  const versions = Object.fromEntries(host.vaccel.plugins().map((p) => [p.name, p.version]));
   return {
     name: 'rpc',
     title: 'RPC path: noop latency, pipelined calls/s, 4 MiB payload throughput, against C and Go floors',
@@ -278,6 +295,7 @@ export async function rpcFigure(options: FigureOptions): Promise<FigureResult> {
     targets,
     notes: [
       `${rounds} rounds, each taking one sample of every path in turn: latency = the median of ${block} sequential noop calls; pipelined = calls/s over ${window} noop calls with ${WINDOW} in flight on one connection; payload = the median of 10 calls carrying a 4 MiB read arg, after 5 untimed ones (GB/s = 1e9 bytes/s, request direction; the Go server's limit is 4 MiB per frame, so its payload is ${GO_PAYLOAD_BYTES} bytes)`,
+      'guest (agent, shared memory): the same agent, the payload allocated in a memfd region it maps (only a reference crosses; GB/s = payload bytes the op sees per second); the unix and tcp paths send everything in-band (no staging)',
       'the agent runs in its own process (vaccel-agent, builtin plugins); "bare ttRPC" is our echo server process, no vAccel on top; the C floor is two C processes over a socketpair (64-byte round trips; 4 MiB one way plus a 1-byte ack); the Node floor is a bare net.Socket echo process (64 bytes, no framing)',
       `load: the Go client (containerd/ttrpc), 16 connections × 8 calls in flight of 8×8 SGEMM genops with a 30 s deadline each, ${load.warm} s warm-up then ${load.measure} s on our agent (RSS sampled), then ${load.measure} s on the Go reference agent (go-peer serve)`,
       ...notes,
