@@ -8,23 +8,28 @@ import { native } from '@vaccel/memory';
 describe('native addon', () => {
   const lib = native();
 
+  /** The next connection on a listening socket (the addon's accept does not wait). */
+  async function acceptOne(server: number): Promise<number> {
+    for (let i = 0; i < 100; i++) {
+      const accepted = lib.accept(server);
+      if (accepted !== null) return accepted;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    throw new Error('no connection to accept');
+  }
+
   it('passes descriptors over a unix socket, and the memory behind them is shared', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vaccel-native-'));
     const server = lib.listen(join(dir, 's'));
     const client = lib.connect(join(dir, 's'));
     try {
-      let accepted: number | null = null;
-      for (let i = 0; i < 100 && accepted === null; i++) {
-        accepted = lib.accept(server);
-        if (accepted === null) await new Promise((r) => setTimeout(r, 5));
-      }
-      assert.ok(accepted !== null);
+      const accepted = await acceptOne(server);
       const memfd = lib.memfd('shared', 8192);
       const mine = new Uint8Array(lib.mmap(memfd, 8192, 0));
       assert.equal(lib.sendmsg(client, Uint8Array.of(1, 2, 3), [memfd]), 3);
       const received = await new Promise<{ bytes: number; fds: number[] }>((resolve) => {
-        const watcher = new lib.Watcher(accepted!, () => {
-          const got = lib.recvmsg(accepted!, new Uint8Array(16));
+        const watcher = new lib.Watcher(accepted, () => {
+          const got = lib.recvmsg(accepted, new Uint8Array(16));
           if (got) {
             watcher.close();
             watcher.close(); // closing twice is harmless
@@ -37,8 +42,8 @@ describe('native addon', () => {
       const theirs = new Uint8Array(lib.mmap(received.fds[0]!, 4096, 4096));
       mine[4096 + 10] = 77;
       assert.equal(theirs[10], 77);
-      assert.equal(lib.recvmsg(accepted!, new Uint8Array(4)), null, 'nothing more waiting');
-      for (const fd of [memfd, received.fds[0]!, accepted!]) lib.close(fd);
+      assert.equal(lib.recvmsg(accepted, new Uint8Array(4)), null, 'nothing more waiting');
+      for (const fd of [memfd, received.fds[0]!, accepted]) lib.close(fd);
     } finally {
       lib.close(client);
       lib.close(server);
@@ -109,17 +114,13 @@ describe('native addon', () => {
     const server = lib.listen(join(dir, 's'));
     const client = lib.connect(join(dir, 's'));
     try {
-      let accepted: number | null = null;
-      for (let i = 0; i < 100 && accepted === null; i++) {
-        accepted = lib.accept(server);
-        if (accepted === null) await new Promise((r) => setTimeout(r, 5));
-      }
-      assert.deepEqual(lib.peerCredentials(accepted!), {
+      const accepted = await acceptOne(server);
+      assert.deepEqual(lib.peerCredentials(accepted), {
         pid: process.pid,
         uid: process.getuid!(),
         gid: process.getgid!(),
       });
-      lib.close(accepted!);
+      lib.close(accepted);
       const memfd = lib.memfd('not-a-socket', 4096);
       assert.throws(() => lib.peerCredentials(memfd), { code: 'ENOTSOCK' });
       lib.close(memfd);

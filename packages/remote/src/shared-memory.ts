@@ -9,12 +9,14 @@
  * {@link GuestRegions.create} says why and the caller goes in-band.
  * @internal
  */
-import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { type Arg, type PluginMemory, RangeAllocator, VaccelError } from '@vaccel/core';
 import type { Native } from '@vaccel/memory';
+import { Code, TtrpcError } from '@vaccel/ttrpc';
 import { SharedMemory as SharedMemoryService } from './gen/shared_memory_pb.js';
 import { refWireArg, type SharedRef, toWireArg, type WireArg } from './genop-codec.js';
 import type { Linked } from './link.js';
+import { addon, closeQuietly, loadAddon, mapIvshmem } from './memory-addon.js';
 import { serviceClient } from './service.js';
 
 const PAGE = 4096;
@@ -45,45 +47,6 @@ export interface Staging {
   readonly memory: PluginMemory;
   readonly bytes: Uint8Array;
   readonly allocator: RangeAllocator;
-}
-
-/** The addon, once a region was asked for and it loaded. */
-let addon: Native | undefined;
-
-/** Loads the addon, or says why it cannot be had. */
-async function loadAddon(): Promise<Native | string> {
-  if (addon) return addon;
-  try {
-    const memory = await import('@vaccel/memory');
-    if (!memory.nativeAvailable()) return 'the @vaccel/memory addon is not built here';
-    addon = memory.native();
-    return addon;
-  } catch {
-    return 'the optional @vaccel/memory package is not installed';
-  }
-}
-
-/** QEMU's ivshmem device (PCI 1af4:1110): the sysfs file of its shared memory BAR. */
-function findIvshmem(): string | undefined {
-  const root = '/sys/bus/pci/devices';
-  try {
-    for (const device of readdirSync(root)) {
-      const read = (name: string) => readFileSync(`${root}/${device}/${name}`, 'utf8').trim();
-      if (read('vendor') === '0x1af4' && read('device') === '0x1110') return `${root}/${device}/resource2`;
-    }
-  } catch {
-    // no sysfs, or no PCI: no device
-  }
-  return undefined;
-}
-
-/** Closes a descriptor, ignoring errors (cleanup paths). */
-function closeQuietly(lib: Native, fd: number): void {
-  try {
-    lib.close(fd);
-  } catch {
-    // already closed: nothing to release
-  }
 }
 
 interface GuestRegion {
@@ -263,7 +226,15 @@ export class GuestRegions {
     if (!linked.ours) return { why: 'the agent is not a vaccel-ts agent' };
     const lib = await loadAddon();
     if (typeof lib === 'string') return { why: lib };
-    const offer = await stubOf(linked).offer({}, { signal });
+    let offer: Awaited<ReturnType<ReturnType<typeof stubOf>['offer']>>;
+    try {
+      offer = await stubOf(linked).offer({}, { signal });
+    } catch (error) {
+      // A vaccel-ts agent from before shared memory: in-band, as it always was.
+      if (error instanceof TtrpcError && error.code === Code.UNIMPLEMENTED)
+        return { why: 'the agent does not offer shared memory' };
+      throw error;
+    }
     if (offer.deviceBytes > 0n) {
       const deviceBytes = Number(offer.deviceBytes);
       const length = shrinkToDevice ? Math.min(byteLength, deviceBytes / 2) : byteLength;
@@ -357,18 +328,16 @@ export class GuestRegions {
   ): Promise<{ memory: PluginMemory } | { why: string }> {
     let device = this.#device;
     if (!device) {
-      const path = findIvshmem();
-      if (!path) return { why: 'the agent offers device memory, but this VM has no ivshmem device' };
-      const fd = openSync(path, 'r+');
-      try {
-        const size = fstatSync(fd).size;
-        if (size !== deviceBytes)
-          return { why: `the ivshmem device has ${size} bytes, the agent's device memory ${deviceBytes}` };
-        const buffer = lib.mmap(fd, size, 0);
-        device = { buffer, fd: -1, size, ids: new Map(), allocator: new RangeAllocator(size) };
-      } finally {
-        closeSync(fd); // the mapping stays
-      }
+      const mapped = mapIvshmem(lib, deviceBytes);
+      if ('why' in mapped) return mapped;
+      const { buffer } = mapped;
+      device = {
+        buffer,
+        fd: -1,
+        size: deviceBytes,
+        ids: new Map(),
+        allocator: new RangeAllocator(deviceBytes),
+      };
       this.#device = device;
       this.#regions.set(device.buffer, device);
     }
@@ -413,7 +382,7 @@ export class GuestRegions {
     offer: { nonce: Uint8Array; handoverPath: string },
     signal?: AbortSignal,
   ): Promise<number> {
-    const lib = addon!;
+    const lib = addon()!;
     const socket = lib.connect(offer.handoverPath);
     try {
       lib.sendmsg(socket, offer.nonce, [region.fd]);
@@ -439,7 +408,7 @@ export class GuestRegions {
   }
 
   #unmap(region: GuestRegion): void {
-    addon!.munmap(region.buffer);
-    if (region.fd >= 0) closeQuietly(addon!, region.fd);
+    addon()!.munmap(region.buffer);
+    if (region.fd >= 0) closeQuietly(addon()!, region.fd);
   }
 }
