@@ -4,9 +4,7 @@
  * @module
  */
 import {
-  type Arg,
   Args,
-  type ArgType,
   OpType,
   opName,
   PluginType,

@@ -7,9 +7,15 @@ describe('RangeAllocator', () => {
   it('hands out aligned ranges that never overlap, and merges freed ones back (property)', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.oneof(fc.integer({ min: 1, max: 5000 }).map((n) => ({ alloc: n })), fc.nat().map((i) => ({ free: i }))), {
-          maxLength: 200,
-        }),
+        fc.array(
+          fc.oneof(
+            fc.integer({ min: 1, max: 5000 }).map((n) => ({ alloc: n })),
+            fc.nat().map((i) => ({ free: i })),
+          ),
+          {
+            maxLength: 200,
+          },
+        ),
         (steps) => {
           const size = 64 * 1024;
           const allocator = new RangeAllocator(size);
@@ -21,7 +27,10 @@ describe('RangeAllocator', () => {
               assert.equal(offset % 64, 0);
               assert.ok(offset + step.alloc <= size);
               for (const other of live)
-                assert.ok(offset + step.alloc <= other.offset || other.offset + other.length <= offset, 'overlap');
+                assert.ok(
+                  offset + step.alloc <= other.offset || other.offset + other.length <= offset,
+                  'overlap',
+                );
               live.push({ offset, length: step.alloc });
             } else if (live.length > 0) {
               const [gone] = live.splice(step.free % live.length, 1);
@@ -83,15 +92,27 @@ describe('Vaccel.sharedMemory', () => {
       await assert.rejects(vaccel.sharedMemory(bad), (e) => isVaccelErrorCode(e, 'EINVAL'));
     const region = await vaccel.sharedMemory(4096);
     const all = region.alloc(4096);
-    assert.throws(() => region.uint8(1), (e) => isVaccelErrorCode(e, 'ENOMEM') && /no 1 free bytes/.test(String(e)));
-    assert.throws(() => region.float32(-1), (e) => isVaccelErrorCode(e, 'EINVAL'));
-    assert.throws(() => region.free(new Uint8Array(8)), (e) => isVaccelErrorCode(e, 'EINVAL'));
+    assert.throws(
+      () => region.uint8(1),
+      (e) => isVaccelErrorCode(e, 'ENOMEM') && /no 1 free bytes/.test(String(e)),
+    );
+    assert.throws(
+      () => region.float32(-1),
+      (e) => isVaccelErrorCode(e, 'EINVAL'),
+    );
+    assert.throws(
+      () => region.free(new Uint8Array(8)),
+      (e) => isVaccelErrorCode(e, 'EINVAL'),
+    );
     region.free(all);
     assert.equal(region.uint8(4096).byteLength, 4096);
     await region.close();
     await region.close(); // idempotent
     assert.equal(all.byteLength, 0, 'views of a closed region are empty');
-    assert.throws(() => region.uint8(1), (e) => isVaccelErrorCode(e, 'EBADF'));
+    assert.throws(
+      () => region.uint8(1),
+      (e) => isVaccelErrorCode(e, 'EBADF'),
+    );
   });
 
   it('asks the highest-priority plugin that shares memory, and closes regions with the runtime', async () => {
@@ -105,7 +126,13 @@ describe('Vaccel.sharedMemory', () => {
       async sharedMemory(byteLength) {
         if (!share) return undefined;
         const buffer = new ArrayBuffer(byteLength + 128);
-        return { buffer, byteOffset: 128, byteLength, via: name, release: () => void released.push(byteLength) };
+        return {
+          buffer,
+          byteOffset: 128,
+          byteLength,
+          via: name,
+          release: () => void released.push(byteLength),
+        };
       },
     });
     const vaccel = await Vaccel.open({

@@ -5,7 +5,6 @@
  * @module
  */
 import {
-  type Arg,
   Args,
   allOps,
   EXTENSION_OP_MIN,
@@ -25,14 +24,7 @@ import { Code, TtrpcError } from '@vaccel/ttrpc';
 import { DEFAULT_ADDRESS } from './address.js';
 import { errorFromRpc } from './errors.js';
 import { BlobType } from './gen/resource_pb.js';
-import {
-  decodeGenopResponse,
-  encodeGenopRequest,
-  refWireArg,
-  type SharedRef,
-  toWireArg,
-  type WireArg,
-} from './genop-codec.js';
+import { decodeGenopResponse, encodeGenopRequest, toWireArg, type WireArg } from './genop-codec.js';
 import { AgentLink, type Linked } from './link.js';
 import { AGENT_SERVICE_SYNC } from './service.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';

@@ -10,6 +10,7 @@
  */
 import { fig4 } from '@vaccel/bench/fig4';
 import { compare, type FigureOptions, type FigureResult, HOST, type Point } from '@vaccel/bench/kit';
+import { keepFreedMemory } from '@vaccel/memory';
 import { buildGuest } from './build.js';
 import { kvmUsable, runInGuest } from './run.js';
 
@@ -20,6 +21,8 @@ const MARKER = 'VACCEL_FIG4_JSON';
 export async function fig4Vm(
   options: FigureOptions & { cacheDir: string; sharedMemoryMiB?: number },
 ): Promise<FigureResult> {
+  // The host path runs in this process: with the allocator setting the agent (and vaccel-bench) use.
+  keepFreedMemory();
   const onHost = await fig4({ ...options, startAgent: false });
   const image = await buildGuest(options.cacheDir);
   const args = ['--no-agent', '--no-host', '--address', SERIAL, '--shared-address', `${SERIAL}-2`];

@@ -111,8 +111,10 @@ const elementTypes = {
 
 /**
  * A region of shared memory with an allocator. Views from it are ordinary typed arrays: pass them
- * to any op. Made by {@link Vaccel.sharedMemory}; closing it frees the region (views of a region
- * the agent mapped become empty, so nothing can write into memory given back).
+ * to any op. Made by {@link Vaccel.sharedMemory}; closing it frees the region: views of a region
+ * of its own (memfd, process memory) become empty, so nothing can write into memory given back;
+ * a range of a VM's device memory is returned to the device's allocator, and its views must not
+ * be used afterwards.
  */
 export class SharedMemory implements AsyncDisposable {
   readonly #memory: PluginMemory;
