@@ -47,8 +47,9 @@ export function sharedMemoryService(handover: () => HandoverSocket | undefined):
         maxRegionBytes: BigInt(conn.limits.maxRegionBytes),
         maxRegions: conn.limits.maxRegions,
       };
-      // Descriptors can be handed over only by a local process we can identify.
-      if (!socket || !conn.peer) return limits;
+      // Descriptors can be handed over only by a local process we can identify; a VM given device
+      // memory (whose peer is its VMM) uses that instead.
+      if (!socket || !conn.peer || conn.device) return limits;
       if (conn.offers.size >= MAX_OFFERS)
         throw new VaccelError('EUSERS', `more than ${MAX_OFFERS} region offers pending on this connection`);
       const nonce = randomBytes(NONCE_BYTES);
