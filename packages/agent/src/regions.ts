@@ -30,23 +30,16 @@ interface Region {
 export class ConnectionRegions {
   readonly #regions = new Map<number, Region>();
   #nextId = 1;
-  #bytes = 0;
 
   /** Regions attached now. */
   get count(): number {
     return this.#regions.size;
   }
 
-  /** Bytes of the regions attached now. */
-  get bytes(): number {
-    return this.#bytes;
-  }
-
   /** Adds a mapping; `owned` ones are unmapped when detached. @returns the region id. */
   add(buffer: ArrayBuffer, owned: boolean, byteOffset = 0, size = buffer.byteLength): number {
     const id = this.#nextId++;
     this.#regions.set(id, { id, buffer, byteOffset, size, owned, pins: 0, detached: false });
-    this.#bytes += size;
     return id;
   }
 
@@ -111,7 +104,6 @@ export class ConnectionRegions {
     if (!region || region.detached)
       throw new VaccelError('EINVAL', `no shared region ${id} on this connection`);
     region.detached = true;
-    this.#bytes -= region.size;
     if (region.pins === 0) this.#unmap(region);
   }
 

@@ -7,24 +7,27 @@
 import { closeSync, fstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import type { Native } from '@vaccel/memory';
 
-/** The addon, once a region was asked for and it loaded. */
-let loaded: Native | undefined;
+/** The package, once a region was asked for and its addon loaded. */
+let loaded: typeof import('@vaccel/memory') | undefined;
 
 /** The addon if {@link loadAddon} loaded it. */
-export const addon = (): Native | undefined => loaded;
+export const addon = (): Native | undefined => loaded?.native();
 
 /** Loads the addon, or says why it cannot be had. */
 export async function loadAddon(): Promise<Native | string> {
-  if (loaded) return loaded;
+  if (loaded) return loaded.native();
   try {
     const memory = await import('@vaccel/memory');
     if (!memory.nativeAvailable()) return 'the @vaccel/memory addon is not built here';
-    loaded = memory.native();
-    return loaded;
+    loaded = memory;
+    return memory.native();
   } catch {
     return 'the optional @vaccel/memory package is not installed';
   }
 }
+
+/** Closes a descriptor, ignoring errors (cleanup paths; `@vaccel/memory`'s own helper). */
+export const closeQuietly = (fd: number): void => loaded?.closeQuietly(fd);
 
 /** QEMU's ivshmem device (PCI 1af4:1110): the sysfs file of its shared memory BAR. */
 function findIvshmem(): string | undefined {
@@ -38,15 +41,6 @@ function findIvshmem(): string | undefined {
     // no sysfs, or no PCI: no device
   }
   return undefined;
-}
-
-/** Closes a descriptor, ignoring errors (cleanup paths). */
-export function closeQuietly(lib: Native, fd: number): void {
-  try {
-    lib.close(fd);
-  } catch {
-    // already closed: nothing to release
-  }
 }
 
 /**

@@ -240,11 +240,8 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
           for (const [i, arg] of write.entries()) {
             const wire = reply.writeArgs[i];
             if (!wire) continue;
-            if (wire.ref) {
-              regions.deliver(linked, wire.ref, arg, inPlace, copyOut);
-              continue;
-            }
-            const got = wire.buf;
+            const got = wire.ref ? regions.output(linked, wire.ref, arg, inPlace) : wire.buf;
+            if (!got) continue;
             if (inPlace) arg.buf.set(got.subarray(0, arg.buf.byteLength));
             else if (got.byteLength > 0 && got.byteLength <= arg.buf.byteLength) {
               arg.buf.set(got);

@@ -41,7 +41,6 @@ export interface Staged {
 
 /** A staging region: a range of shared memory that calls borrow pieces of. */
 export interface Staging {
-  readonly generation: number;
   /** Plain arrays from this size on are staged. */
   readonly stageFrom: number;
   readonly memory: PluginMemory;
@@ -134,26 +133,18 @@ export class GuestRegions {
   }
 
   /**
-   * Puts an output the agent left in shared memory where the caller expects it: in place ops
-   * fill the caller's array; other ops get the view itself when it is the caller's region, else
-   * (staged) a copy in the caller's room or in fresh memory.
+   * An output the agent left in shared memory: undefined when it already is where the caller
+   * wants it (an in-place op wrote the caller's own array; another op's output is a view of the
+   * caller's region, which `arg` now holds); else the bytes to copy out, as bytes that came
+   * in-band are (a staged copy, or an in-place op's array staged elsewhere).
    */
-  deliver(
-    linked: Linked,
-    ref: SharedRef,
-    arg: Arg,
-    inPlace: boolean,
-    fresh: (b: Uint8Array) => Uint8Array,
-  ): void {
+  output(linked: Linked, ref: SharedRef, arg: Arg, inPlace: boolean): Uint8Array | undefined {
     const view = this.resolve(linked, ref);
-    if (inPlace) {
-      if (view.buffer !== arg.buf.buffer || view.byteOffset !== arg.buf.byteOffset)
-        arg.buf.set(view.subarray(0, arg.buf.byteLength));
-    } else if (!this.#isStaging(view)) arg.buf = view;
-    else if (view.byteLength > 0 && view.byteLength <= arg.buf.byteLength) {
-      arg.buf.set(view);
-      arg.buf = arg.buf.subarray(0, view.byteLength);
-    } else arg.buf = fresh(view);
+    if (inPlace)
+      return view.buffer === arg.buf.buffer && view.byteOffset === arg.buf.byteOffset ? undefined : view;
+    if (this.#isStaging(view)) return view;
+    arg.buf = view;
+    return undefined;
   }
 
   /** True when `view` lies in the staging region (which may share its buffer with regions). */
@@ -194,7 +185,6 @@ export class GuestRegions {
         // Over virtio-serial (~70 MB/s) even a KiB is cheaper through the device memory.
         const stageFrom = made.memory.via === 'ivshmem' ? MIN_STAGE_FROM : STAGE_FROM;
         this.#staging = {
-          generation: linked.generation,
           stageFrom,
           memory: made.memory,
           bytes: new Uint8Array(made.memory.buffer, made.memory.byteOffset, made.memory.byteLength),
@@ -268,7 +258,7 @@ export class GuestRegions {
       };
     } catch (error) {
       if (buffer) lib.munmap(buffer);
-      closeQuietly(lib, fd);
+      closeQuietly(fd);
       throw error;
     }
   }
@@ -409,6 +399,6 @@ export class GuestRegions {
 
   #unmap(region: GuestRegion): void {
     addon()!.munmap(region.buffer);
-    if (region.fd >= 0) closeQuietly(addon()!, region.fd);
+    if (region.fd >= 0) closeQuietly(region.fd);
   }
 }
