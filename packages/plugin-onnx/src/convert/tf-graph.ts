@@ -1,0 +1,365 @@
+/**
+ * TensorFlow graph → ONNX (opset 13): a TF.js `graph-model` (GraphDef as JSON + weight shards) or a
+ * frozen `GraphDef` (.pb, the same graph in binary).
+ *
+ * Tensors keep TensorFlow's layout (NHWC): image ops are wrapped in Transposes to ONNX's NCHW,
+ * which ONNX Runtime's transpose optimizer cancels between consecutive ops. Constant shape
+ * arithmetic is folded on the host. Values are named as TensorFlow names tensors (`node:index`),
+ * so inputs are `placeholder:0` and outputs e.g. `Identity:0`. An op outside the table fails with
+ * `ENOTSUP` naming the op, the node, and every unsupported op of the graph.
+ * @module
+ */
+import { fromBinary, fromJson, type JsonValue } from '@bufbuild/protobuf';
+import { VaccelError } from '@vaccel/core';
+import type { NodeProto, TensorProto as OnnxTensor, ValueInfoProto } from '../gen/onnx_pb.js';
+import { type AttrValue, type GraphDef, GraphDefSchema, type NodeDef } from '../gen/tensorflow_graph_pb.js';
+import { type AttributeValue, modelBytes, node, valueInfo } from '../graph.js';
+import { tfOps } from './tf-ops.js';
+import {
+  decodeTensorProto,
+  fromBytes,
+  type HostTensor,
+  hostTensor,
+  onnxType,
+  TfType,
+  toInitializer,
+  typeName,
+} from './tf-tensor.js';
+
+/** One weight of a TF.js weights manifest (graph models may quantize to uint8/uint16/float16). */
+export interface GraphWeightSpec {
+  name: string;
+  shape: number[];
+  dtype: string;
+  quantization?: { dtype: string; min?: number; scale?: number };
+}
+
+/** A TF.js graph model's `model.json`. */
+export interface TfjsGraphModel {
+  format?: string;
+  modelTopology: JsonValue;
+  weightsManifest: { paths: string[]; weights: GraphWeightSpec[] }[];
+  signature?: { inputs?: Record<string, unknown>; outputs?: Record<string, unknown> };
+}
+
+/** A parsed graph with its constants: what {@link convertTfGraph} takes. */
+export interface TfGraph {
+  graph: GraphDef;
+  /** Weights given beside the graph (TF.js manifests), by Const node name. */
+  weights: ReadonlyMap<string, HostTensor>;
+  /** Output tensor names from the model's signature, when it has one. */
+  outputs?: readonly string[];
+}
+
+const manifestTypes: Record<string, TfType> = {
+  float32: TfType.DT_FLOAT,
+  int32: TfType.DT_INT32,
+  bool: TfType.DT_BOOL,
+  float16: TfType.DT_HALF,
+  uint8: TfType.DT_UINT8,
+  uint16: TfType.DT_UINT16,
+};
+
+/** Decodes a TF.js weights manifest's shards (float32, int32, bool; uint8/uint16/float16 quantized). */
+export function decodeGraphWeights(
+  manifest: TfjsGraphModel['weightsManifest'],
+  data: Uint8Array,
+): Map<string, HostTensor> {
+  const weights = new Map<string, HostTensor>();
+  let at = 0;
+  for (const spec of manifest.flatMap((group) => group.weights)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    const where = `weight ${spec.name}`;
+    const q = spec.quantization;
+    const stored = manifestTypes[q?.dtype ?? spec.dtype];
+    if (stored === undefined) throw new VaccelError('ENOTSUP', `${where}: dtype ${q?.dtype ?? spec.dtype}`);
+    const bytesPer =
+      { [TfType.DT_UINT8]: 1, [TfType.DT_BOOL]: 1, [TfType.DT_UINT16]: 2, [TfType.DT_HALF]: 2 }[
+        stored as number
+      ] ?? 4;
+    let values = fromBytes(stored, data.subarray(at, at + n * bytesPer), n, where);
+    if (q && q.dtype !== 'float16') {
+      const { min = 0, scale = 1 } = q;
+      values = Array.from(values, (v) => v * scale + min);
+    }
+    const type = manifestTypes[spec.dtype] ?? TfType.DT_FLOAT;
+    weights.set(spec.name, hostTensor(type, spec.shape, values));
+    at += n * bytesPer;
+  }
+  if (at !== data.byteLength)
+    throw new VaccelError(
+      'EINVAL',
+      `weights: the manifest describes ${at} bytes, the shards hold ${data.byteLength}`,
+    );
+  return weights;
+}
+
+/** Parses a TF.js graph model (its `model.json` object and the concatenated weight shards). */
+export function parseTfjsGraphModel(model: TfjsGraphModel, weightData: Uint8Array): TfGraph {
+  if (model.format !== undefined && model.format !== 'graph-model')
+    throw new VaccelError('EINVAL', `a TF.js model of format "${model.format}" is not a graph model`);
+  let graph: GraphDef;
+  try {
+    graph = fromJson(GraphDefSchema, model.modelTopology, { ignoreUnknownFields: true });
+  } catch (cause) {
+    throw new VaccelError(
+      'EINVAL',
+      `the graph model's topology is not a GraphDef: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
+  }
+  const outputs = Object.keys(model.signature?.outputs ?? {});
+  return {
+    graph,
+    weights: decodeGraphWeights(model.weightsManifest ?? [], weightData),
+    ...(outputs.length > 0 ? { outputs } : {}),
+  };
+}
+
+/** Parses a frozen GraphDef (`.pb`): every weight is a Const node. */
+export function parseGraphDef(bytes: Uint8Array): TfGraph {
+  let graph: GraphDef;
+  try {
+    graph = fromBinary(GraphDefSchema, bytes);
+  } catch (cause) {
+    throw new VaccelError('EINVAL', `not a TensorFlow GraphDef: ${(cause as Error).message}`, { cause });
+  }
+  if (graph.node.length === 0) throw new VaccelError('EINVAL', 'the GraphDef has no nodes');
+  return { graph, weights: new Map() };
+}
+
+/** A node with its inputs resolved to tensor names (`node:index`), control inputs dropped. */
+export interface TfNode {
+  readonly name: string;
+  readonly op: string;
+  readonly inputs: readonly string[];
+  readonly attr: Readonly<Record<string, AttrValue>>;
+}
+
+/** `node` → `node:0`; `node:1` stays; TF.js also writes `node:output:1` inside functions. */
+export const tensorName = (ref: string): string => {
+  const parts = ref.split(':');
+  return parts.length === 1 ? `${ref}:0` : `${parts[0]}:${parts[parts.length - 1]}`;
+};
+
+/** The state of one conversion, handed to each op's converter. */
+export class Conversion {
+  readonly nodes: NodeProto[] = [];
+  readonly initializers: OnnxTensor[] = [];
+  readonly #consts = new Map<string, HostTensor>();
+  readonly #types = new Map<string, TfType>();
+  readonly #materialized = new Set<string>();
+  #fresh = 0;
+
+  /** A constant's value, or undefined when `tensor` is computed at run time. */
+  constant(tensor: string): HostTensor | undefined {
+    return this.#consts.get(tensor);
+  }
+  setConstant(tensor: string, value: HostTensor): void {
+    this.#consts.set(tensor, value);
+    this.#types.set(tensor, value.type);
+  }
+  /** The TensorFlow type of a tensor. */
+  type(tensor: string): TfType {
+    const t = this.#types.get(tensor);
+    if (t === undefined) throw new VaccelError('EINVAL', `tensor ${tensor} is used before it is defined`);
+    return t;
+  }
+  setType(tensor: string, type: TfType): void {
+    this.#types.set(tensor, type);
+  }
+  /** The ONNX value name of a tensor, writing a constant out as an initializer on first use. */
+  value(tensor: string): string {
+    const c = this.#consts.get(tensor);
+    if (c && !this.#materialized.has(tensor)) {
+      this.#materialized.add(tensor);
+      this.initializers.push(toInitializer(tensor, c, tensor));
+    }
+    this.type(tensor);
+    return tensor;
+  }
+  /** A new, unused value name derived from `base`. */
+  fresh(base: string): string {
+    return `${base}/_${this.#fresh++}`;
+  }
+  /** An initializer holding `values` of `type` (int64 unless told), returning its name. */
+  literal(base: string, values: readonly number[], type = TfType.DT_INT64, dims = [values.length]): string {
+    const name = this.fresh(base);
+    this.setConstant(name, hostTensor(type, dims, values));
+    return this.value(name);
+  }
+  /** Adds a node; `outputs` are ONNX value names. */
+  emit(
+    opType: string,
+    inputs: readonly string[],
+    outputs: readonly string[],
+    attributes: Readonly<Record<string, AttributeValue>> = {},
+  ): void {
+    this.nodes.push(node(opType, inputs, outputs, attributes, this.fresh(outputs[0] ?? opType)));
+  }
+  /** Emits `opType` on `input` into a fresh value and returns it. */
+  apply(
+    opType: string,
+    inputs: readonly string[],
+    base: string,
+    attributes: Readonly<Record<string, AttributeValue>> = {},
+  ) {
+    const out = this.fresh(base);
+    this.emit(opType, inputs, [out], attributes);
+    return out;
+  }
+}
+
+/** Options of {@link convertTfGraph}. */
+export interface TfConvertOptions {
+  /** Graph name and doc string. */
+  name: string;
+  docString?: string;
+  /** Output tensors (`node:index`); default: the model's signature, else every node no other node reads. */
+  outputs?: readonly string[];
+}
+
+const IGNORED_SINKS = new Set(['Const', 'NoOp', 'Placeholder', 'Assert', 'SaveV2', 'RestoreV2']);
+
+function nodesOf(graph: GraphDef): Map<string, TfNode> {
+  const nodes = new Map<string, TfNode>();
+  for (const n of graph.node as NodeDef[]) {
+    if (nodes.has(n.name)) throw new VaccelError('EINVAL', `the graph has two nodes named ${n.name}`);
+    nodes.set(n.name, {
+      name: n.name,
+      op: n.op,
+      inputs: n.input.filter((i) => !i.startsWith('^')).map(tensorName),
+      attr: n.attr,
+    });
+  }
+  return nodes;
+}
+
+/** Nodes needed for `outputs`, inputs first. @throws VaccelError `EINVAL` on a cycle or a dangling input. */
+function schedule(nodes: ReadonlyMap<string, TfNode>, outputs: readonly string[]): TfNode[] {
+  const order: TfNode[] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: { node: TfNode; next: number }[] = [];
+  const push = (tensor: string, from: string) => {
+    const name = tensor.slice(0, tensor.lastIndexOf(':'));
+    const n = nodes.get(name);
+    if (!n) throw new VaccelError('EINVAL', `${from} reads ${tensor}, which no node produces`);
+    const s = state.get(name);
+    if (s === 'open') throw new VaccelError('EINVAL', `the graph has a cycle through ${name}`);
+    if (s === undefined) {
+      state.set(name, 'open');
+      stack.push({ node: n, next: 0 });
+    }
+  };
+  for (const out of outputs) {
+    push(out, 'an output');
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.next < top.node.inputs.length) push(top.node.inputs[top.next++]!, top.node.name);
+      else {
+        stack.pop();
+        state.set(top.node.name, 'done');
+        order.push(top.node);
+      }
+    }
+  }
+  return order;
+}
+
+/** Converts a parsed TensorFlow graph to ONNX bytes. */
+export function convertTfGraph(model: TfGraph, options: TfConvertOptions): Uint8Array {
+  const nodes = nodesOf(model.graph);
+  const consumed = new Set(
+    [...nodes.values()].flatMap((n) => n.inputs.map((i) => i.slice(0, i.lastIndexOf(':')))),
+  );
+  const outputs = (
+    options.outputs ??
+    model.outputs ??
+    [...nodes.values()]
+      .filter((n) => !consumed.has(n.name) && !IGNORED_SINKS.has(n.op))
+      .map((n) => `${n.name}:0`)
+  ).map(tensorName);
+  if (outputs.length === 0) throw new VaccelError('EINVAL', 'the graph has no outputs');
+  const order = schedule(nodes, outputs);
+  const unsupported = [
+    ...new Set(
+      order.map((n) => n.op).filter((op) => !(op in tfOps) && op !== 'Const' && op !== 'Placeholder'),
+    ),
+  ];
+  if (unsupported.length > 0)
+    throw new VaccelError(
+      'ENOTSUP',
+      `the converter does not support TensorFlow op${unsupported.length > 1 ? 's' : ''} ${unsupported.join(', ')} (first at node ${order.find((n) => unsupported.includes(n.op))!.name})`,
+    );
+
+  const c = new Conversion();
+  const inputs: ValueInfoProto[] = [];
+  for (const n of order) {
+    if (n.op === 'Const') {
+      const weight = model.weights.get(n.name);
+      const tensor = n.attr.value?.value.case === 'tensor' ? n.attr.value.value.value : undefined;
+      if (weight) c.setConstant(`${n.name}:0`, declaredType(weight, n));
+      else if (tensor) c.setConstant(`${n.name}:0`, decodeTensorProto(tensor, `node ${n.name}`));
+      else throw new VaccelError('EINVAL', `Const ${n.name} has no value and no weight`);
+      continue;
+    }
+    if (n.op === 'Placeholder') {
+      const type = n.attr.dtype?.value.case === 'type' ? n.attr.dtype.value.value : TfType.DT_FLOAT;
+      const shape = n.attr.shape?.value.case === 'shape' ? n.attr.shape.value.value : undefined;
+      const dims =
+        shape?.unknownRank || !shape
+          ? []
+          : shape.dim.map((d, i) => (d.size >= 0n ? Number(d.size) : `${n.name}_${i}`));
+      inputs.push(valueInfo(`${n.name}:0`, onnxType(type, n.name), dims));
+      c.setType(`${n.name}:0`, type);
+      continue;
+    }
+    const convert = tfOps[n.op]!;
+    const folded =
+      convert.fold && n.inputs.every((i) => c.constant(i))
+        ? convert.fold(
+            n,
+            n.inputs.map((i) => c.constant(i)!),
+          )
+        : undefined;
+    if (folded) folded.forEach((t, k) => c.setConstant(`${n.name}:${k}`, t));
+    else convert.emit(n, c);
+  }
+  const graphOutputs = outputs.map((out) => {
+    let name = c.value(out);
+    if (inputs.some((i) => i.name === name) || c.constant(out)) {
+      // An ONNX graph output must be a node's output: route inputs and constants through Identity.
+      name = `${out}/output`;
+      c.emit('Identity', [c.value(out)], [name]);
+    }
+    return { tensor: out, name };
+  });
+  const renamed = graphOutputs.map(({ tensor, name }) => {
+    if (name === tensor) return valueInfo(tensor, onnxType(c.type(tensor), tensor), []);
+    return valueInfo(name, onnxType(c.type(tensor), tensor), []);
+  });
+  return modelBytes({
+    name: options.name,
+    ...(options.docString ? { docString: options.docString } : {}),
+    nodes: c.nodes,
+    inputs,
+    outputs: renamed.map(stripShape),
+    initializers: c.initializers,
+  });
+}
+
+/** Outputs are declared by type only (ONNX Runtime infers their shapes). */
+const stripShape = (v: ValueInfoProto): ValueInfoProto => {
+  if (v.type?.value.case === 'tensorType') v.type.value.value.shape = undefined;
+  return v;
+};
+
+/** A TF.js weight carries its stored type (int64 is shipped as int32): take the node's. */
+function declaredType(weight: HostTensor, n: TfNode): HostTensor {
+  const declared = n.attr.dtype?.value.case === 'type' ? n.attr.dtype.value.value : weight.type;
+  if (declared === weight.type) return weight;
+  if (!(declared in TfType)) throw new VaccelError('ENOTSUP', `Const ${n.name}: ${typeName(declared)}`);
+  return hostTensor(declared, weight.dims, weight.values);
+}
