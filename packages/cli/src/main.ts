@@ -9,12 +9,16 @@ import type { Command } from './commands/command.js';
 import { noopCommand } from './commands/noop.js';
 import { opsCommand } from './commands/ops.js';
 import { sgemmCommand } from './commands/sgemm.js';
+import { detectCommand, poseCommand, segmentCommand } from './commands/vision.js';
 import { type Io, println, reportError } from './io.js';
 
 export type { Io } from './io.js';
 
 const commands: readonly Command[] = [
+  detectCommand,
   classifyCommand,
+  poseCommand,
+  segmentCommand,
   sgemmCommand,
   encryptCommand,
   decryptCommand,

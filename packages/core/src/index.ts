@@ -99,6 +99,24 @@ export {
   parseModelInfo,
   type TensorInfo,
 } from './ops/model.js';
+export {
+  type Box,
+  type Detection,
+  type Keypoint,
+  type Pose,
+  packVision,
+  parseVision,
+  type Segmentation,
+  summarize,
+  UPSTREAM_IMGNAME_BYTES,
+  unpackVision,
+  VISION_OPS,
+  type VisionArgs,
+  type VisionOptions,
+  type VisionResult,
+  type VisionTask,
+  visionHandlers,
+} from './ops/vision.js';
 export { type ResolvedConfig, splitList, type VaccelOptions } from './runtime/config.js';
 export { createStderrLogger, type Logger, LogLevel, logLevelName, parseLogLevel } from './runtime/log.js';
 export {
@@ -124,6 +142,7 @@ export type {
   ModelRunOptions,
   Session,
   SessionOptions,
+  VisionCallOptions,
 } from './runtime/session.js';
 export {
   LOCAL_MEMORY,

@@ -61,6 +61,53 @@ function softmaxTopK(values: Float32Array, logits: boolean, k: number): { index:
   return order.slice(0, k).map((index) => ({ index, score: scores[index]! }));
 }
 
+/** A model opened from its blobs: descriptor, labels and session. */
+export interface DescribedModel {
+  descriptor: ModelDescriptor;
+  labels: string[];
+  session: OrtSession;
+  inputName: string;
+}
+
+/**
+ * Opens a described model (`model.json` + its ONNX file + labels) for `task`.
+ * @throws VaccelError `EINVAL` when the descriptor, model or labels do not fit together or the
+ * model is for another task.
+ */
+export async function openDescribedModel(
+  blobs: readonly ResourceBlob[],
+  settings: SessionSettings,
+  what: string,
+  task: ModelDescriptor['task'],
+): Promise<DescribedModel> {
+  const byName = new Map(blobs.map((b) => [b.name, b.data]));
+  const json = byName.get(DESCRIPTOR);
+  if (!json)
+    throw new VaccelError('EINVAL', `${what}: ${task} needs a ${DESCRIPTOR} descriptor beside the ONNX file`);
+  const descriptor = parseDescriptor(json);
+  if (descriptor.task !== task)
+    throw new VaccelError(
+      'EINVAL',
+      `${what}: ${descriptor.name} is a ${descriptor.task} model, not a ${task} model`,
+    );
+  const onnx = byName.get(descriptor.file);
+  if (!onnx)
+    throw new VaccelError('EINVAL', `${what}: ${DESCRIPTOR} names ${descriptor.file}, which is missing`);
+  const labelBytes = descriptor.labels === undefined ? undefined : byName.get(descriptor.labels);
+  if (descriptor.labels !== undefined && !labelBytes)
+    throw new VaccelError(
+      'EINVAL',
+      `${what}: ${DESCRIPTOR} names labels ${descriptor.labels}, which are missing`,
+    );
+  const session = await createSession(onnx, settings, what);
+  const inputName = descriptor.input.name ?? session.inputNames[0]!;
+  if (!session.inputNames.includes(inputName)) {
+    await session.release();
+    throw new VaccelError('EINVAL', `${what}: the model has no input ${inputName}`);
+  }
+  return { descriptor, labels: labelBytes ? parseLabels(labelBytes) : [], session, inputName };
+}
+
 /** A loaded classifier. */
 export class Classifier {
   private constructor(
@@ -80,32 +127,11 @@ export class Classifier {
     settings: SessionSettings,
     what = 'model',
   ): Promise<Classifier> {
-    const byName = new Map(blobs.map((b) => [b.name, b.data]));
-    const json = byName.get(DESCRIPTOR);
-    if (!json)
-      throw new VaccelError(
-        'EINVAL',
-        `${what}: image classification needs a ${DESCRIPTOR} descriptor beside the ONNX file`,
-      );
-    const descriptor = parseDescriptor(json);
-    const onnx = byName.get(descriptor.file);
-    if (!onnx)
-      throw new VaccelError('EINVAL', `${what}: ${DESCRIPTOR} names ${descriptor.file}, which is missing`);
-    const labelBytes = descriptor.labels === undefined ? undefined : byName.get(descriptor.labels);
-    if (descriptor.labels !== undefined && !labelBytes)
-      throw new VaccelError(
-        'EINVAL',
-        `${what}: ${DESCRIPTOR} names labels ${descriptor.labels}, which are missing`,
-      );
-    const session = await createSession(onnx, settings, what);
-    const inputName = descriptor.input.name ?? session.inputNames[0]!;
-    const outputName = descriptor.outputName ?? session.outputNames[0]!;
-    if (!session.inputNames.includes(inputName))
-      throw new VaccelError('EINVAL', `${what}: the model has no input ${inputName}`);
-    if (!session.outputNames.includes(outputName))
+    const model = await openDescribedModel(blobs, settings, what, 'classification');
+    const outputName = model.descriptor.outputName ?? model.session.outputNames[0]!;
+    if (!model.session.outputNames.includes(outputName))
       throw new VaccelError('EINVAL', `${what}: the model has no output ${outputName}`);
-    const labels = labelBytes ? parseLabels(labelBytes) : [];
-    return new Classifier(descriptor, labels, session, inputName, outputName);
+    return new Classifier(model.descriptor, model.labels, model.session, model.inputName, outputName);
   }
 
   /** Classifies encoded image bytes. @throws VaccelError `EINVAL` for undecodable images. */

@@ -21,13 +21,32 @@ export interface InputSpec {
   mean: [number, number, number];
   /** Per-channel std divided by last. */
   std: [number, number, number];
+  /** Element type of the input tensor (default float32; int32 takes whole pixel values). */
+  dtype: 'float32' | 'int32';
   /** sharp resize kernel (default `linear`, i.e. bilinear). */
   kernel: 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
 }
 
-/** A classifier descriptor, normalised. */
+/** What a model does: which op serves it. */
+export type ModelTask = 'classification' | 'detection' | 'pose' | 'segmentation';
+
+/** How a detection, pose or segmentation model's outputs are read. */
+export type DecoderSpec =
+  /** NanoDet's GFL head: per stride, class scores `[1,N,C]` and box distributions `[1,N,4·(regMax+1)]`. */
+  | { kind: 'nanodet'; strides: number[]; regMax: number }
+  /** One output `[1,N,6]` (or `[N,6]`): x1, y1, x2, y2 normalised to 0–1, score, class. */
+  | { kind: 'boxes' }
+  /** One output `[1,1,K,3]`: y, x normalised to 0–1, score per keypoint (MoveNet). */
+  | { kind: 'keypoints'; skeleton: [number, number][] }
+  /** One output `[1,H,W,C]` of probabilities; channel `channel` is the class. */
+  | { kind: 'mask'; channel: number };
+
+/** A model descriptor, normalised. */
 export interface ModelDescriptor {
   name: string;
+  task: ModelTask;
+  /** Outputs of detection, pose and segmentation models. */
+  decoder?: DecoderSpec;
   /** ONNX file name, relative to the descriptor. */
   file: string;
   /** Label file name (one label per line), relative to the descriptor. */
@@ -104,11 +123,17 @@ export function parseDescriptor(json: string | Uint8Array): ModelDescriptor {
   const kindText = String(output.kind ?? (output.postprocess === 'softmax' ? 'logits' : 'probabilities'));
   if (kindText !== 'logits' && kindText !== 'probabilities')
     bad(`output.kind must be logits or probabilities, got ${kindText}`);
+  const inputType = (input.dtype ?? 'float32') as string;
+  if (inputType !== 'float32' && inputType !== 'int32')
+    bad(`input.dtype must be float32 or int32, got ${inputType}`);
+  const task = taskOf(raw.task);
   const file = raw.file ?? 'model.onnx';
   if (typeof file !== 'string' || file.length === 0) bad('file must be a file name');
   if (raw.labels !== undefined && typeof raw.labels !== 'string') bad('labels must be a file name');
   return {
     name: typeof raw.name === 'string' ? raw.name : (file as string),
+    task,
+    ...(task === 'classification' ? {} : { decoder: decoderOf(task, output) }),
     file: file as string,
     ...(raw.labels !== undefined ? { labels: raw.labels as string } : {}),
     input: {
@@ -120,11 +145,71 @@ export function parseDescriptor(json: string | Uint8Array): ModelDescriptor {
       scale: scale as number,
       mean: triple(input.mean, 0, 'input.mean'),
       std,
+      dtype: inputType as InputSpec['dtype'],
       kernel: kernelOf(input.resize),
     },
     ...(typeof output.name === 'string' ? { outputName: output.name } : {}),
     outputKind: kindText as ModelDescriptor['outputKind'],
   };
+}
+
+const TASKS: Record<string, ModelTask> = {
+  'image-classification': 'classification',
+  classification: 'classification',
+  'object-detection': 'detection',
+  detection: 'detection',
+  'pose-estimation': 'pose',
+  pose: 'pose',
+  'image-segmentation': 'segmentation',
+  segmentation: 'segmentation',
+};
+
+function taskOf(value: unknown): ModelTask {
+  if (value === undefined) return 'classification';
+  const task = TASKS[String(value)];
+  if (!task) bad(`task must be one of ${Object.keys(TASKS).join(', ')}, got ${String(value)}`);
+  return task!;
+}
+
+const positiveInts = (v: unknown) =>
+  Array.isArray(v) && v.length > 0 && v.every((x) => Number.isSafeInteger(x) && x > 0);
+
+function decoderOf(task: ModelTask, output: Record<string, unknown>): DecoderSpec {
+  const kind = String(
+    output.decoder ?? { detection: 'nanodet', pose: 'keypoints', segmentation: 'mask' }[task as string],
+  );
+  switch (kind) {
+    case 'nanodet': {
+      const strides = output.strides ?? [8, 16, 32];
+      if (!positiveInts(strides)) bad('output.strides must be positive integers');
+      const regMax = output.regMax ?? 7;
+      if (!Number.isSafeInteger(regMax) || (regMax as number) < 1)
+        bad('output.regMax must be a positive integer');
+      return { kind, strides: strides as number[], regMax: regMax as number };
+    }
+    case 'boxes':
+      return { kind };
+    case 'keypoints': {
+      const skeleton = output.skeleton ?? [];
+      if (
+        !Array.isArray(skeleton) ||
+        !skeleton.every(
+          (p) => Array.isArray(p) && p.length === 2 && p.every((i) => Number.isSafeInteger(i) && i >= 0),
+        )
+      )
+        bad('output.skeleton must be pairs of keypoint indices');
+      return { kind, skeleton: skeleton as [number, number][] };
+    }
+    case 'mask': {
+      const channel = output.channel ?? 0;
+      if (!Number.isSafeInteger(channel) || (channel as number) < 0) bad('output.channel must be an index');
+      return { kind, channel: channel as number };
+    }
+    default:
+      return bad(
+        `output.decoder ${String(kind)} does not fit task ${task} (nanodet, boxes, keypoints, mask)`,
+      );
+  }
 }
 
 /** Splits a label file: one label per line, blank trailing lines dropped. */

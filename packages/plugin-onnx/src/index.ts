@@ -4,6 +4,8 @@
  *
  * - `image_classify` / top-k classification with any ImageNet-style ONNX model described by a
  *   `model.json` ({@link parseDescriptor}); a default model ships with the package.
+ * - `image_detect` / `image_pose` / `image_segment` (upstream layouts and typed results) with
+ *   described models; COCO NanoDet, MoveNet Lightning and MediaPipe's selfie segmenter ship.
  * - `model_load` / `model_run` / `model_unload` on any ONNX model registered as a resource.
  * - `blas_sgemm` through cached in-memory Gemm graphs (MLAS), ahead of sgemm-js by priority.
  * @module
@@ -23,10 +25,13 @@ import {
   sgemmFlops,
   sgemmHandler,
   VaccelError,
+  type VisionTask,
+  visionHandlers,
 } from '@vaccel/core';
 import { sgemmKernel } from '@vaccel/core/plugins';
 import * as ort from 'onnxruntime-node';
 import { Classifier, readModelBlobs } from './classifier.js';
+import type { ModelTask } from './descriptor.js';
 import {
   createSession,
   describeSession,
@@ -35,25 +40,52 @@ import {
   type SessionSettings,
 } from './session.js';
 import { OrtSgemm } from './sgemm.js';
+import { VisionModel } from './vision.js';
 
 /** Problems of at most this many flops (2·16³) skip ONNX Runtime for the inline kernel (measured crossover: ORT wins from N ≈ 24). */
 const INLINE_SGEMM_FLOPS = 2 * 16 ** 3;
 
 export { Classifier, type ClassifyResult, type ClassifyTimings, readModelBlobs } from './classifier.js';
-export { type InputSpec, type ModelDescriptor, parseDescriptor, parseLabels } from './descriptor.js';
+export {
+  type DecoderSpec,
+  type InputSpec,
+  type ModelDescriptor,
+  type ModelTask,
+  parseDescriptor,
+  parseLabels,
+} from './descriptor.js';
 export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from './graph.js';
 export { MAX_INPUT_PIXELS, preprocess } from './preprocess.js';
 export { gemmModel, OrtSgemm } from './sgemm.js';
+export { VISION_DEFAULTS, VisionModel, type VisionTimings } from './vision.js';
 
 /** The model classification uses when none is given: the one shipped in `models/`. */
 export const DEFAULT_MODEL_DIR = fileURLToPath(
   new URL('../models/mobilenet-v2-moderation/', import.meta.url),
 );
 
+/** The shipped detection, pose and segmentation models (COCO NanoDet, MoveNet Lightning, MediaPipe selfie). */
+export const DEFAULT_VISION_MODELS: Readonly<Record<VisionTask, string>> = {
+  detect: fileURLToPath(new URL('../models/nanodet-coco/', import.meta.url)),
+  pose: fileURLToPath(new URL('../models/movenet-lightning/', import.meta.url)),
+  segment: fileURLToPath(new URL('../models/selfie-segmentation/', import.meta.url)),
+};
+
+const VISION_TASKS: Record<VisionTask, ModelTask> = {
+  detect: 'detection',
+  pose: 'pose',
+  segment: 'segmentation',
+};
+
 /** Options of {@link onnxPlugin}. Unset ones come from the environment. */
 export interface OnnxPluginOptions {
   /** Default classification model: a folder, its model.json, or an .onnx (default `VACCEL_ONNX_MODEL`, else the shipped one). */
   defaultModel?: string;
+  /**
+   * Default detection, pose and segmentation models (folders with a model.json; default
+   * `VACCEL_ONNX_DETECT_MODEL`, `VACCEL_ONNX_POSE_MODEL`, `VACCEL_ONNX_SEGMENT_MODEL`, else the shipped ones).
+   */
+  visionModels?: Partial<Record<VisionTask, string>>;
   /** Execution providers, best first (default `VACCEL_ONNX_PROVIDERS` `:`-list, else `cpu`). */
   executionProviders?: readonly string[];
   /** Threads per op (default `VACCEL_ONNX_THREADS`, else all cores). */
@@ -86,6 +118,12 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     );
   const settings: SessionSettings = { executionProviders: providers, intraOpThreads: threads };
   const defaultModel = options.defaultModel ?? env.VACCEL_ONNX_MODEL ?? DEFAULT_MODEL_DIR;
+  const visionDefaults: Record<VisionTask, string> = {
+    detect: options.visionModels?.detect ?? env.VACCEL_ONNX_DETECT_MODEL ?? DEFAULT_VISION_MODELS.detect,
+    pose: options.visionModels?.pose ?? env.VACCEL_ONNX_POSE_MODEL ?? DEFAULT_VISION_MODELS.pose,
+    segment: options.visionModels?.segment ?? env.VACCEL_ONNX_SEGMENT_MODEL ?? DEFAULT_VISION_MODELS.segment,
+  };
+  const visionModels = new Map<string, Promise<VisionModel>>();
   const sgemm = new OrtSgemm(settings);
   const classifiers = new Map<string, Promise<Classifier>>();
   const models = new Map<string, LoadedModel>(); // by resource digest
@@ -135,6 +173,27 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     return classes;
   };
   const classifyOps = classifyHandlers(classify);
+
+  const visionModelFor = (task: VisionTask, modelId: number, ctx: OpContext): Promise<VisionModel> => {
+    if (modelId === 0) {
+      const dir = visionDefaults[task];
+      return cached(visionModels, `default:${task}:${dir}`, async () =>
+        VisionModel.load(await readModelBlobs(dir), settings, VISION_TASKS[task], dir),
+      );
+    }
+    const resource = ctx.resource(modelId);
+    return cached(visionModels, `${task}:${resource.digest}`, () =>
+      VisionModel.load(resource.blobs, settings, VISION_TASKS[task], `model ${modelId}`),
+    );
+  };
+  const vision = (task: VisionTask) =>
+    visionHandlers(task, async ({ image, modelId, options }, ctx) => {
+      const model = await visionModelFor(task, modelId, ctx);
+      const { timings, ...result } = await model.run(image, options, ctx.signal);
+      ctx.logger.debug({ model: model.descriptor.name, ...timings }, task);
+      return result;
+    });
+  const [detect, pose, segment] = [vision('detect'), vision('pose'), vision('segment')];
 
   const unloadKey = async (key: string): Promise<void> => {
     const digest = loaded.get(key);
@@ -196,6 +255,12 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     ops: {
       [OpType.ImageClassify]: classifyOps.upstream,
       [OpType.ImageClassifyTopK]: classifyOps.topK,
+      [OpType.ImageDetect]: detect.upstream,
+      [OpType.ImageDetectBoxes]: detect.ours,
+      [OpType.ImagePose]: pose.upstream,
+      [OpType.ImagePoseKeypoints]: pose.ours,
+      [OpType.ImageSegment]: segment.upstream,
+      [OpType.ImageSegmentMask]: segment.ours,
       [OpType.ModelLoad]: model.load,
       [OpType.ModelRun]: model.run,
       [OpType.ModelUnload]: model.unload,
@@ -214,6 +279,11 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
         const classifier = classifiers.get(resource.digest);
         classifiers.delete(resource.digest);
         await (await classifier?.catch(() => undefined))?.release();
+        for (const task of Object.keys(VISION_TASKS)) {
+          const model = visionModels.get(`${task}:${resource.digest}`);
+          visionModels.delete(`${task}:${resource.digest}`);
+          await (await model?.catch(() => undefined))?.release();
+        }
       },
     },
     async fini() {
@@ -221,6 +291,9 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       const all = [...classifiers.values()];
       classifiers.clear();
       await Promise.allSettled(all.map(async (c) => (await c).release()));
+      const visions = [...visionModels.values()];
+      visionModels.clear();
+      await Promise.allSettled(visions.map(async (m) => (await m).release()));
       for (const key of [...loaded.keys()]) await unloadKey(key);
     },
   };

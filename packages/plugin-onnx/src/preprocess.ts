@@ -12,7 +12,10 @@ export const MAX_INPUT_PIXELS = 16384 * 16384;
 
 /** A preprocessed image and what it cost. */
 export interface Preprocessed {
-  tensor: Float32Array;
+  /** Float32 normally; int32 for models that take raw pixels as integers (`input.dtype`). */
+  tensor: Float32Array | Int32Array;
+  /** The source image's size, upright (after EXIF orientation). */
+  source: { width: number; height: number };
   dims: [number, number, number, number];
   /** ms spent decoding and resizing (libvips), then normalising into the tensor. */
   decodeMs: number;
@@ -31,8 +34,16 @@ export async function preprocess(
   if (image.byteLength === 0) throw new VaccelError('EINVAL', 'image is empty');
   const started = performance.now();
   let pixels: Buffer;
+  let source: Preprocessed['source'];
   try {
-    pixels = await sharp(image, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' })
+    const decoder = sharp(image, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' });
+    const meta = await decoder.metadata();
+    const swapped = (meta.orientation ?? 1) >= 5; // EXIF orientations 5–8 turn the image by 90°
+    source = {
+      width: (swapped ? meta.height : meta.width) ?? 0,
+      height: (swapped ? meta.width : meta.height) ?? 0,
+    };
+    pixels = await decoder
       .rotate() // apply EXIF orientation, as viewers do
       .removeAlpha()
       .toColourspace('srgb')
@@ -54,7 +65,7 @@ export async function preprocess(
   const plane = width * height;
   if (pixels.byteLength !== plane * 3)
     throw new VaccelError('EINVAL', `decoded image has ${pixels.byteLength} bytes, expected ${plane * 3}`);
-  const tensor = new Float32Array(plane * 3);
+  const tensor = spec.dtype === 'int32' ? new Int32Array(plane * 3) : new Float32Array(plane * 3);
   const order = spec.color === 'RGB' ? [0, 1, 2] : [2, 1, 0];
   // mean and std are given in the model's channel order.
   const mul = std.map((s) => scale / s);
@@ -71,5 +82,5 @@ export async function preprocess(
     }
   }
   const dims: Preprocessed['dims'] = spec.layout === 'NHWC' ? [1, height, width, 3] : [1, 3, height, width];
-  return { tensor, dims, decodeMs: decoded - started, normalizeMs: performance.now() - decoded };
+  return { tensor, dims, source, decodeMs: decoded - started, normalizeMs: performance.now() - decoded };
 }

@@ -17,7 +17,9 @@ const MODEL = `${DEFAULT_MODEL_DIR}model.onnx`;
 
 async function inputsOf(names: string[]): Promise<Float32Array[]> {
   const { input } = parseDescriptor(readFileSync(`${DEFAULT_MODEL_DIR}model.json`));
-  return Promise.all(names.map(async (name) => (await preprocess(photo(name), input)).tensor));
+  return Promise.all(
+    names.map(async (name) => (await preprocess(photo(name), input)).tensor as Float32Array),
+  );
 }
 
 suite('model load / run / unload', () => {

@@ -25,33 +25,15 @@ ${COMMON_HELP}`,
     if (positionals.length !== 1) throw new UsageError('classify takes exactly one IMAGE');
     const path = positionals[0]!;
     const topK = positiveInt(values.top, 'top', 5);
-    let image: Uint8Array;
-    try {
-      image = new Uint8Array(await readFile(path));
-    } catch (cause) {
-      throw new VaccelError('ENOENT', `cannot read image ${path}: ${(cause as Error).message}`, { cause });
-    }
+    const image = await readImage(path);
     await using vaccel = await openRuntime(io, values);
     await using session = await vaccel.createSession();
     await using model = values.model === undefined ? undefined : await openModel(vaccel, values.model);
     if (model) session.registerResource(model);
     const started = performance.now();
-    let result: Awaited<ReturnType<typeof session.imageClassify>>;
-    try {
-      result = await session.imageClassify(image, { topK, ...(model ? { model } : {}) });
-    } catch (error) {
-      if (!isVaccelErrorCode(error, 'ENOTSUP')) throw error;
-      const loaded =
-        vaccel
-          .plugins()
-          .map((p) => p.name)
-          .join(', ') || 'none';
-      throw new VaccelError(
-        'ENOTSUP',
-        `no plugin provides image classification (plugins loaded: ${loaded})`,
-        { cause: error },
-      );
-    }
+    const result = await provided(vaccel, 'image classification', () =>
+      session.imageClassify(image, { topK, ...(model ? { model } : {}) }),
+    );
     const ms = performance.now() - started;
     if (values.json) {
       printJson(io, { image: path, ms, classes: result });
@@ -63,8 +45,34 @@ ${COMMON_HELP}`,
   },
 };
 
+/** Reads an image file. @throws VaccelError `ENOENT` naming the file. */
+export async function readImage(path: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (cause) {
+    throw new VaccelError('ENOENT', `cannot read image ${path}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Runs `call`, turning ENOTSUP into "no plugin provides <what>", with the plugins loaded. */
+export async function provided<T>(vaccel: Vaccel, what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (!isVaccelErrorCode(error, 'ENOTSUP')) throw error;
+    const loaded =
+      vaccel
+        .plugins()
+        .map((p) => p.name)
+        .join(', ') || 'none';
+    throw new VaccelError('ENOTSUP', `no plugin provides ${what} (plugins loaded: ${loaded})`, {
+      cause: error,
+    });
+  }
+}
+
 /** A model resource from a folder or its model.json: the descriptor, the ONNX file and labels it names. */
-async function openModel(vaccel: Vaccel, path: string) {
+export async function openModel(vaccel: Vaccel, path: string) {
   let dir = path;
   try {
     if (!(await stat(path)).isDirectory()) dir = dirname(path);

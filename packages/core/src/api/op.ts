@@ -41,6 +41,9 @@ export const OpType = Object.freeze({
   ModelRun: 68,
   ModelUnload: 69,
   ListOperations: 70,
+  ImageDetectBoxes: 71,
+  ImagePoseKeypoints: 72,
+  ImageSegmentMask: 73,
 } as const);
 
 /** An operation number from {@link OpType}. */

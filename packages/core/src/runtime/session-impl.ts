@@ -23,6 +23,16 @@ import {
   packModelUnload,
   parseModelInfo,
 } from '../ops/model.js';
+import {
+  type Detection,
+  type Pose,
+  packVision,
+  parseVision,
+  type Segmentation,
+  VISION_OPS,
+  type VisionResult,
+  type VisionTask,
+} from '../ops/vision.js';
 import { sgemmKernel } from '../plugins/sgemm-js/kernel.js';
 import { raceAbort } from './abort.js';
 import { opChannels } from './diagnostics.js';
@@ -30,7 +40,7 @@ import type { Logger } from './log.js';
 import type { OpContext, Plugin } from './plugin.js';
 import type { Resolved } from './registry.js';
 import type { Resource, ResourceData } from './resource.js';
-import type { CallOptions, ClassifyOptions, ModelRunOptions, Session } from './session.js';
+import type { CallOptions, ClassifyOptions, ModelRunOptions, Session, VisionCallOptions } from './session.js';
 
 /** What a session needs from its runtime. @internal */
 export interface SessionHost {
@@ -186,6 +196,37 @@ export class SessionImpl implements Session {
     const { read, write } = packClassify(image, options.topK ?? 5, modelId);
     await this.doOperation(OpType.ImageClassifyTopK, read, write, options);
     return parseClassification(write[0]!.buf);
+  }
+
+  imageDetect(image: Uint8Array, options: VisionCallOptions = {}): Promise<VisionResult<Detection[]>> {
+    return this.#vision('detect', image, options);
+  }
+
+  imagePose(image: Uint8Array, options: VisionCallOptions = {}): Promise<VisionResult<Pose>> {
+    return this.#vision('pose', image, options);
+  }
+
+  imageSegment(image: Uint8Array, options: VisionCallOptions = {}): Promise<VisionResult<Segmentation>> {
+    return this.#vision('segment', image, options);
+  }
+
+  async #vision<T>(
+    task: VisionTask,
+    image: Uint8Array,
+    options: VisionCallOptions,
+  ): Promise<VisionResult<T>> {
+    if (!(image instanceof Uint8Array))
+      throw new VaccelError('EINVAL', `image ${task}: image must be a Uint8Array`);
+    const modelId = options.model ? this.#registered(options.model) : 0;
+    const { minScore, iouThreshold, maxResults, annotate } = options;
+    const { read, write } = packVision(task, image, modelId, {
+      minScore,
+      iouThreshold,
+      maxResults,
+      annotate,
+    });
+    await this.doOperation(VISION_OPS[task].ours, read, write, options);
+    return parseVision<T>(task, write);
   }
 
   async modelLoad(model: Resource, options?: CallOptions): Promise<ModelInfo> {

@@ -10,6 +10,7 @@ import type { SgemmParams } from '../ops/blas.js';
 import type { DecryptParams, EncryptParams, EncryptResult } from '../ops/cipher.js';
 import type { Classification } from '../ops/image.js';
 import type { ModelInfo } from '../ops/model.js';
+import type { Detection, Pose, Segmentation, VisionOptions, VisionResult } from '../ops/vision.js';
 import type { Resource, ResourceData } from './resource.js';
 
 /** Options every async call takes last. */
@@ -23,6 +24,12 @@ export interface ClassifyOptions extends CallOptions {
   /** How many classes to return, best first (default 5). */
   topK?: number;
   /** A model resource registered with the session; default: the plugin's default model. */
+  model?: Resource;
+}
+
+/** Options of {@link Session.imageDetect}, {@link Session.imagePose} and {@link Session.imageSegment}. */
+export interface VisionCallOptions extends CallOptions, VisionOptions {
+  /** A model resource (ONNX + model.json) registered with the session; default: the plugin's. */
   model?: Resource;
 }
 
@@ -78,6 +85,12 @@ export interface Session extends AsyncDisposable {
   decrypt(params: DecryptParams, options?: CallOptions): Promise<Uint8Array>;
   /** Classifies an encoded image (JPEG, PNG, WebP …): top-k classes, best first. */
   imageClassify(image: Uint8Array, options?: ClassifyOptions): Promise<Classification[]>;
+  /** Detects objects: boxes with labels and scores after non-maximum suppression, best first. */
+  imageDetect(image: Uint8Array, options?: VisionCallOptions): Promise<VisionResult<Detection[]>>;
+  /** Estimates a person's pose: named keypoints with scores, and the skeleton's edges. */
+  imagePose(image: Uint8Array, options?: VisionCallOptions): Promise<VisionResult<Pose>>;
+  /** Segments the image: a mask of the model's class (a person, for the default model). */
+  imageSegment(image: Uint8Array, options?: VisionCallOptions): Promise<VisionResult<Segmentation>>;
   /** Loads a model resource (registered with this session) and returns its declared inputs/outputs. */
   modelLoad(model: Resource, options?: CallOptions): Promise<ModelInfo>;
   /** Runs a loaded model on named input tensors. */

@@ -17,8 +17,10 @@ import { type AttributeValue, modelBytes, node, valueInfo } from '../graph.js';
 import { tfOps } from './tf-ops.js';
 import {
   decodeTensorProto,
+  floatToHalf,
   fromBytes,
   type HostTensor,
+  halfToFloat,
   hostTensor,
   onnxType,
   TfType,
@@ -60,14 +62,38 @@ const manifestTypes: Record<string, TfType> = {
   uint16: TfType.DT_UINT16,
 };
 
+const bytesPer = (type: TfType): number =>
+  type === TfType.DT_UINT8 || type === TfType.DT_BOOL
+    ? 1
+    : type === TfType.DT_UINT16 || type === TfType.DT_HALF
+      ? 2
+      : 4;
+
 /** Decodes a TF.js weights manifest's shards (float32, int32, bool; uint8/uint16/float16 quantized). */
 export function decodeGraphWeights(
   manifest: TfjsGraphModel['weightsManifest'],
   data: Uint8Array,
 ): Map<string, HostTensor> {
+  const specs = manifest.flatMap((group) => group.weights);
+  const stored = (spec: GraphWeightSpec) => manifestTypes[spec.quantization?.dtype ?? spec.dtype];
+  const sizes = specs.map((spec) => {
+    const type = stored(spec);
+    if (type === undefined)
+      throw new VaccelError(
+        'ENOTSUP',
+        `weight ${spec.name}: dtype ${spec.quantization?.dtype ?? spec.dtype}`,
+      );
+    return spec.shape.reduce((a, b) => a * b, 1) * bytesPer(type);
+  });
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (total !== data.byteLength)
+    throw new VaccelError(
+      'EINVAL',
+      `weights: the manifest describes ${total} bytes, the shards hold ${data.byteLength}`,
+    );
   const weights = new Map<string, HostTensor>();
   let at = 0;
-  for (const spec of manifest.flatMap((group) => group.weights)) {
+  for (const spec of specs) {
     const n = spec.shape.reduce((a, b) => a * b, 1);
     const where = `weight ${spec.name}`;
     const q = spec.quantization;
@@ -175,7 +201,13 @@ export class Conversion {
     const c = this.#consts.get(tensor);
     if (c && !this.#materialized.has(tensor)) {
       this.#materialized.add(tensor);
-      this.initializers.push(toInitializer(tensor, c, tensor));
+      if (halfExact(c)) {
+        // Weights shipped as float16 (TF.js quantization) stay float16 in the file, half the bytes;
+        // ONNX Runtime folds the Cast when it loads the model, so inference is unchanged.
+        const half = `${tensor}/f16`;
+        this.initializers.push(toInitializer(half, { ...c, type: TfType.DT_HALF }, tensor));
+        this.nodes.push(node('Cast', [half], [tensor], { to: { int: 1 } }, half));
+      } else this.initializers.push(toInitializer(tensor, c, tensor));
     }
     this.type(tensor);
     return tensor;
@@ -210,6 +242,13 @@ export class Conversion {
     this.emit(opType, inputs, [out], attributes);
     return out;
   }
+}
+
+/** True for a large float32 constant whose every value is exactly a float16. */
+function halfExact(t: HostTensor): boolean {
+  if (t.type !== TfType.DT_FLOAT || t.values.length < 256) return false;
+  for (const v of t.values) if (halfToFloat(floatToHalf(v)) !== v) return false;
+  return true;
 }
 
 /** Options of {@link convertTfGraph}. */
@@ -324,7 +363,7 @@ export function convertTfGraph(model: TfGraph, options: TfConvertOptions): Uint8
             n.inputs.map((i) => c.constant(i)!),
           )
         : undefined;
-    if (folded) folded.forEach((t, k) => c.setConstant(`${n.name}:${k}`, t));
+    if (folded) for (const [k, t] of folded.entries()) c.setConstant(`${n.name}:${k}`, t);
     else convert.emit(n, c);
   }
   const graphOutputs = outputs.map((out) => {

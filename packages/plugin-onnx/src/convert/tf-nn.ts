@@ -43,9 +43,19 @@ function spatial(n: TfNode, key: string, fallback: number): [number, number] {
   return channelsLast(n) ? [v[1]!, v[2]!] : [v[2]!, v[3]!];
 }
 
-/** ONNX padding attributes for TensorFlow's padding (SAME puts the odd pixel at the end, as SAME_UPPER). */
-function padding(n: TfNode): Record<string, AttributeValue> {
+/**
+ * ONNX padding attributes for TensorFlow's padding. SAME puts the odd pixel at the end, as
+ * SAME_UPPER; at stride 1 its pads are known from the kernel alone, and written out (ONNX Runtime
+ * refuses SAME_UPPER with dilations, which TensorFlow only allows at stride 1).
+ */
+function padding(n: TfNode, kernel?: [number, number]): Record<string, AttributeValue> {
   const kind = attrString(n, 'padding', 'VALID');
+  const [sh, sw] = spatial(n, 'strides', 1);
+  if (kind === 'SAME' && kernel && sh === 1 && sw === 1) {
+    const [dh, dw] = spatial(n, 'dilations', 1);
+    const [th, tw] = [(kernel[0] - 1) * dh, (kernel[1] - 1) * dw];
+    return { pads: { ints: [th >> 1, tw >> 1, th - (th >> 1), tw - (tw >> 1)] } };
+  }
   if (kind === 'SAME') return { auto_pad: { string: 'SAME_UPPER' } };
   if (kind === 'VALID') return { auto_pad: { string: 'VALID' } };
   if (kind === 'EXPLICIT') {
@@ -57,7 +67,11 @@ function padding(n: TfNode): Record<string, AttributeValue> {
 }
 
 /** The filter in ONNX layout: [kh,kw,in,out] → [out,in,kh,kw]; depthwise [kh,kw,in,m] → [in·m,1,kh,kw]. */
-function filter(n: TfNode, c: Conversion, depthwise: boolean): { name: string; group: number } {
+function filter(
+  n: TfNode,
+  c: Conversion,
+  depthwise: boolean,
+): { name: string; group: number; kernel: [number, number] } {
   const f = constInput(n, c, 1, 'filter');
   if (f.dims.length !== 4) throw new VaccelError('EINVAL', `node ${n.name}: the filter must be rank 4`);
   const [kh, kw, cin, cout] = f.dims as [number, number, number, number];
@@ -65,7 +79,7 @@ function filter(n: TfNode, c: Conversion, depthwise: boolean): { name: string; g
   const values = permute(f.values, f.dims, depthwise ? [2, 3, 0, 1] : [3, 2, 0, 1]);
   const name = c.fresh(`${n.name}/W`);
   c.setConstant(name, hostTensor(f.type, dims, values));
-  return { name: c.value(name), group: depthwise ? cin : 1 };
+  return { name: c.value(name), group: depthwise ? cin : 1, kernel: [kh, kw] };
 }
 
 /** Applies a fused activation by TensorFlow name. */
@@ -116,7 +130,7 @@ function conv(depthwise: boolean, fused: boolean): OpConverter {
         strides: { ints: spatial(n, 'strides', 1) },
         dilations: { ints: [dh, dw] },
         group: { int: w.group },
-        ...padding(n),
+        ...padding(n, w.kernel),
       });
       if (post === 'FusedBatchNorm') {
         const [scale, offset, mean, variance] = [2, 3, 4, 5].map((i) => c.value(input(n, i)));

@@ -239,7 +239,7 @@ const unpack: OpConverter = {
     const parts = Array.from({ length: num }, (_, k) => c.fresh(`${n.name}/${k}`));
     c.emit('Split', [c.value(input(n, 0))], parts, { axis: { int: axis } });
     const axes = c.literal(`${n.name}/axis`, [axis]);
-    parts.forEach((p, k) => c.emit('Squeeze', [p, axes], [out(n, c, type, k)]));
+    for (const [k, p] of parts.entries()) c.emit('Squeeze', [p, axes], [out(n, c, type, k)]);
   },
 };
 

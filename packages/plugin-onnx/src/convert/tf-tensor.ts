@@ -190,9 +190,12 @@ export function typedArray(type: OnnxType, values: ArrayLike<number>): ArrayBuff
 }
 
 /** number → IEEE 754 half (round to nearest even through float32). */
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
 export function floatToHalf(value: number): number {
-  const f = new Float32Array([value]);
-  const x = new Uint32Array(f.buffer)[0]!;
+  f32[0] = value;
+  const x = u32[0]!;
   const sign = (x >>> 16) & 0x8000;
   const exp = ((x >>> 23) & 0xff) - 127 + 15;
   const mant = x & 0x7fffff;

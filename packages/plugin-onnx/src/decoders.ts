@@ -1,0 +1,176 @@
+/**
+ * Reading detection, pose and segmentation outputs: NanoDet's distribution boxes, generic box
+ * lists, non-maximum suppression, MoveNet keypoints and probability masks. Pure functions on
+ * output arrays; sizes come from the descriptor and the source image.
+ * @module
+ */
+import type { Box, Detection, Keypoint } from '@vaccel/core';
+import { VaccelError } from '@vaccel/core';
+
+/** An output tensor as ONNX Runtime returns it. */
+export interface OutputTensor {
+  dims: readonly number[];
+  data: Float32Array;
+}
+
+/** Where model-input coordinates land on the source image. */
+export interface Frame {
+  /** Model input size. */
+  inputWidth: number;
+  inputHeight: number;
+  /** Source image size. */
+  width: number;
+  height: number;
+}
+
+const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
+
+/** A box from corners normalised to 0–1, clamped to the image, in source pixels. */
+function boxOf(x1: number, y1: number, x2: number, y2: number, frame: Frame): Box {
+  const [l, t] = [clamp(x1, 0, 1) * frame.width, clamp(y1, 0, 1) * frame.height];
+  const [r, b] = [clamp(x2, 0, 1) * frame.width, clamp(y2, 0, 1) * frame.height];
+  return { x: l, y: t, width: Math.max(0, r - l), height: Math.max(0, b - t) };
+}
+
+/**
+ * NanoDet (GFL head): for each stride, a grid of cells with class scores (sigmoid applied in the
+ * graph) and four distance distributions of regMax+1 bins (softmax, then the expected bin times
+ * the stride is the distance from the cell's centre to each side).
+ */
+export function decodeNanodet(
+  outputs: readonly OutputTensor[],
+  strides: readonly number[],
+  regMax: number,
+  frame: Frame,
+  minScore: number,
+  labels: readonly string[],
+): Detection[] {
+  const bins = regMax + 1;
+  const found: Detection[] = [];
+  for (const stride of strides) {
+    const cols = Math.ceil(frame.inputWidth / stride);
+    const cells = cols * Math.ceil(frame.inputHeight / stride);
+    const scores = outputs.find((o) => o.dims.at(-2) === cells && o.dims.at(-1) !== 4 * bins);
+    const dists = outputs.find((o) => o.dims.at(-2) === cells && o.dims.at(-1) === 4 * bins);
+    if (!scores || !dists)
+      throw new VaccelError(
+        'EINVAL',
+        `nanodet decoder: no [1,${cells},classes] and [1,${cells},${4 * bins}] outputs for stride ${stride} (outputs ${outputs.map((o) => `[${o.dims}]`).join(' ')})`,
+      );
+    const classes = scores.dims.at(-1)!;
+    for (let cell = 0; cell < cells; cell++) {
+      let best = 0;
+      for (let k = 1; k < classes; k++)
+        if (scores.data[cell * classes + k]! > scores.data[cell * classes + best]!) best = k;
+      const score = scores.data[cell * classes + best]!;
+      if (score < minScore) continue;
+      const side = [0, 0, 0, 0].map((_, s) => {
+        const at = cell * 4 * bins + s * bins;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let b = 0; b < bins; b++) max = Math.max(max, dists.data[at + b]!);
+        let sum = 0;
+        let mean = 0;
+        for (let b = 0; b < bins; b++) {
+          const e = Math.exp(dists.data[at + b]! - max);
+          sum += e;
+          mean += b * e;
+        }
+        return (mean / sum) * stride;
+      });
+      const cx = ((cell % cols) + 0.5) * stride;
+      const cy = (Math.floor(cell / cols) + 0.5) * stride;
+      found.push({
+        label: labels[best] ?? `class ${best}`,
+        index: best,
+        score,
+        box: boxOf(
+          (cx - side[0]!) / frame.inputWidth,
+          (cy - side[1]!) / frame.inputHeight,
+          (cx + side[2]!) / frame.inputWidth,
+          (cy + side[3]!) / frame.inputHeight,
+          frame,
+        ),
+      });
+    }
+  }
+  return found;
+}
+
+/** A `[1,N,6]` box list: x1, y1, x2, y2 (0–1), score, class. */
+export function decodeBoxes(
+  output: OutputTensor,
+  frame: Frame,
+  minScore: number,
+  labels: readonly string[],
+): Detection[] {
+  if (output.dims.at(-1) !== 6)
+    throw new VaccelError('EINVAL', `boxes decoder: the output must be [N,6], got [${output.dims}]`);
+  const found: Detection[] = [];
+  for (let i = 0; i + 6 <= output.data.length; i += 6) {
+    const [x1, y1, x2, y2, score, index] = output.data.subarray(i, i + 6) as unknown as number[];
+    if (score! < minScore) continue;
+    found.push({
+      label: labels[index!] ?? `class ${index}`,
+      index: index!,
+      score: score!,
+      box: boxOf(x1!, y1!, x2!, y2!, frame),
+    });
+  }
+  return found;
+}
+
+const iou = (a: Box, b: Box): number => {
+  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+  if (w <= 0 || h <= 0) return 0;
+  const inter = w * h;
+  return inter / (a.width * a.height + b.width * b.height - inter);
+};
+
+/** Greedy per-class non-maximum suppression, best first, at most `max` results. */
+export function nonMaxSuppression(
+  found: readonly Detection[],
+  iouThreshold: number,
+  max: number,
+): Detection[] {
+  const kept: Detection[] = [];
+  for (const d of [...found].sort((a, b) => b.score - a.score)) {
+    if (kept.length >= max) break;
+    if (kept.every((k) => k.index !== d.index || iou(k.box, d.box) <= iouThreshold)) kept.push(d);
+  }
+  return kept;
+}
+
+/** MoveNet's `[1,1,K,3]`: y, x (0–1 of the model input), score. */
+export function decodeKeypoints(output: OutputTensor, frame: Frame, names: readonly string[]): Keypoint[] {
+  const k = output.dims.at(-2) ?? 0;
+  if (output.dims.at(-1) !== 3 || output.data.length !== k * 3)
+    throw new VaccelError('EINVAL', `keypoints decoder: the output must be [1,1,K,3], got [${output.dims}]`);
+  return Array.from({ length: k }, (_, i) => ({
+    name: names[i] ?? `keypoint ${i}`,
+    x: clamp(output.data[i * 3 + 1]!, 0, 1) * frame.width,
+    y: clamp(output.data[i * 3]!, 0, 1) * frame.height,
+    score: output.data[i * 3 + 2]!,
+  }));
+}
+
+/** Channel `channel` of a `[1,H,W,C]` probability map, as 0–255 bytes (model input size). */
+export function decodeMask(
+  output: OutputTensor,
+  channel: number,
+): { width: number; height: number; mask: Uint8Array } {
+  const [height, width, channels] = [
+    output.dims.at(-3) ?? 0,
+    output.dims.at(-2) ?? 0,
+    output.dims.at(-1) ?? 0,
+  ];
+  if (output.dims.length !== 4 || channel >= channels)
+    throw new VaccelError(
+      'EINVAL',
+      `mask decoder: the output must be [1,H,W,C] with channel ${channel}, got [${output.dims}]`,
+    );
+  const mask = new Uint8Array(width * height);
+  for (let p = 0; p < mask.length; p++)
+    mask[p] = Math.round(clamp(output.data[p * channels + channel]!, 0, 1) * 255);
+  return { width, height, mask };
+}

@@ -1,0 +1,140 @@
+/**
+ * Detection, pose and segmentation models: a described ONNX model (model.json with a `task` and an
+ * output decoder), run on one image and read into typed results, optionally drawn on the image.
+ * @module
+ */
+import type { Detection, Pose, ResourceBlob, Segmentation, VisionOptions, VisionResult } from '@vaccel/core';
+import { VaccelError } from '@vaccel/core';
+import * as ort from 'onnxruntime-node';
+import { drawDetections, drawMask, drawPose, resizeMask } from './annotate.js';
+import { type DescribedModel, openDescribedModel } from './classifier.js';
+import {
+  decodeBoxes,
+  decodeKeypoints,
+  decodeMask,
+  decodeNanodet,
+  type Frame,
+  nonMaxSuppression,
+  type OutputTensor,
+} from './decoders.js';
+import type { ModelTask } from './descriptor.js';
+import { preprocess } from './preprocess.js';
+import type { SessionSettings } from './session.js';
+
+/** Defaults of {@link VisionOptions}. */
+export const VISION_DEFAULTS = {
+  minScore: 0.3,
+  iouThreshold: 0.5,
+  maxResults: 100,
+  poseMinScore: 0.3,
+} as const;
+
+/** Timings of one run, in ms. */
+export interface VisionTimings {
+  decode: number;
+  inference: number;
+  total: number;
+}
+
+/** A loaded detection, pose or segmentation model. */
+export class VisionModel {
+  private constructor(private readonly model: DescribedModel) {}
+
+  get descriptor() {
+    return this.model.descriptor;
+  }
+
+  /** Opens a model for `task` from its blobs. @throws VaccelError `EINVAL` if it does not fit. */
+  static async load(
+    blobs: readonly ResourceBlob[],
+    settings: SessionSettings,
+    task: ModelTask,
+    what: string,
+  ) {
+    return new VisionModel(await openDescribedModel(blobs, settings, what, task));
+  }
+
+  /** Runs the model on encoded image bytes. */
+  async run(
+    image: Uint8Array,
+    options: VisionOptions,
+    signal?: AbortSignal,
+  ): Promise<VisionResult<Detection[] | Pose | Segmentation> & { timings: VisionTimings }> {
+    const started = performance.now();
+    const { descriptor, session, inputName, labels } = this.model;
+    const input = await preprocess(image, descriptor.input, signal);
+    const inferStart = performance.now();
+    const type = input.tensor instanceof Int32Array ? 'int32' : 'float32';
+    const results = await session.run({ [inputName]: new ort.Tensor(type, input.tensor, input.dims) });
+    signal?.throwIfAborted();
+    const inference = performance.now() - inferStart;
+    const outputs: OutputTensor[] = session.outputNames.map((name) => {
+      const t = results[name]!;
+      if (t.type !== 'float32')
+        throw new VaccelError('EINVAL', `${descriptor.name}: output ${name} is ${t.type}, not float32`);
+      return { dims: t.dims, data: t.data as Float32Array };
+    });
+    const frame: Frame = {
+      inputWidth: descriptor.input.width,
+      inputHeight: descriptor.input.height,
+      ...input.source,
+    };
+    const decoder = descriptor.decoder!;
+    let result: Detection[] | Pose | Segmentation;
+    let annotated: Uint8Array | undefined;
+    if (decoder.kind === 'nanodet' || decoder.kind === 'boxes') {
+      const minScore = options.minScore ?? VISION_DEFAULTS.minScore;
+      const candidates =
+        decoder.kind === 'nanodet'
+          ? decodeNanodet(outputs, decoder.strides, decoder.regMax, frame, minScore, labels)
+          : decodeBoxes(outputs[0]!, frame, minScore, labels);
+      const found = nonMaxSuppression(
+        candidates,
+        options.iouThreshold ?? VISION_DEFAULTS.iouThreshold,
+        options.maxResults ?? VISION_DEFAULTS.maxResults,
+      );
+      result = found;
+      if (options.annotate) annotated = await drawDetections(image, input.source, found);
+    } else if (decoder.kind === 'keypoints') {
+      const keypoints = decodeKeypoints(outputs[0]!, frame, labels);
+      const pose: Pose = {
+        score: keypoints.reduce((s, k) => s + k.score, 0) / Math.max(1, keypoints.length),
+        keypoints,
+        skeleton: decoder.skeleton,
+      };
+      result = pose;
+      if (options.annotate)
+        annotated = await drawPose(
+          image,
+          input.source,
+          pose,
+          options.minScore ?? VISION_DEFAULTS.poseMinScore,
+        );
+    } else {
+      const small = decodeMask(outputs[0]!, decoder.channel);
+      const mask = await resizeMask(small.mask, small, input.source.width, input.source.height);
+      let inside = 0;
+      for (const v of mask) if (v >= 128) inside++;
+      const segmentation: Segmentation = {
+        label: labels[0] ?? 'foreground',
+        width: input.source.width,
+        height: input.source.height,
+        coverage: inside / Math.max(1, mask.length),
+        mask,
+      };
+      result = segmentation;
+      if (options.annotate) annotated = await drawMask(image, segmentation);
+    }
+    const timings = {
+      decode: input.decodeMs + input.normalizeMs,
+      inference,
+      total: performance.now() - started,
+    };
+    return annotated ? { result, annotated, timings } : { result, timings };
+  }
+
+  /** Frees the ONNX Runtime session. */
+  async release(): Promise<void> {
+    await this.model.session.release();
+  }
+}
