@@ -21,6 +21,8 @@ import fc from 'fast-check';
 import { fakeVmm, freePort, type RunningAgent, startAgent, tempDir } from './helpers.js';
 
 const cat = new Uint8Array(readFileSync(new URL('../../../examples/images/cat.jpg', import.meta.url)));
+const dog = new Uint8Array(readFileSync(new URL('../../../examples/images/dog.jpg', import.meta.url)));
+const person = new Uint8Array(readFileSync(new URL('../../../examples/images/person.jpg', import.meta.url)));
 const execFixture = fileURLToPath(new URL('../../core/test/fixtures/exec-functions.mjs', import.meta.url));
 
 /** Runs `work` on a session and captures its outcome as comparable data. */
@@ -100,6 +102,16 @@ suite('remote vs in-process: byte-identical results over every transport', () =>
       const [name, text] = [Args.raw(new Uint8Array(1024)), Args.raw(new Uint8Array(1024))];
       await s.doOperation(OpType.ImageClassify, [Args.buffer(cat)], [name, text]);
       return [name.buf, text.buf];
+    }],
+    ['detect objects, with the annotated image', (s) => s.imageDetect(dog, { annotate: true })],
+    ['detect in a corrupt image', (s) => s.imageDetect(new Uint8Array([0xff, 0xd8, 1]))],
+    ['estimate a pose', (s) => s.imagePose(person)],
+    ['segment a person', (s) => s.imageSegment(person, { annotate: true })],
+    ['upstream image_detect, image_pose, image_segment ops', async (s) => {
+      const outs = [OpType.ImageDetect, OpType.ImagePose, OpType.ImageSegment].map(() => Args.raw(new Uint8Array(256)));
+      for (const [i, op] of [OpType.ImageDetect, OpType.ImagePose, OpType.ImageSegment].entries())
+        await s.doOperation(op, [Args.buffer(person)], [outs[i]!]);
+      return outs.map((o) => o.buf);
     }],
     ['decrypt with a bad tag', (s) => s.decrypt({ algorithm: 'aes-128-gcm', key: new Uint8Array(16), iv: new Uint8Array(12), data: new Uint8Array(5), tag: new Uint8Array(16) })],
     ['decrypt with bad padding', (s) => s.decrypt({ algorithm: 'aes-256-cbc', key: new Uint8Array(32), iv: new Uint8Array(16), data: new Uint8Array(32) })],
