@@ -183,7 +183,7 @@ suite('converted models equal their TF.js originals', () => {
         }),
       });
       const x = tf.tensor(input.tensor, input.dims, type);
-      const refs = graph.execute(x, session.outputNames) as tf.Tensor | tf.Tensor[];
+      const refs = graph.execute(x, [...session.outputNames]) as tf.Tensor | tf.Tensor[];
       const list = Array.isArray(refs) ? refs : [refs];
       for (const [k, out] of session.outputNames.entries()) {
         const reference = (await list[k]!.data()) as Float32Array;

@@ -20,7 +20,7 @@ import {
   typeOf,
 } from './tf-attr.js';
 import type { Conversion, TfNode } from './tf-graph.js';
-import { hostTensor, permute, TfType } from './tf-tensor.js';
+import { hostTensor, permute } from './tf-tensor.js';
 
 const TO_NCHW = { perm: { ints: [0, 3, 1, 2] } };
 const TO_NHWC = { perm: { ints: [0, 2, 3, 1] } };

@@ -19,7 +19,7 @@ import {
   out,
   typeOf,
 } from './tf-attr.js';
-import type { Conversion, TfNode } from './tf-graph.js';
+import type { TfNode } from './tf-graph.js';
 import { nnOps, relu6 } from './tf-nn.js';
 import {
   count,
@@ -127,7 +127,7 @@ const reshape: OpConverter = {
   emit(n, c) {
     c.emit('Reshape', [c.value(input(n, 0)), int64Input(n, c, 1)], [out(n, c, typeOf(n, c))]);
   },
-  fold: (n, [x, shape]) => {
+  fold: (_n, [x, shape]) => {
     const dims = Array.from(shape!.values);
     const known = count(dims.filter((d) => d !== -1));
     return [
