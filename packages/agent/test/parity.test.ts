@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
@@ -8,6 +8,8 @@ import {
   Args,
   CIPHER_ALGORITHMS,
   OpType,
+  packMinmax,
+  packTorchSgemm,
   ResourceType,
   type Session,
   tensor,
@@ -23,6 +25,8 @@ import { fakeVmm, freePort, type RunningAgent, startAgent, tempDir } from './hel
 const cat = new Uint8Array(readFileSync(new URL('../../../examples/images/cat.jpg', import.meta.url)));
 const dog = new Uint8Array(readFileSync(new URL('../../../examples/images/dog.jpg', import.meta.url)));
 const person = new Uint8Array(readFileSync(new URL('../../../examples/images/person.jpg', import.meta.url)));
+const uploadedModule =
+  'export function negate(read, write) { write[0].buf.set(read[0].buf.map((b) => 255 - b)); }\nexport function secret() {}\n';
 const execFixture = fileURLToPath(new URL('../../core/test/fixtures/exec-functions.mjs', import.meta.url));
 
 /** Runs `work` on a session and captures its outcome as comparable data. */
@@ -59,6 +63,7 @@ suite('remote vs in-process: byte-identical results over every transport', () =>
     const hybrid = join(dir, 'fc.vsock');
     agent = await startAgent(['-a', unix, '-a', `tcp://127.0.0.1:${port}`, '-a', `unix://${hybrid}_2048`], {
       VACCEL_EXEC_ALLOWLIST: execFixture,
+      VACCEL_EXEC_RESOURCE_ALLOWLIST: `${createHash('sha256').update(uploadedModule).digest('hex')}#negate`,
     });
     vmm = await fakeVmm(hybrid);
     // Guest → host over hybrid vsock arrives at <uds>_<port>; host → guest goes through CONNECT.
@@ -113,6 +118,26 @@ suite('remote vs in-process: byte-identical results over every transport', () =>
         await s.doOperation(op, [Args.buffer(person)], [outs[i]!]);
       return outs.map((o) => o.buf);
     }],
+    ['minmax (upstream layout)', async (s) => {
+      const { read, write } = packMinmax(Float64Array.from([3, -1, 99, 4.5]), 0, 10);
+      await s.doOperation(OpType.MinMax, read, write);
+      return write.map((w) => w.buf);
+    }],
+    ['fpga ops (upstream layouts)', async (s) => {
+      const f32 = (a: number[]) => Args.float32Array(Float32Array.from(a));
+      const outs = [Args.raw(new Uint8Array(8)), f32([0, 0]), f32([0, 0]), f32([0, 0]), f32([0, 0, 0, 0])];
+      await s.doOperation(OpType.FpgaArrayCopy, [Args.raw(new Uint8Array([1, 0, 0, 0, 2, 0, 0, 0]))], [outs[0]!]);
+      await s.doOperation(OpType.FpgaVectorAdd, [f32([1, 2]), f32([3, 4])], [outs[1]!]);
+      await s.doOperation(OpType.FpgaParallel, [f32([1, 2]), f32([3, 4])], [outs[2]!, outs[3]!]);
+      await s.doOperation(OpType.FpgaMmult, [f32([1, 2, 3, 4]), f32([4, 3, 2, 1])], [outs[4]!]);
+      return outs.map((o) => o.buf);
+    }],
+    ['fpga_mmult of a non-square size', (s) => s.doOperation(OpType.FpgaMmult, [Args.float32Array(new Float32Array(3)), Args.float32Array(new Float32Array(3))], [Args.float32Array(new Float32Array(3))])],
+    ['torch_sgemm', async (s) => {
+      const { read, write } = packTorchSgemm(Float32Array.from({ length: 12 }, (_, i) => i), Float32Array.from({ length: 20 }, (_, i) => i / 3), new Float32Array(15).fill(1), 3, 5, 4);
+      await s.doOperation(OpType.TorchSgemm, read, write);
+      return write[0]!.buf;
+    }],
     ['decrypt with a bad tag', (s) => s.decrypt({ algorithm: 'aes-128-gcm', key: new Uint8Array(16), iv: new Uint8Array(12), data: new Uint8Array(5), tag: new Uint8Array(16) })],
     ['decrypt with bad padding', (s) => s.decrypt({ algorithm: 'aes-256-cbc', key: new Uint8Array(32), iv: new Uint8Array(16), data: new Uint8Array(32) })],
     ['encrypt with a wrong key length', (s) => s.encrypt({ algorithm: 'aes-192-ctr', key: new Uint8Array(16), iv: new Uint8Array(16), data: new Uint8Array(5) })],
@@ -156,6 +181,20 @@ suite('remote vs in-process: byte-identical results over every transport', () =>
       ),
       { numRuns: 60 },
     );
+  });
+
+  test('exec_with_resource runs an uploaded module the agent allowlists by sha256, and only that', async () => {
+    await using remote = await Vaccel.open({ plugins: [remotePlugin({ address: addresses[0]![1] })] });
+    await using session = await remote.createSession();
+    await using lib = await remote.createResource({
+      type: ResourceType.Lib,
+      blobs: [{ name: 'negate.mjs', data: new TextEncoder().encode(uploadedModule) }],
+    });
+    session.registerResource(lib);
+    const out = Args.raw(new Uint8Array(3));
+    await session.execWithResource(lib, 'negate', [Args.raw(new Uint8Array([0, 1, 255]))], [out]);
+    assert.deepEqual([...out.buf], [255, 254, 0]);
+    await assert.rejects(session.execWithResource(lib, 'secret', [], []), { code: 'EPERM' });
   });
 
   test("listOperations reports the agent's ops; resources upload once per connection", async () => {

@@ -54,10 +54,12 @@ export {
   checkSgemmArgs,
   normalizeSgemm,
   packSgemm,
+  packTorchSgemm,
   type SgemmArgs,
   type SgemmParams,
   sgemmFlops,
   sgemmHandler,
+  torchSgemmHandler,
   unpackSgemm,
 } from './ops/blas.js';
 export {
@@ -77,7 +79,15 @@ export {
   unpackCipher,
 } from './ops/cipher.js';
 export { type CipherStreamOptions, decryptStream, encryptStream } from './ops/cipher-stream.js';
-export { type ExecArgs, packExec, unpackExec } from './ops/exec.js';
+export { computeHandlers, mmultHandler, packMinmax } from './ops/compute.js';
+export {
+  type ExecArgs,
+  type ExecWithResourceArgs,
+  packExec,
+  packExecWithResource,
+  unpackExec,
+  unpackExecWithResource,
+} from './ops/exec.js';
 export {
   type Classification,
   type ClassifyArgs,

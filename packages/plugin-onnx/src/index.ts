@@ -22,8 +22,10 @@ import {
   type Plugin,
   PluginType,
   type ResourceBlob,
+  type SgemmArgs,
   sgemmFlops,
   sgemmHandler,
+  torchSgemmHandler,
   VaccelError,
   type VisionTask,
   visionHandlers,
@@ -118,6 +120,8 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     );
   const settings: SessionSettings = { executionProviders: providers, intraOpThreads: threads };
   const defaultModel = options.defaultModel ?? env.VACCEL_ONNX_MODEL ?? DEFAULT_MODEL_DIR;
+  const runSgemm = (args: SgemmArgs) =>
+    sgemmFlops(args.m, args.n, args.k) <= INLINE_SGEMM_FLOPS ? sgemmKernel(args) : sgemm.run(args);
   const visionDefaults: Record<VisionTask, string> = {
     detect: options.visionModels?.detect ?? env.VACCEL_ONNX_DETECT_MODEL ?? DEFAULT_VISION_MODELS.detect,
     pose: options.visionModels?.pose ?? env.VACCEL_ONNX_POSE_MODEL ?? DEFAULT_VISION_MODELS.pose,
@@ -266,9 +270,8 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       [OpType.ModelUnload]: model.unload,
       // Below ~16³ ONNX Runtime's fixed cost per run (tens of µs) outweighs the arithmetic: the
       // TypeScript kernel runs those inline.
-      [OpType.BlasSgemm]: sgemmHandler((args) =>
-        sgemmFlops(args.m, args.n, args.k) <= INLINE_SGEMM_FLOPS ? sgemmKernel(args) : sgemm.run(args),
-      ),
+      [OpType.BlasSgemm]: sgemmHandler(runSgemm),
+      [OpType.TorchSgemm]: torchSgemmHandler(runSgemm),
     },
     hooks: {
       async sessionRelease(session) {
@@ -300,7 +303,7 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
 }
 
 /** The builtin plugins every runtime has, by name. */
-const BUILTIN_PLUGINS = ['noop', 'crypto', 'sgemm-js', 'exec'];
+const BUILTIN_PLUGINS = ['noop', 'crypto', 'sgemm-js', 'exec', 'compute'];
 
 /**
  * The host's default plugin set (embedded `vaccel` and `vaccel-agent`): the builtin plugins plus

@@ -65,6 +65,9 @@ const resourceArg: Partial<Record<OpType, number>> = {
   [OpType.ModelUnload]: 0,
   [OpType.ImageClassifyTopK]: 2,
   [OpType.ExecWithResource]: 0,
+  [OpType.ImageDetectBoxes]: 1,
+  [OpType.ImagePoseKeypoints]: 1,
+  [OpType.ImageSegmentMask]: 1,
 };
 
 /** read_args[0] of a genop, per op: the same bytes for every call (only ever read). */

@@ -6,7 +6,7 @@
  * ldc (INT64); write: C (FLOAT32_ARRAY, in/out: its incoming values feed beta·C).
  * @module
  */
-import { type Arg, Args, ReadArg } from '../api/arg.js';
+import { type Arg, Args, ArgType, ReadArg } from '../api/arg.js';
 import { VaccelError } from '../api/error.js';
 import type { OpContext, OpHandler } from '../runtime/plugin.js';
 
@@ -193,5 +193,71 @@ export function sgemmHandler(compute: (args: SgemmArgs, ctx: OpContext) => Promi
     const out = write[0]!.buf;
     if (args.c.buffer !== out.buffer)
       out.set(new Uint8Array(args.c.buffer, args.c.byteOffset, out.byteLength));
+  };
+}
+
+/**
+ * TORCH_SGEMM (16): out = A·B + C, row-major float32 (torch's `addmm`). Upstream has no genop
+ * layout for it (its RPC client never sends it), so the layout is ours — read: A (FLOAT32_ARRAY,
+ * m×k), B (FLOAT32_ARRAY, k×n), C (FLOAT32_ARRAY, m×n), m, n, k (INT32); write: out
+ * (FLOAT32_ARRAY, m×n). It runs on the same kernels as BLAS_SGEMM.
+ */
+export function packTorchSgemm(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+): { read: Arg[]; write: Arg[] } {
+  return {
+    read: [
+      Args.float32Array(a),
+      Args.float32Array(b),
+      Args.float32Array(c),
+      Args.int32(m),
+      Args.int32(n),
+      Args.int32(k),
+    ],
+    write: [Args.float32Array(new Float32Array(m * n))],
+  };
+}
+
+/** Makes the TORCH_SGEMM handler from an SGEMM implementation. */
+export function torchSgemmHandler(
+  compute: (args: SgemmArgs, ctx: OpContext) => Promise<void> | void,
+): OpHandler {
+  return async ({ read, write }, ctx) => {
+    if (read.length !== 6 || write.length !== 1)
+      throw new VaccelError(
+        'EINVAL',
+        `torch_sgemm takes 6 read args (A, B, C, m, n, k) and 1 write arg, got ${read.length} and ${write.length}`,
+      );
+    const [m, n, k] = [3, 4, 5].map((i, j) => ReadArg.int32(read[i], `torch_sgemm ${'mnk'[j]}`)) as [
+      number,
+      number,
+      number,
+    ];
+    checkDims(m, n, k);
+    const a = ReadArg.float32Array(read[0], 'torch_sgemm A');
+    const b = ReadArg.float32Array(read[1], 'torch_sgemm B');
+    const c = ReadArg.float32Array(read[2], 'torch_sgemm C');
+    const out = ReadArg.bytes(write[0], 'torch_sgemm out', [ArgType.Float32Array]);
+    for (const [name, array, size] of [
+      ['A', a.length, m * k],
+      ['B', b.length, k * n],
+      ['C', c.length, m * n],
+      ['out', out.byteLength / 4, m * n],
+    ] as const) {
+      if (array !== size)
+        throw new VaccelError(
+          'EINVAL',
+          `torch_sgemm: ${name} has ${array} floats, ${m}×${n}×${k} needs ${size}`,
+        );
+    }
+    const result = Float32Array.from(c);
+    if (m > 0 && n > 0)
+      await compute({ m, n, k, alpha: 1, a, lda: k, b, ldb: n, beta: 1, c: result, ldc: n }, ctx);
+    out.set(new Uint8Array(result.buffer));
   };
 }

@@ -1,13 +1,15 @@
 /**
- * The builtin plugins: `noop`, `crypto`, `sgemm-js`, `exec`.
+ * The builtin plugins: `noop`, `crypto`, `sgemm-js`, `exec`, `compute`.
  * @module
  */
 import type { Plugin } from '../runtime/plugin.js';
+import { computePlugin } from './compute.js';
 import { cryptoPlugin } from './crypto.js';
 import { execPlugin } from './exec.js';
 import { noopPlugin } from './noop.js';
 import { sgemmJsPlugin } from './sgemm-js/index.js';
 
+export { computePlugin } from './compute.js';
 export { cryptoPlugin } from './crypto.js';
 export { type ExecFunction, type ExecPluginOptions, execPlugin } from './exec.js';
 export { noopPlugin } from './noop.js';
@@ -23,5 +25,6 @@ export function builtinPlugins(): Record<
     crypto: () => cryptoPlugin(),
     'sgemm-js': () => sgemmJsPlugin(),
     exec: (env) => execPlugin({ env }),
+    compute: () => computePlugin(),
   };
 }

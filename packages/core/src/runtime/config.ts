@@ -3,7 +3,7 @@
  *
  * | Variable | Meaning |
  * |---|---|
- * | `VACCEL_PLUGINS` | `:`-separated plugins: builtin names (`noop`, `crypto`, `sgemm-js`, `exec`) or module specifiers/paths |
+ * | `VACCEL_PLUGINS` | `:`-separated plugins: builtin names (`noop`, `crypto`, `sgemm-js`, `exec`, `compute`) or module specifiers/paths |
  * | `VACCEL_LOG_LEVEL` | 1–4 or `error`/`warn`/`info`/`debug` (default 1) |
  * | `VACCEL_RPC_ADDRESS` | agent address for the RPC plugin (`VACCEL_RPC_ADDR` is accepted too) |
  * | `VACCEL_EXEC_ALLOWLIST` | `:`-separated modules (or `module#function`) the exec plugin may run |

@@ -14,7 +14,7 @@ import {
   type EncryptResult,
   packCipher,
 } from '../ops/cipher.js';
-import { packExec } from '../ops/exec.js';
+import { packExec, packExecWithResource } from '../ops/exec.js';
 import { type Classification, packClassify, parseClassification } from '../ops/image.js';
 import {
   type ModelInfo,
@@ -259,6 +259,17 @@ export class SessionImpl implements Session {
   ): Promise<void> {
     const packed = packExec(library, symbol, read, write);
     return this.doOperation(OpType.Exec, packed.read, packed.write, options);
+  }
+
+  execWithResource(
+    library: Resource,
+    symbol: string,
+    read: readonly Arg[],
+    write: Arg[],
+    options?: CallOptions,
+  ): Promise<void> {
+    const packed = packExecWithResource(this.#registered(library), symbol, read, write);
+    return this.doOperation(OpType.ExecWithResource, packed.read, packed.write, options);
   }
 
   #assertOpen(): void {

@@ -101,6 +101,17 @@ export interface Session extends AsyncDisposable {
   ): Promise<Record<string, Tensor>>;
   /** Unloads a model loaded by {@link modelLoad}. */
   modelUnload(model: Resource, options?: CallOptions): Promise<void>;
+  /**
+   * Runs function `symbol` of a JavaScript module uploaded as a LIB resource (registered with this
+   * session); the host runs it only if the module's sha256 is on its allowlist (`EPERM` otherwise).
+   */
+  execWithResource(
+    library: Resource,
+    symbol: string,
+    read: readonly Arg[],
+    write: Arg[],
+    options?: CallOptions,
+  ): Promise<void>;
   /** Runs an allowlisted host function `symbol` of module `library` with raw args. */
   exec(
     library: string,

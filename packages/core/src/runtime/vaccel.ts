@@ -137,7 +137,7 @@ export class Vaccel implements AsyncDisposable {
   /**
    * Opens a runtime with plugins from `options.plugins`, else `VACCEL_PLUGINS`, else the RPC
    * plugin when an agent address is set (`rpcAddress` or `VACCEL_RPC_ADDRESS`), else the builtin
-   * set (noop, crypto, sgemm-js, exec).
+   * set (noop, crypto, sgemm-js, exec, compute).
    * @throws VaccelError `EINVAL` for bad options, `ENOENT` for a plugin module that cannot be loaded.
    */
   static async open(options: VaccelOptions = {}): Promise<Vaccel> {

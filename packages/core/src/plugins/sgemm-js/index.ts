@@ -4,8 +4,8 @@
  * @module
  */
 import { OpType } from '../../api/op.js';
-import { sgemmFlops, sgemmHandler } from '../../ops/blas.js';
-import { type Plugin, PluginType } from '../../runtime/plugin.js';
+import { type SgemmArgs, sgemmFlops, sgemmHandler, torchSgemmHandler } from '../../ops/blas.js';
+import { type OpContext, type Plugin, PluginType } from '../../runtime/plugin.js';
 import { sgemmKernel } from './kernel.js';
 import { KernelPool } from './pool.js';
 
@@ -23,17 +23,18 @@ export interface SgemmJsOptions {
 /** Creates the sgemm-js plugin. */
 export function sgemmJsPlugin(options: SgemmJsOptions = {}): Plugin {
   let pool: KernelPool | undefined;
+  const run = async (args: SgemmArgs, ctx: OpContext) => {
+    if (options.threads === 0 || sgemmFlops(args.m, args.n, args.k) < INLINE_FLOPS) return sgemmKernel(args);
+    pool ??= new KernelPool(options.threads);
+    await pool.run(args, ctx.signal);
+  };
   return {
     name: 'sgemm-js',
     version: '0.1.0',
     types: PluginType.Cpu | PluginType.Software,
     ops: {
-      [OpType.BlasSgemm]: sgemmHandler(async (args, ctx) => {
-        if (options.threads === 0 || sgemmFlops(args.m, args.n, args.k) < INLINE_FLOPS)
-          return sgemmKernel(args);
-        pool ??= new KernelPool(options.threads);
-        await pool.run(args, ctx.signal);
-      }),
+      [OpType.BlasSgemm]: sgemmHandler(run),
+      [OpType.TorchSgemm]: torchSgemmHandler(run),
     },
     async fini() {
       await pool?.close();
