@@ -26,6 +26,7 @@ import {
 import type { CallContext } from '@vaccel/ttrpc';
 import type { AgentMetrics } from './metrics.js';
 import type { ConnectionState } from './state.js';
+import { tensorflowRpcs } from './tensorflow.js';
 
 type Impl = ServiceImpl<(typeof AgentService)['method']>;
 
@@ -114,7 +115,7 @@ export function agentService(
   const notSupported = (what: string) => async () => {
     throw new VaccelError(
       'ENOTSUP',
-      `the vaccel-ts agent has no ${what} backend; run ONNX models with model_load/model_run (ops 67–69) through Genop`,
+      `the vaccel-ts agent has no ${what} backend; run ONNX or TensorFlow graph models with TensorflowModelLoad/Run or model_load/model_run (ops 67–69) through Genop`,
     );
   };
 
@@ -224,9 +225,7 @@ export function agentService(
     getProfiler() {
       return { profiler: { componentName: 'vaccel-ts agent', regions: {} } };
     },
-    tensorflowModelLoad: notSupported('TensorFlow'),
-    tensorflowModelUnload: notSupported('TensorFlow'),
-    tensorflowModelRun: notSupported('TensorFlow'),
+    ...tensorflowRpcs((id, ctx) => state(ctx).session(id), opOf),
     tensorflowLiteModelLoad: notSupported('TensorFlow Lite'),
     tensorflowLiteModelUnload: notSupported('TensorFlow Lite'),
     tensorflowLiteModelRun: notSupported('TensorFlow Lite'),

@@ -149,6 +149,7 @@ export {
 export type {
   CallOptions,
   ClassifyOptions,
+  ModelLoadOptions,
   ModelRunOptions,
   Session,
   SessionOptions,

@@ -6,7 +6,9 @@
  *   `model.json` ({@link parseDescriptor}); a default model ships with the package.
  * - `image_detect` / `image_pose` / `image_segment` (upstream layouts and typed results) with
  *   described models; COCO NanoDet, MoveNet Lightning and MediaPipe's selfie segmenter ship.
- * - `model_load` / `model_run` / `model_unload` on any ONNX model registered as a resource.
+ * - `model_load` / `model_run` / `model_unload` on any ONNX model registered as a resource, and
+ *   TensorFlow graphs (frozen GraphDef or TF.js graph model, converted at load) — also as
+ *   `tf_model_load` / `tf_model_run` / `tf_model_unload`.
  * - `blas_sgemm` through cached in-memory Gemm graphs (MLAS), ahead of sgemm-js by priority.
  * @module
  */
@@ -21,7 +23,6 @@ import {
   OpType,
   type Plugin,
   PluginType,
-  type ResourceBlob,
   type SgemmArgs,
   sgemmFlops,
   sgemmHandler,
@@ -34,6 +35,7 @@ import { sgemmKernel } from '@vaccel/core/plugins';
 import * as ort from 'onnxruntime-node';
 import { Classifier, readModelBlobs } from './classifier.js';
 import type { ModelTask } from './descriptor.js';
+import { onnxModelOf } from './model-formats.js';
 import {
   createSession,
   describeSession,
@@ -58,6 +60,7 @@ export {
 } from './descriptor.js';
 export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from './graph.js';
 export { MAX_INPUT_PIXELS, preprocess } from './preprocess.js';
+export { onnxModelOf } from './model-formats.js';
 export { gemmModel, OrtSgemm } from './sgemm.js';
 export { VISION_DEFAULTS, VisionModel, type VisionTimings } from './vision.js';
 
@@ -160,16 +163,6 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     );
   };
 
-  const onnxBlob = (blobs: readonly ResourceBlob[], what: string): Uint8Array => {
-    const onnx = blobs.filter((b) => b.name.endsWith('.onnx'));
-    if (onnx.length !== 1)
-      throw new VaccelError(
-        'EINVAL',
-        `${what}: a model resource needs exactly one .onnx file, it has ${onnx.length}`,
-      );
-    return onnx[0]!.data;
-  };
-
   const classify = async ({ image, topK, modelId }: ClassifyArgs, ctx: OpContext) => {
     const classifier = await classifierFor(modelId, ctx);
     const { classes, timings } = await classifier.classify(image, topK, ctx.signal);
@@ -216,11 +209,9 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       const key = `${ctx.session.id}:${modelId}`;
       let entry = models.get(resource.digest);
       if (!entry) {
-        const session = createSession(
-          onnxBlob(resource.blobs, `model ${modelId}`),
-          settings,
-          `model ${modelId}`,
-        );
+        const session = Promise.resolve()
+          .then(() => onnxModelOf(resource.blobs, `model ${modelId}`))
+          .then((bytes) => createSession(bytes, settings, `model ${modelId}`));
         entry = { session, refs: 0 };
         models.set(resource.digest, entry);
         session.catch(() => models.delete(resource.digest));
@@ -268,6 +259,10 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       [OpType.ModelLoad]: model.load,
       [OpType.ModelRun]: model.run,
       [OpType.ModelUnload]: model.unload,
+      // TensorFlow graphs are converted to ONNX at load: the same handlers serve them.
+      [OpType.TfModelLoad]: model.load,
+      [OpType.TfModelRun]: model.run,
+      [OpType.TfModelUnload]: model.unload,
       // Below ~16³ ONNX Runtime's fixed cost per run (tens of µs) outweighs the arithmetic: the
       // TypeScript kernel runs those inline.
       [OpType.BlasSgemm]: sgemmHandler(runSgemm),

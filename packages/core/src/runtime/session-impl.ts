@@ -40,7 +40,14 @@ import type { Logger } from './log.js';
 import type { OpContext, Plugin } from './plugin.js';
 import type { Resolved } from './registry.js';
 import type { Resource, ResourceData } from './resource.js';
-import type { CallOptions, ClassifyOptions, ModelRunOptions, Session, VisionCallOptions } from './session.js';
+import type {
+  CallOptions,
+  ClassifyOptions,
+  ModelLoadOptions,
+  ModelRunOptions,
+  Session,
+  VisionCallOptions,
+} from './session.js';
 
 /** What a session needs from its runtime. @internal */
 export interface SessionHost {
@@ -229,9 +236,9 @@ export class SessionImpl implements Session {
     return parseVision<T>(task, write);
   }
 
-  async modelLoad(model: Resource, options?: CallOptions): Promise<ModelInfo> {
+  async modelLoad(model: Resource, options: ModelLoadOptions = {}): Promise<ModelInfo> {
     const { read, write } = packModelLoad(this.#registered(model));
-    await this.doOperation(OpType.ModelLoad, read, write, options);
+    await this.doOperation(options.tensorflow ? OpType.TfModelLoad : OpType.ModelLoad, read, write, options);
     return parseModelInfo(write[0]!.buf);
   }
 
@@ -241,13 +248,13 @@ export class SessionImpl implements Session {
     options: ModelRunOptions = {},
   ): Promise<Record<string, Tensor>> {
     const { read, write } = packModelRun(this.#registered(model), inputs, options.outputs);
-    await this.doOperation(OpType.ModelRun, read, write, options);
+    await this.doOperation(options.tensorflow ? OpType.TfModelRun : OpType.ModelRun, read, write, options);
     return decodeTensors(write[0]!.buf);
   }
 
-  async modelUnload(model: Resource, options?: CallOptions): Promise<void> {
+  async modelUnload(model: Resource, options: ModelLoadOptions = {}): Promise<void> {
     const { read, write } = packModelUnload(this.#registered(model));
-    await this.doOperation(OpType.ModelUnload, read, write, options);
+    await this.doOperation(options.tensorflow ? OpType.TfModelUnload : OpType.ModelUnload, read, write, options);
   }
 
   exec(

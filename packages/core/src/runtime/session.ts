@@ -33,8 +33,17 @@ export interface VisionCallOptions extends CallOptions, VisionOptions {
   model?: Resource;
 }
 
+/** Options of {@link Session.modelLoad} and {@link Session.modelUnload}. */
+export interface ModelLoadOptions extends CallOptions {
+  /**
+   * Use upstream's TensorFlow ops (tf_model_load/run/unload, 8–10) instead of ours (67–69): the
+   * same work on a vaccel-ts host, the ops an upstream-style TensorFlow backend provides.
+   */
+  tensorflow?: boolean;
+}
+
 /** Options of {@link Session.modelRun}. */
-export interface ModelRunOptions extends CallOptions {
+export interface ModelRunOptions extends ModelLoadOptions {
   /** Which outputs to return (default: all). */
   outputs?: readonly string[];
 }
@@ -91,8 +100,13 @@ export interface Session extends AsyncDisposable {
   imagePose(image: Uint8Array, options?: VisionCallOptions): Promise<VisionResult<Pose>>;
   /** Segments the image: a mask of the model's class (a person, for the default model). */
   imageSegment(image: Uint8Array, options?: VisionCallOptions): Promise<VisionResult<Segmentation>>;
-  /** Loads a model resource (registered with this session) and returns its declared inputs/outputs. */
-  modelLoad(model: Resource, options?: CallOptions): Promise<ModelInfo>;
+  /**
+   * Loads a model resource (registered with this session) and returns its declared inputs/outputs.
+   * The resource holds an ONNX model, a TensorFlow frozen GraphDef (`.pb`) or a TF.js graph model
+   * (`model.json` + shards); TensorFlow graphs are converted to ONNX on the host when loaded, their
+   * tensors named as TensorFlow names them (`input_1:0`).
+   */
+  modelLoad(model: Resource, options?: ModelLoadOptions): Promise<ModelInfo>;
   /** Runs a loaded model on named input tensors. */
   modelRun(
     model: Resource,
@@ -100,7 +114,7 @@ export interface Session extends AsyncDisposable {
     options?: ModelRunOptions,
   ): Promise<Record<string, Tensor>>;
   /** Unloads a model loaded by {@link modelLoad}. */
-  modelUnload(model: Resource, options?: CallOptions): Promise<void>;
+  modelUnload(model: Resource, options?: ModelLoadOptions): Promise<void>;
   /**
    * Runs function `symbol` of a JavaScript module uploaded as a LIB resource (registered with this
    * session); the host runs it only if the module's sha256 is on its allowlist (`EPERM` otherwise).
