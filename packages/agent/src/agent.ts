@@ -12,6 +12,7 @@ import {
   AGENT_SERVICE_ASYNC,
   AGENT_SERVICE_SYNC,
   AgentService,
+  AgentServiceV071,
   formatAddress,
   listen,
   parseAddress,
@@ -22,7 +23,7 @@ import {
 import { type CallContext, codeName, type Method, type Payload, payloadLength, Server } from '@vaccel/ttrpc';
 import { HandoverSocket } from './handover.js';
 import { AgentMetrics } from './metrics.js';
-import { agentService } from './service.js';
+import { agentService, timersService } from './service.js';
 import { sharedMemoryService } from './shared-memory.js';
 import { type ConnectionLimits, ConnectionState, type DeviceMemory } from './state.js';
 
@@ -148,6 +149,10 @@ export class Agent implements AsyncDisposable {
     const borrowing = ['Genop', 'ImageClassification'];
     this.server.register(AGENT_SERVICE_SYNC, methods, { borrowing });
     this.server.register(AGENT_SERVICE_ASYNC, methods, { borrowing });
+    this.server.register(
+      AgentServiceV071.typeName,
+      this.#instrument(serviceHandlers(AgentServiceV071, timersService()), opOf),
+    );
     this.server.register(
       SharedMemoryService.typeName,
       this.#instrument(

@@ -40,6 +40,8 @@ when it closes.
                            VM that connects on these addresses: it may attach it as a shared
                            region (vaccel-vm run --shm passes it)
   --no-shared-memory       no handover socket: local guests send their data in-band
+  --profiling              time every op into per-session regions, served by GetProfiler (0.8)
+                           and GetTimers (0.7.1) (default: VACCEL_PROFILING_ENABLED)
   --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
   --log-level LEVEL        1-4 or error|warn|info|debug (default: VACCEL_LOG_LEVEL, else info)
   -h, --help               this help
@@ -83,6 +85,7 @@ export async function main(argv: string[]): Promise<number> {
         'device-memory-fd': { type: 'string' },
         'no-shared-memory': { type: 'boolean', default: false },
         metrics: { type: 'string' },
+        profiling: { type: 'boolean' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -116,6 +119,7 @@ export async function main(argv: string[]): Promise<number> {
     const vaccel = await Vaccel.open({
       logger,
       env: { ...process.env, VACCEL_RPC_ADDRESS: undefined, VACCEL_RPC_ADDR: undefined },
+      ...(values.profiling ? { profiling: true } : {}),
       plugins:
         values.plugins !== undefined
           ? splitList(values.plugins)

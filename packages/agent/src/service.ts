@@ -16,6 +16,7 @@ import {
 } from '@vaccel/core';
 import {
   type AgentService,
+  type AgentServiceV071,
   type DecodedArg,
   fromWireArg,
   type GenArg,
@@ -65,6 +66,19 @@ function joinChunks(requests: readonly { readArgs: GenArg[]; writeArgs: GenArg[]
   }
   if (partial) throw new VaccelError('EINVAL', 'genop stream ended inside a chunked arg');
   return out;
+}
+
+/** The component name GetProfiler reports. */
+export const PROFILER_NAME = 'vaccel-ts agent';
+
+/** vAccel 0.7.1's GetTimers (service `vaccel.AgentService`): the same regions, 0.7.1's shape. */
+export function timersService(): ServiceImpl<(typeof AgentServiceV071)['method']> {
+  return {
+    async getTimers({ sessionId }, ctx) {
+      const regions = await (ctx.connection.context as ConnectionState).session(sessionId).profile();
+      return { timers: regions.map((r) => ({ name: r.name, samples: r.samples })) };
+    },
+  };
 }
 
 /** Builds the service implementation over a runtime. */
@@ -222,8 +236,14 @@ export function agentService(
       const { read, write } = joinChunks(all);
       return runGenop(all[0]!.sessionId, read, write, ctx);
     },
-    getProfiler() {
-      return { profiler: { componentName: 'vaccel-ts agent', regions: {} } };
+    async getProfiler({ sessionId }, ctx) {
+      const regions = await state(ctx).session(sessionId).profile();
+      return {
+        profiler: {
+          componentName: PROFILER_NAME,
+          regions: Object.fromEntries(regions.map((r) => [r.name, { samples: r.samples }])),
+        },
+      };
     },
     ...tensorflowRpcs((id, ctx) => state(ctx).session(id), opOf),
     tensorflowLiteModelLoad: notSupported('TensorFlow Lite'),

@@ -25,6 +25,7 @@ export const commonOptions = {
   json: { type: 'boolean' },
   plugins: { type: 'string' },
   'log-level': { type: 'string' },
+  profile: { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 type Options = NonNullable<ParseArgsConfig['options']>;

@@ -140,6 +140,15 @@ export {
   type SessionInfo,
 } from './runtime/plugin.js';
 export {
+  MAX_SAMPLES_PER_REGION,
+  nowNs,
+  type ProfileRegion,
+  Profiler,
+  type ProfileSample,
+  profilingEnabled,
+  summarizeProfile,
+} from './runtime/profiling.js';
+export {
   type Resource,
   type ResourceBlob,
   type ResourceData,

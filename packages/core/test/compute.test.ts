@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { Args, OpType, packMinmax, packTorchSgemm, type Resource, ResourceType, type Session, Vaccel } from '@vaccel/core';
+import {
+  Args,
+  OpType,
+  packMinmax,
+  packTorchSgemm,
+  type Resource,
+  ResourceType,
+  type Session,
+  Vaccel,
+} from '@vaccel/core';
 import { computePlugin, execPlugin, sgemmJsPlugin } from '@vaccel/core/plugins';
 
 const f32 = (a: ArrayLike<number>) => Args.float32Array(Float32Array.from(a));

@@ -59,8 +59,8 @@ export {
   parseLabels,
 } from './descriptor.js';
 export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from './graph.js';
-export { MAX_INPUT_PIXELS, preprocess } from './preprocess.js';
 export { onnxModelOf } from './model-formats.js';
+export { MAX_INPUT_PIXELS, preprocess } from './preprocess.js';
 export { gemmModel, OrtSgemm } from './sgemm.js';
 export { VISION_DEFAULTS, VisionModel, type VisionTimings } from './vision.js';
 

@@ -12,9 +12,12 @@ export function onnxModelOf(blobs: readonly ResourceBlob[], what: string): Uint8
   const named = (suffix: string) => blobs.filter((b) => b.name.toLowerCase().endsWith(suffix));
   const [onnx, pb] = [named('.onnx'), named('.pb')];
   if (onnx.length === 1) return onnx[0]!.data;
-  if (onnx.length > 1) throw new VaccelError('EINVAL', `${what}: a model resource needs one .onnx file, it has ${onnx.length}`);
+  if (onnx.length > 1)
+    throw new VaccelError('EINVAL', `${what}: a model resource needs one .onnx file, it has ${onnx.length}`);
   if (pb.length === 1) return convertTfGraph(parseGraphDef(pb[0]!.data), { name: pb[0]!.name });
-  const json = blobs.find((b) => b.name === 'model.json') ?? (named('.json').length === 1 ? named('.json')[0] : undefined);
+  const json =
+    blobs.find((b) => b.name === 'model.json') ??
+    (named('.json').length === 1 ? named('.json')[0] : undefined);
   if (json) {
     let model: TfjsGraphModel;
     try {
@@ -24,11 +27,14 @@ export function onnxModelOf(blobs: readonly ResourceBlob[], what: string): Uint8
     }
     if (model?.format === 'graph-model' || (model?.modelTopology as { node?: unknown })?.node) {
       const byName = new Map(blobs.map((b) => [b.name, b.data]));
-      const shards = (model.weightsManifest ?? []).flatMap((group) => group.paths).map((path) => {
-        const data = byName.get(path) ?? byName.get(path.split('/').pop()!);
-        if (!data) throw new VaccelError('EINVAL', `${what}: the graph model's weight shard ${path} is missing`);
-        return data;
-      });
+      const shards = (model.weightsManifest ?? [])
+        .flatMap((group) => group.paths)
+        .map((path) => {
+          const data = byName.get(path) ?? byName.get(path.split('/').pop()!);
+          if (!data)
+            throw new VaccelError('EINVAL', `${what}: the graph model's weight shard ${path} is missing`);
+          return data;
+        });
       return convertTfGraph(parseTfjsGraphModel(model, new Uint8Array(Buffer.concat(shards))), {
         name: json.name,
       });

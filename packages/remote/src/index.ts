@@ -4,6 +4,7 @@
  */
 export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './address.js';
 export { detailErrno, ERROR_TYPE_URL, errorDetail, errorFromRpc, statusFromError } from './errors.js';
+export { AgentService as AgentServiceV071 } from './gen/agent_v071_pb.js';
 export type { Arg as GenArg } from './gen/genop_pb.js';
 export { ArgSchema as GenArgSchema, RequestSchema as GenopRequestSchema } from './gen/genop_pb.js';
 export { SharedMemory as SharedMemoryService } from './gen/shared_memory_pb.js';

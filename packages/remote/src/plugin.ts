@@ -270,8 +270,8 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     } finally {
       if (done) regions.unstage(staged);
     }
-    if (op === OpType.ModelLoad) s.models.add(localId);
-    if (op === OpType.ModelUnload) s.models.delete(localId);
+    if (op === OpType.ModelLoad || op === OpType.TfModelLoad) s.models.add(localId);
+    if (op === OpType.ModelUnload || op === OpType.TfModelUnload) s.models.delete(localId);
   }
 
   const handler =
@@ -312,6 +312,21 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     },
     init(ctx) {
       logger = ctx.logger;
+    },
+    async profile(info) {
+      // The agent's regions for this session (its own op timings), when it keeps them.
+      const s = sessions.get(info.id);
+      const linked = link.current;
+      if (!s || linked?.generation !== s.generation) return [];
+      const { profiler } = await linked.stub
+        .getProfiler({ sessionId: s.agentId }, { timeoutMs })
+        .catch((error: unknown) => {
+          throw errorFromRpc(error, 'agent profiler');
+        });
+      return Object.entries(profiler?.regions ?? {}).map(([name, region]) => ({
+        name: `agent:${name}`,
+        samples: region.samples.map(({ start, time }) => ({ start, time })),
+      }));
     },
     async sharedMemory(byteLength, { signal }) {
       const linked = await link.get(signal).catch((error: unknown) => {

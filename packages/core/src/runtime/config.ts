@@ -7,6 +7,7 @@
  * | `VACCEL_LOG_LEVEL` | 1–4 or `error`/`warn`/`info`/`debug` (default 1) |
  * | `VACCEL_RPC_ADDRESS` | agent address for the RPC plugin (`VACCEL_RPC_ADDR` is accepted too) |
  * | `VACCEL_EXEC_ALLOWLIST` | `:`-separated modules (or `module#function`) the exec plugin may run |
+ * | `VACCEL_PROFILING_ENABLED` | `1`/`true`: time every op into per-session profiling regions |
  * @module
  */
 import { createRequire } from 'node:module';
@@ -15,6 +16,7 @@ import { pathToFileURL } from 'node:url';
 import { VaccelError } from '../api/error.js';
 import { type Logger, LogLevel, parseLogLevel } from './log.js';
 import type { Plugin } from './plugin.js';
+import { profilingEnabled } from './profiling.js';
 
 /** Options of {@link Vaccel.open}. Every field is optional; unset ones come from the environment. */
 export interface VaccelOptions {
@@ -28,6 +30,8 @@ export interface VaccelOptions {
   logLevel?: LogLevel | string;
   /** Agent address for the RPC plugin (default: `VACCEL_RPC_ADDRESS`). */
   rpcAddress?: string;
+  /** Time every op into per-session profiling regions (default: `VACCEL_PROFILING_ENABLED`). */
+  profiling?: boolean;
 }
 
 /** Configuration after defaults. */
@@ -35,10 +39,11 @@ export interface ResolvedConfig {
   readonly plugins: readonly (Plugin | string)[] | undefined;
   readonly logLevel: LogLevel;
   readonly rpcAddress: string | undefined;
+  readonly profiling: boolean;
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
-const knownOptions = new Set(['plugins', 'env', 'logger', 'logLevel', 'rpcAddress']);
+const knownOptions = new Set(['plugins', 'env', 'logger', 'logLevel', 'rpcAddress', 'profiling']);
 const renamedOptions: Record<string, string> = {
   backends: 'plugins',
   debugLevel: 'logLevel',
@@ -79,7 +84,8 @@ export function resolveConfig(options: VaccelOptions = {}): ResolvedConfig {
   // Empty counts as unset, as for every VACCEL_* variable.
   const fromEnv = env.VACCEL_PLUGINS ? splitList(env.VACCEL_PLUGINS) : undefined;
   const rpcAddress = options.rpcAddress ?? (env.VACCEL_RPC_ADDRESS || env.VACCEL_RPC_ADDR || undefined);
-  return { plugins: options.plugins ?? fromEnv, logLevel, rpcAddress, env };
+  const profiling = options.profiling ?? profilingEnabled(env.VACCEL_PROFILING_ENABLED);
+  return { plugins: options.plugins ?? fromEnv, logLevel, rpcAddress, profiling, env };
 }
 
 function pluginFromModule(spec: string, mod: Record<string, unknown>, config: ResolvedConfig): Plugin {

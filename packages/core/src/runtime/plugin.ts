@@ -5,6 +5,7 @@
 import type { Arg } from '../api/arg.js';
 import type { OpType } from '../api/op.js';
 import type { Logger } from './log.js';
+import type { ProfileRegion } from './profiling.js';
 import type { ResourceData } from './resource.js';
 import type { PluginMemory } from './shared-memory.js';
 
@@ -111,6 +112,8 @@ export interface Plugin {
    * cannot share memory now (the runtime then gives process memory, used in-band).
    */
   sharedMemory?(byteLength: number, options: { signal?: AbortSignal }): Promise<PluginMemory | undefined>;
+  /** Profiling regions this plugin's backend kept for `session` (the RPC plugin: the agent's). */
+  profile?(session: SessionInfo): Promise<ProfileRegion[]>;
   /** Optional runtime notifications. */
   readonly hooks?: PluginHooks;
 }

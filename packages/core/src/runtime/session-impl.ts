@@ -38,6 +38,7 @@ import { raceAbort } from './abort.js';
 import { opChannels } from './diagnostics.js';
 import type { Logger } from './log.js';
 import type { OpContext, Plugin } from './plugin.js';
+import { nowNs, type ProfileRegion, Profiler } from './profiling.js';
 import type { Resolved } from './registry.js';
 import type { Resource, ResourceData } from './resource.js';
 import type {
@@ -53,12 +54,17 @@ import type {
 export interface SessionHost {
   readonly logger: Logger;
   resolve(op: OpType, hint: number): Promise<Resolved>;
+  /** True when ops are timed into profiling regions. */
+  readonly profiling: boolean;
   /** The plugin an earlier resolve chose, if any (no await on the hot path). */
   cached?(op: OpType, hint: number): Resolved | undefined;
   /** Resolves a handle to its live resource data, checking it belongs to this runtime. */
   attach(resource: Resource, sessionId: number): ResourceData;
   detach(resourceId: number, sessionId: number): Promise<void>;
-  sessionReleased(session: SessionImpl): Promise<void>;
+  /** `profile`: the session's regions at release, when profiling is on. */
+  sessionReleased(session: SessionImpl, profile?: ProfileRegion[]): Promise<void>;
+  /** Regions the session's plugins kept elsewhere (e.g. on an agent). */
+  profiles?(session: SessionImpl): Promise<ProfileRegion[]>;
 }
 
 export class SessionImpl implements Session {
@@ -66,6 +72,7 @@ export class SessionImpl implements Session {
   #released = false;
   readonly #resources = new Map<number, ResourceData>();
   readonly #loggers = new Map<Plugin, Logger>();
+  readonly #profiler: Profiler | undefined;
 
   constructor(
     readonly id: number,
@@ -73,6 +80,14 @@ export class SessionImpl implements Session {
     private readonly host: SessionHost,
   ) {
     this.#hint = hint;
+    this.#profiler = host.profiling ? new Profiler() : undefined;
+  }
+
+  async profile(): Promise<ProfileRegion[]> {
+    const own = this.#profiler?.regions() ?? [];
+    // Plugins that run ops elsewhere (the RPC plugin) add the regions their backend kept.
+    const plugins = await this.host.profiles?.(this);
+    return [...own, ...(plugins ?? [])];
   }
 
   get hint(): number {
@@ -90,11 +105,13 @@ export class SessionImpl implements Session {
 
   async release(): Promise<void> {
     if (this.#released) return;
+    // Collect the regions first: a plugin's backend forgets them with the session.
+    const profile = this.#profiler ? await this.profile().catch(() => this.#profiler!.regions()) : undefined;
     this.#released = true;
     const ids = [...this.#resources.keys()];
     this.#resources.clear();
     for (const id of ids) await this.host.detach(id, this.id);
-    await this.host.sessionReleased(this);
+    await this.host.sessionReleased(this, profile);
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -147,6 +164,7 @@ export class SessionImpl implements Session {
     const event = traced ? { op, name, plugin: plugin.name, session: this.id } : undefined;
     if (event && opChannels.start.hasSubscribers) opChannels.start.publish(event);
     const started = event ? performance.now() : 0;
+    const profileStart = this.#profiler ? nowNs() : 0n;
     try {
       await raceAbort(async () => handler({ read, write }, ctx), signal);
     } catch (error) {
@@ -160,6 +178,8 @@ export class SessionImpl implements Session {
             );
       if (event && opChannels.error.hasSubscribers) opChannels.error.publish({ ...event, error: wrapped });
       throw wrapped;
+    } finally {
+      this.#profiler?.record(`vaccel_${name}_op`, profileStart, nowNs() - profileStart);
     }
     if (event && opChannels.end.hasSubscribers)
       opChannels.end.publish({ ...event, durationMs: performance.now() - started });
@@ -254,7 +274,12 @@ export class SessionImpl implements Session {
 
   async modelUnload(model: Resource, options: ModelLoadOptions = {}): Promise<void> {
     const { read, write } = packModelUnload(this.#registered(model));
-    await this.doOperation(options.tensorflow ? OpType.TfModelUnload : OpType.ModelUnload, read, write, options);
+    await this.doOperation(
+      options.tensorflow ? OpType.TfModelUnload : OpType.ModelUnload,
+      read,
+      write,
+      options,
+    );
   }
 
   exec(

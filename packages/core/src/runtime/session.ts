@@ -11,6 +11,7 @@ import type { DecryptParams, EncryptParams, EncryptResult } from '../ops/cipher.
 import type { Classification } from '../ops/image.js';
 import type { ModelInfo } from '../ops/model.js';
 import type { Detection, Pose, Segmentation, VisionOptions, VisionResult } from '../ops/vision.js';
+import type { ProfileRegion } from './profiling.js';
 import type { Resource, ResourceData } from './resource.js';
 
 /** Options every async call takes last. */
@@ -77,6 +78,12 @@ export interface Session extends AsyncDisposable {
   unregisterResource(resource: Resource): void;
   /** Resources registered with this session. */
   resources(): ResourceData[];
+  /**
+   * The session's profiling regions (`vaccel_<op>_op`, one sample per op run) when profiling is on
+   * (`VACCEL_PROFILING_ENABLED`), plus those its plugins kept elsewhere (the agent's, through the
+   * RPC plugin, prefixed `agent:`). Empty when profiling is off.
+   */
+  profile(): Promise<ProfileRegion[]>;
 
   /**
    * Runs any op with raw args (upstream's genop): read args are inputs, write args are outputs

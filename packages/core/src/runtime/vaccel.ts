@@ -8,6 +8,7 @@ import { builtinPlugins } from '../plugins/index.js';
 import { loadPluginModule, type ResolvedConfig, resolveConfig, type VaccelOptions } from './config.js';
 import { createStderrLogger, type Logger } from './log.js';
 import type { Plugin, PluginHooks } from './plugin.js';
+import { type ProfileRegion, Profiler } from './profiling.js';
 import { PluginRegistry, type Resolved } from './registry.js';
 import {
   loadResourceContent,
@@ -123,6 +124,8 @@ export class Vaccel implements AsyncDisposable {
   readonly #resources = new Map<number, ResourceEntry>();
   readonly #byDigest = new Map<string, ResourceEntry>();
   readonly #regions = new Set<SharedMemory>();
+  /** Regions of released sessions, when profiling is on. */
+  readonly #released = new Profiler();
   #nextSessionId = 1;
   #nextResourceId = 1;
   #closed = false;
@@ -182,6 +185,18 @@ export class Vaccel implements AsyncDisposable {
         ? []
         : [{ op, name, extension, plugin: providers[0]!, plugins: providers }];
     });
+  }
+
+  /**
+   * Profiling regions of every session of this runtime, live and released, merged by name (empty
+   * unless profiling is on: `profiling` option or `VACCEL_PROFILING_ENABLED`).
+   */
+  async profile(): Promise<ProfileRegion[]> {
+    const merged = new Profiler();
+    const live = await Promise.all([...this.#sessions.values()].map((s) => s.profile()));
+    for (const region of [...this.#released.regions(), ...live.flat()])
+      for (const sample of region.samples) merged.record(region.name, sample.start, sample.time);
+    return merged.regions();
   }
 
   /** Creates a session. */
@@ -300,7 +315,22 @@ export class Vaccel implements AsyncDisposable {
         entry.sessions.delete(sessionId);
         await this.#maybeFree(entry);
       },
-      sessionReleased: async (session) => {
+      profiling: this.config.profiling,
+      profiles: async (session) => {
+        const regions: ProfileRegion[] = [];
+        for (const plugin of this.#registry.list()) {
+          if (!plugin.profile) continue;
+          try {
+            regions.push(...(await plugin.profile(session)));
+          } catch (error) {
+            this.logger.warn({ plugin: plugin.name, err: String(error) }, 'profile failed');
+          }
+        }
+        return regions;
+      },
+      sessionReleased: async (session, profile) => {
+        for (const region of profile ?? [])
+          for (const sample of region.samples) this.#released.record(region.name, sample.start, sample.time);
         this.#sessions.delete(session.id);
         await this.#notifyPlugins((hooks) => hooks.sessionRelease?.(session), 'sessionRelease');
       },
