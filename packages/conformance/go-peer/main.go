@@ -9,6 +9,7 @@
 //	go-peer serve SOCKET             serve conformance.Peer and a minimal vAccel agent (SGEMM genops)
 //	go-peer drive SOCKET             run the client checks against a conformance.Peer server
 //	go-peer agent SOCKET             run vAccel agent checks (CreateSession/Genop/DestroySession)
+//	go-peer ops SOCKET IMAGE MODULE  every upstream op vaccel-ts serves, in upstream's layouts (ops.go)
 //	go-peer load SOCKET C N SECONDS  C connections × N calls in flight of small SGEMM genops
 //	go-peer bench SOCKET …           the Go client's own latency and throughput (bench.go)
 //
@@ -74,6 +75,11 @@ func main() {
 		drive(path)
 	case "agent":
 		agentChecks(path)
+	case "ops":
+		if len(os.Args) != 5 {
+			fail("usage: go-peer ops SOCKET IMAGE MODULE")
+		}
+		opsChecks(path, os.Args[3], os.Args[4])
 	case "bench":
 		benchMode(path, os.Args[3:])
 	case "load":

@@ -3,11 +3,13 @@
  * our server and our vAccel agent; our client (and our RPC plugin) drive the Go server.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, suite, type TestContext, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Agent } from '@vaccel/agent';
 import {
   buildGoPeer,
@@ -19,6 +21,8 @@ import {
   startGoPeer,
 } from '@vaccel/conformance';
 import { createStderrLogger, LogLevel, Vaccel } from '@vaccel/core';
+import { execPlugin } from '@vaccel/core/plugins';
+import { hostPlugins } from '@vaccel/plugin-onnx';
 import { connect, errorFromRpc, remotePlugin } from '@vaccel/remote';
 import { Client, Code, Server, TtrpcError } from '@vaccel/ttrpc';
 
@@ -67,6 +71,28 @@ suite('the Go reference client drives our ttRPC server', () => {
     const path = join(dir, 'agent.sock');
     await agent.listen(`unix://${path}`);
     await goChecks(t, ['agent', path], 6);
+  });
+
+  test('every upstream op we serve, in upstream genop layouts: vision, minmax, FPGA ops, exec with a resource, GetProfiler', async (t) => {
+    if (peer.skip) return t.skip(peer.skip);
+    const module = join(dir, 'negate.mjs');
+    const source =
+      'export function negate(read, write) { write[0].buf.set(read[0].buf.map((b) => 255 - b)); }\nexport function secret() {}\n';
+    writeFileSync(module, source);
+    const digest = createHash('sha256').update(source).digest('hex');
+    await using vaccel = await Vaccel.open({
+      plugins: [
+        ...hostPlugins({}).filter((p) => p !== 'exec'),
+        execPlugin({ allowResources: [`${digest}#negate`] }),
+      ],
+      profiling: true,
+      logger: createStderrLogger(LogLevel.Error),
+    });
+    await using agent = new Agent({ vaccel, logger: createStderrLogger(LogLevel.Error) });
+    const path = join(dir, 'ops.sock');
+    await agent.listen(`unix://${path}`);
+    const photo = fileURLToPath(new URL('../../../examples/images/person.jpg', import.meta.url));
+    await goChecks(t, ['ops', path, photo, module], 13);
   });
 });
 
