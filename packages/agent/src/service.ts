@@ -5,6 +5,7 @@
  */
 import {
   Args,
+  OP_ALTERNATIVES,
   OpType,
   opName,
   PluginType,
@@ -126,11 +127,8 @@ export function agentService(
     }
   };
 
-  const notSupported = (what: string) => async () => {
-    throw new VaccelError(
-      'ENOTSUP',
-      `the vaccel-ts agent has no ${what} backend; run ONNX or TensorFlow graph models with TensorflowModelLoad/Run or model_load/model_run (ops 67–69) through Genop`,
-    );
+  const notSupported = (op: OpType) => async () => {
+    throw new VaccelError('ENOTSUP', `the vaccel-ts agent cannot run ${opName(op)}: ${OP_ALTERNATIVES[op]}`);
   };
 
   return {
@@ -246,11 +244,11 @@ export function agentService(
       };
     },
     ...tensorflowRpcs((id, ctx) => state(ctx).session(id), opOf),
-    tensorflowLiteModelLoad: notSupported('TensorFlow Lite'),
-    tensorflowLiteModelUnload: notSupported('TensorFlow Lite'),
-    tensorflowLiteModelRun: notSupported('TensorFlow Lite'),
-    torchModelLoad: notSupported('Torch'),
-    torchModelRun: notSupported('Torch'),
+    tensorflowLiteModelLoad: notSupported(OpType.TfliteModelLoad),
+    tensorflowLiteModelUnload: notSupported(OpType.TfliteModelUnload),
+    tensorflowLiteModelRun: notSupported(OpType.TfliteModelRun),
+    torchModelLoad: notSupported(OpType.TorchModelLoad),
+    torchModelRun: notSupported(OpType.TorchModelRun),
   };
 
   /** Releases resource handles no session of the connection uses any more. */

@@ -34,6 +34,7 @@ export {
   allOps,
   EXTENSION_OP_MIN,
   isOpType,
+  OP_ALTERNATIVES,
   type OpInfo,
   OpType,
   opByName,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, test } from 'node:test';
 import {
   Args,
   OpType,
@@ -158,5 +158,19 @@ describe('exec_with_resource', () => {
       s.doOperation(OpType.ExecWithResource, [Args.int64(999), Args.string('double')], []),
       { code: 'EINVAL', message: /not registered/ },
     );
+  });
+});
+
+test('upstream ops no plugin runs say what to use instead', async () => {
+  await using vaccel = await Vaccel.open({ plugins: ['noop'] });
+  await using session = await vaccel.createSession();
+  await assert.rejects(session.doOperation(OpType.TorchModelRun, [], []), {
+    code: 'ENOTSUP',
+    message:
+      /no plugin provides torch_model_run .*TorchScript models do not run here: export the model to ONNX/,
+  });
+  await assert.rejects(session.doOperation(OpType.ImageDepth, [], []), {
+    code: 'ENOTSUP',
+    message: /no depth model/,
   });
 });

@@ -111,3 +111,19 @@ export function opByName(name: string): OpType | undefined {
 export function isOpType(op: number): op is OpType {
   return table.has(op);
 }
+
+const ONNX_INSTEAD = 'export the model to ONNX and run it with model_load/model_run';
+
+/**
+ * What to use instead of upstream ops no vaccel-ts plugin runs (there is no TensorFlow Lite or
+ * Torch runtime for Node, no shipped depth model, no OpenCV), for the ENOTSUP message.
+ */
+export const OP_ALTERNATIVES: Readonly<Partial<Record<OpType, string>>> = {
+  [OpType.TfliteModelLoad]: `TensorFlow Lite models do not run here: ${ONNX_INSTEAD}`,
+  [OpType.TfliteModelUnload]: `TensorFlow Lite models do not run here: ${ONNX_INSTEAD}`,
+  [OpType.TfliteModelRun]: `TensorFlow Lite models do not run here: ${ONNX_INSTEAD}`,
+  [OpType.TorchModelLoad]: `TorchScript models do not run here: ${ONNX_INSTEAD} (torch.onnx.export)`,
+  [OpType.TorchModelRun]: `TorchScript models do not run here: ${ONNX_INSTEAD} (torch.onnx.export)`,
+  [OpType.ImageDepth]: `no depth model ships with vaccel-ts: run an ONNX depth model with model_load/model_run`,
+  [OpType.OpenCv]: 'there is no OpenCV backend: use exec with an allowlisted module instead',
+};

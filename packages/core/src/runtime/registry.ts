@@ -3,7 +3,7 @@
  * @module
  */
 import { VaccelError } from '../api/error.js';
-import { type OpType, opName } from '../api/op.js';
+import { OP_ALTERNATIVES, type OpType, opName } from '../api/op.js';
 import type { Logger } from './log.js';
 import type { OpHandler, Plugin } from './plugin.js';
 import type { PluginMemory } from './shared-memory.js';
@@ -99,7 +99,7 @@ export class PluginRegistry {
     const why = failed.length > 0 ? `; plugins that failed to initialise: ${failed.join(', ')}` : '';
     throw new VaccelError(
       'ENOTSUP',
-      `no plugin provides ${opName(op)} (plugins loaded: ${loaded.join(', ') || 'none'}${why})`,
+      `no plugin provides ${opName(op)} (plugins loaded: ${loaded.join(', ') || 'none'}${why})${OP_ALTERNATIVES[op] ? `; ${OP_ALTERNATIVES[op]}` : ''}`,
       failures.length > 0 ? { cause: new AggregateError(failures, 'plugin init failed') } : undefined,
     );
   }
