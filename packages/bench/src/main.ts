@@ -22,6 +22,10 @@ const figures: Record<string, { about: string; run(options: FigureOptions): Prom
     about: 'image classification ms vs image size, host vs guest',
     run: async (o) => (await import('./figures/fig7.js')).fig7(o),
   },
+  detect: {
+    about: 'object detection ms per 640×480 photo, host vs guest',
+    run: async (o) => (await import('./figures/detect.js')).detectFigure(o),
+  },
   rpc: {
     about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s',
     run: async (o) => (await import('./figures/rpc.js')).rpcFigure(o),
