@@ -33,4 +33,12 @@ export {
   serviceClient,
   serviceHandlers,
 } from './service.js';
+export {
+  TF_DATA_TYPES,
+  tfNode,
+  tfTensorFromWire,
+  tfTensorName,
+  tfTensorToWire,
+  type WireTfTensor,
+} from './tf-tensors.js';
 export { type ConnectOptions, connect, type ListenOptions, listen } from './transport.js';

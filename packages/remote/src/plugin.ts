@@ -28,6 +28,7 @@ import { decodeGenopResponse, encodeGenopRequest, toWireArg, type WireArg } from
 import { AgentLink, type Linked } from './link.js';
 import { AGENT_SERVICE_SYNC } from './service.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
+import { tensorflowViaRpc } from './tf-rpc.js';
 
 /** Options of {@link remotePlugin}. Unset ones come from the environment. */
 export interface RemotePluginOptions {
@@ -57,6 +58,9 @@ interface RemoteSession {
   /** Local model resource ids loaded with model_load, re-loaded after a reconnect. */
   models: Set<number>;
 }
+
+/** Ops an upstream agent serves only through its TensorFlow RPCs. */
+const TF_OPS = new Set<OpType>([OpType.TfModelLoad, OpType.TfModelRun, OpType.TfModelUnload]);
 
 /** Read-arg index holding a local resource id, for ops that reference one. */
 const resourceArg: Partial<Record<OpType, number>> = {
@@ -210,6 +214,12 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     const at = resourceArg[op];
     const localId = at !== undefined ? ReadArg.int64(args[at], `${opName(op)} resource id`) : 0;
     if (at !== undefined && localId > 0) args[at] = Args.int64(await agentResource(linked, s, localId, ctx));
+    if (!linked.ours && TF_OPS.has(op)) {
+      await tensorflowViaRpc(linked.stub, op, s.agentId, args, write, callOptions(ctx));
+      if (op === OpType.TfModelLoad) s.models.add(localId);
+      if (op === OpType.TfModelUnload) s.models.delete(localId);
+      return;
+    }
     if (op === OpType.ImageClassify) {
       const { tags } = await linked.stub.imageClassification(
         { sessionId: s.agentId, image: ReadArg.bytes(args[0], 'image') },
