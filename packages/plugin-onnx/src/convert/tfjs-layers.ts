@@ -9,6 +9,7 @@
 import { VaccelError } from '@vaccel/core';
 import type { NodeProto, TensorProto } from '../gen/onnx_pb.js';
 import { DataType, initializer, modelBytes, node, valueInfo } from '../graph.js';
+import { permute } from './tf-tensor.js';
 
 /** A layer of `modelTopology.model_config.config.layers`. */
 interface KerasLayer {
@@ -65,27 +66,11 @@ export function decodeWeights(
 }
 
 /** Permutes a dense row-major tensor: out dim i = in dim perm[i]. */
-export function transpose(
+export const transpose = (
   values: Float32Array,
   shape: readonly number[],
   perm: readonly number[],
-): Float32Array {
-  const outShape = perm.map((p) => shape[p]!);
-  const inStrides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
-  const strides = perm.map((p) => inStrides[p]!);
-  const out = new Float32Array(values.length);
-  const index = new Array<number>(outShape.length).fill(0);
-  for (let o = 0; o < out.length; o++) {
-    let src = 0;
-    for (let d = 0; d < index.length; d++) src += index[d]! * strides[d]!;
-    out[o] = values[src]!;
-    for (let d = index.length - 1; d >= 0; d--) {
-      if (++index[d]! < outShape[d]!) break;
-      index[d] = 0;
-    }
-  }
-  return out;
-}
+): Float32Array => permute(values, shape, perm);
 
 /** Options of {@link convertLayersModel}. */
 export interface ConvertOptions {

@@ -1,0 +1,243 @@
+/**
+ * Shape ops of the TF → ONNX converter: reshape, transpose, expand/squeeze, concat/pack/unpack,
+ * split, pad, gathers, shape, SparseToDense. Each folds on the host when its inputs are constant.
+ * @module
+ */
+import { VaccelError } from '@vaccel/core';
+import {
+  attrInt,
+  attrInts,
+  attrType,
+  constInput,
+  input,
+  int64Input,
+  type OpConverter,
+  out,
+  typeOf,
+} from './tf-attr.js';
+import { count, type HostTensor, hostTensor, onnxType, permute, stridesOf, TfType } from './tf-tensor.js';
+
+/** Normalises a possibly negative axis for rank r. */
+const axisOf = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
+
+const reshape: OpConverter = {
+  emit(n, c) {
+    c.emit('Reshape', [c.value(input(n, 0)), int64Input(n, c, 1)], [out(n, c, typeOf(n, c))]);
+  },
+  fold: (_n, [x, shape]) => {
+    const dims = Array.from(shape!.values);
+    const known = count(dims.filter((d) => d !== -1));
+    return [
+      hostTensor(
+        x!.type,
+        dims.map((d) => (d === -1 ? x!.values.length / known : d)),
+        x!.values,
+      ),
+    ];
+  },
+};
+
+const transpose: OpConverter = {
+  emit(n, c) {
+    const perm = Array.from(constInput(n, c, 1, 'perm').values);
+    c.emit('Transpose', [c.value(input(n, 0))], [out(n, c, typeOf(n, c))], { perm: { ints: perm } });
+  },
+  fold: (_n, [x, perm]) => {
+    const p = Array.from(perm!.values);
+    return [
+      hostTensor(
+        x!.type,
+        p.map((i) => x!.dims[i]!),
+        permute(x!.values, x!.dims, p),
+      ),
+    ];
+  },
+};
+
+const expandDims: OpConverter = {
+  emit(n, c) {
+    c.emit('Unsqueeze', [c.value(input(n, 0)), int64Input(n, c, 1)], [out(n, c, typeOf(n, c))]);
+  },
+  fold: (_n, [x, axis]) => {
+    const dims = [...x!.dims];
+    dims.splice(axisOf(axis!.values[0]!, dims.length + 1), 0, 1);
+    return [hostTensor(x!.type, dims, x!.values)];
+  },
+};
+
+const squeeze: OpConverter = {
+  emit(n, c) {
+    const axes = attrInts(n, 'squeeze_dims');
+    const inputs = [c.value(input(n, 0))];
+    if (axes.length > 0) inputs.push(c.literal(`${n.name}/axes`, axes));
+    c.emit('Squeeze', inputs, [out(n, c, typeOf(n, c))]);
+  },
+  fold: (n, [x]) => {
+    const axes = attrInts(n, 'squeeze_dims').map((a) => axisOf(a, x!.dims.length));
+    const dims = x!.dims.filter((d, i) => (axes.length > 0 ? !axes.includes(i) : d !== 1));
+    return [hostTensor(x!.type, dims, x!.values)];
+  },
+};
+
+/** Concatenates host tensors along `axis`. */
+function concatHost(parts: readonly HostTensor[], axis: number): HostTensor {
+  const rank = parts[0]!.dims.length;
+  const a = axisOf(axis, rank);
+  const dims = [...parts[0]!.dims];
+  dims[a] = parts.reduce((s, p) => s + (p.dims[a] ?? 1), 0);
+  const outer = count(dims.slice(0, a));
+  const values: number[] = [];
+  for (let o = 0; o < outer; o++) {
+    for (const p of parts) {
+      const inner = count(p.dims.slice(a));
+      for (let i = 0; i < inner; i++) values.push(p.values[o * inner + i]!);
+    }
+  }
+  return hostTensor(parts[0]!.type, dims, values);
+}
+
+const concat: OpConverter = {
+  emit(n, c) {
+    const axis = constInput(n, c, n.inputs.length - 1, 'axis').values[0]!;
+    const parts = n.inputs.slice(0, -1).map((i) => c.value(i));
+    c.emit('Concat', parts, [out(n, c, typeOf(n, c))], { axis: { int: axis } });
+  },
+  fold: (_n, xs) => [concatHost(xs.slice(0, -1), xs[xs.length - 1]!.values[0]!)],
+};
+
+const pack: OpConverter = {
+  emit(n, c) {
+    const axis = attrInt(n, 'axis', 0);
+    const axes = c.literal(`${n.name}/axis`, [axis]);
+    const parts = n.inputs.map((i) => c.apply('Unsqueeze', [c.value(i), axes], `${n.name}/u`));
+    c.emit('Concat', parts, [out(n, c, typeOf(n, c))], { axis: { int: axis } });
+  },
+  fold: (n, xs) => {
+    const axis = attrInt(n, 'axis', 0);
+    const rank = xs[0]!.dims.length + 1;
+    return [
+      concatHost(
+        xs.map((x) => {
+          const dims = [...x.dims];
+          dims.splice(axisOf(axis, rank), 0, 1);
+          return hostTensor(x.type, dims, x.values);
+        }),
+        axis,
+      ),
+    ];
+  },
+};
+
+const unpack: OpConverter = {
+  emit(n, c) {
+    const num = attrInt(n, 'num');
+    const axis = attrInt(n, 'axis', 0);
+    const type = typeOf(n, c);
+    const parts = Array.from({ length: num }, (_, k) => c.fresh(`${n.name}/${k}`));
+    c.emit('Split', [c.value(input(n, 0))], parts, { axis: { int: axis } });
+    const axes = c.literal(`${n.name}/axis`, [axis]);
+    for (const [k, p] of parts.entries()) c.emit('Squeeze', [p, axes], [out(n, c, type, k)]);
+  },
+};
+
+/** Split(axis, x) into num_split equal parts; SplitV(x, sizes, axis). */
+function split(sizesGiven: boolean): OpConverter {
+  return {
+    emit(n, c) {
+      const [xi, ai] = sizesGiven ? [0, 2] : [1, 0];
+      const axis = constInput(n, c, ai, 'axis').values[0]!;
+      const num = attrInt(n, 'num_split');
+      const inputs = [c.value(input(n, xi))];
+      if (sizesGiven) {
+        const sizes = Array.from(constInput(n, c, 1, 'size_splits').values);
+        if (sizes.includes(-1)) throw new VaccelError('ENOTSUP', `node ${n.name} (SplitV): a size of -1`);
+        inputs.push(c.literal(`${n.name}/split`, sizes));
+      }
+      const type = typeOf(n, c);
+      const outs = Array.from({ length: num }, (_, k) => out(n, c, type, k));
+      c.emit('Split', inputs, outs, { axis: { int: axis } });
+    },
+  };
+}
+
+const gatherV2: OpConverter = {
+  emit(n, c) {
+    if (attrInt(n, 'batch_dims', 0) !== 0)
+      throw new VaccelError('ENOTSUP', `node ${n.name} (GatherV2): batch_dims`);
+    const axis = n.inputs.length > 2 ? constInput(n, c, 2, 'axis').values[0]! : 0;
+    c.emit(
+      'Gather',
+      [c.value(input(n, 0)), int64Input(n, c, 1)],
+      [out(n, c, attrType(n, 'Tparams') ?? c.type(input(n, 0)))],
+      {
+        axis: { int: axis },
+      },
+    );
+  },
+};
+
+const gatherNd: OpConverter = {
+  emit(n, c) {
+    const type = attrType(n, 'Tparams') ?? c.type(input(n, 0));
+    c.emit('GatherND', [c.value(input(n, 0)), int64Input(n, c, 1)], [out(n, c, type)]);
+  },
+};
+
+function pad(withValue: boolean): OpConverter {
+  return {
+    emit(n, c) {
+      const p = Array.from(constInput(n, c, 1, 'paddings').values);
+      const pads = [...p.filter((_, i) => i % 2 === 0), ...p.filter((_, i) => i % 2 === 1)];
+      const inputs = [c.value(input(n, 0)), c.literal(`${n.name}/pads`, pads)];
+      if (withValue) inputs.push(c.value(input(n, 2)));
+      c.emit('Pad', inputs, [out(n, c, typeOf(n, c))], { mode: { string: 'constant' } });
+    },
+  };
+}
+
+/** SparseToDense(indices, output_shape, values, default): host only (it has no ONNX counterpart). */
+const sparseToDense: OpConverter = {
+  emit(n) {
+    throw new VaccelError('ENOTSUP', `node ${n.name} (SparseToDense): only constant inputs are supported`);
+  },
+  fold: (_n, [indices, shape, values, fill]) => {
+    const dims = Array.from(shape!.values);
+    const result = new Float64Array(count(dims)).fill(fill!.values[0]!);
+    const strides = stridesOf(dims);
+    const rows = indices!.dims.length === 0 ? 1 : indices!.dims[0]!;
+    const width = indices!.dims.length > 1 ? indices!.dims[1]! : 1;
+    for (let r = 0; r < rows; r++) {
+      let at = 0;
+      for (let k = 0; k < width; k++) at += indices!.values[r * width + k]! * strides[k]!;
+      result[at] = values!.values.length === 1 ? values!.values[0]! : values!.values[r]!;
+    }
+    return [hostTensor(values!.type, dims, result)];
+  },
+};
+
+const shape: OpConverter = {
+  emit(n, c) {
+    const to = attrType(n, 'out_type') ?? TfType.DT_INT32;
+    const s = c.apply('Shape', [c.value(input(n, 0))], `${n.name}/shape`);
+    c.emit('Cast', [s], [out(n, c, to)], { to: { int: onnxType(to, n.name) } });
+  },
+};
+
+/** The shape ops, by TensorFlow op name. */
+export const shapeOps: Record<string, OpConverter> = {
+  Reshape: reshape,
+  Transpose: transpose,
+  ExpandDims: expandDims,
+  Squeeze: squeeze,
+  ConcatV2: concat,
+  Pack: pack,
+  Unpack: unpack,
+  Split: split(false),
+  SplitV: split(true),
+  Pad: pad(false),
+  PadV2: pad(true),
+  GatherV2: gatherV2,
+  GatherNd: gatherNd,
+  SparseToDense: sparseToDense,
+  Shape: shape,
+};
