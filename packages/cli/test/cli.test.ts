@@ -47,7 +47,17 @@ suite('vaccel CLI', () => {
   test('--help for the tool and every subcommand', async () => {
     const top = await run(['--help']);
     assert.equal(top.code, 0);
-    for (const name of ['classify', 'sgemm', 'encrypt', 'decrypt', 'ops', 'noop']) {
+    for (const name of [
+      'detect',
+      'pose',
+      'segment',
+      'classify',
+      'sgemm',
+      'encrypt',
+      'decrypt',
+      'ops',
+      'noop',
+    ]) {
       assert.match(top.text, new RegExp(`\\b${name}\\b`));
       const help = await run([name, '--help']);
       assert.equal(help.code, 0, name);
@@ -67,11 +77,16 @@ suite('vaccel CLI', () => {
       /68\s+model_run\*\s+onnx/,
       /64\s+aes_encrypt\*\s+crypto/,
       /65\s+aes_decrypt\*\s+crypto/,
+      /\b4\s+image_detect\s+onnx/,
+      /\b10\s+tf_model_run\s+onnx/,
+      /22\s+minmax\s+compute/,
+      /71\s+image_detect_boxes\*\s+onnx/,
     ]) {
       assert.match(text, line);
     }
     const json = JSON.parse((await run(['ops', '--json'])).text);
     assert.deepEqual(json.plugins.map((p: { name: string }) => p.name).sort(), [
+      'compute',
       'crypto',
       'exec',
       'noop',
@@ -173,6 +188,45 @@ suite('vaccel CLI', () => {
     assert.match(missing.stderr, /cannot read image .*missing\.jpg.*\(ENOENT\)/);
     const noModel = await run(['classify', '--model', join(dir, 'nowhere'), cat]);
     assert.match(noModel.stderr, /cannot read model .*nowhere.*\(ENOENT\)/);
+  });
+
+  test('detect, pose and segment print results, write annotated images, report bad input clearly', async () => {
+    const photo = (name: string) =>
+      fileURLToPath(new URL(`../../../examples/images/${name}.jpg`, import.meta.url));
+    const out = join(dir, 'dog-detected.jpg');
+    const detect = await run(['detect', photo('dog'), '--out', out]);
+    assert.equal(detect.code, 0, detect.stderr);
+    const lines = detect.text.trim().split('\n');
+    for (const label of ['bicycle', 'dog', 'truck'])
+      assert.ok(
+        lines.some((l) => new RegExp(`^\\s*\\d+\\.\\d%\\s+${label}\\s+x=\\d+ y=\\d+ w=\\d+ h=\\d+$`).test(l)),
+        label,
+      );
+    assert.match(lines.at(-1)!, /^wrote .*dog-detected\.jpg \([\d.]+ ms\)$/);
+    assert.deepEqual([...readFileSync(out).subarray(0, 3)], [0xff, 0xd8, 0xff]);
+    const json = JSON.parse((await run(['detect', '--json', '--min-score', '0.6', photo('dog')])).text);
+    assert.deepEqual(
+      json.result.map((d: { label: string }) => d.label),
+      ['bicycle'],
+    );
+    const pose = await run(['pose', photo('person')]);
+    assert.equal(pose.code, 0, pose.stderr);
+    assert.match(pose.text, /^pose score [\d.]+%\n\s*[\d.]+%\s+nose\s+x=\d+ y=\d+\n/);
+    assert.equal(pose.text.trim().split('\n').length, 19);
+    const segment = JSON.parse((await run(['segment', '--json', photo('person')])).text);
+    assert.equal(segment.result.label, 'person');
+    assert.equal(Buffer.from(segment.result.mask, 'base64').byteLength, 640 * 424);
+    const profiled = await run(['detect', photo('person'), '--profile']);
+    assert.match(profiled.stderr, /^region\s+count\s+total ms\s+mean ms\nvaccel_image_detect_boxes_op\s+1\s/);
+    const bad = await run(['detect', '--min-score', '3', photo('dog')]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--min-score must be a number in 0–1, got 3/);
+    const none = await run(['pose', photo('person'), '--plugins', 'noop']);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no plugin provides pose estimation \(plugins loaded: noop\) \(ENOTSUP\)/);
+    const image = join(dir, 'broken.jpg');
+    writeFileSync(image, Buffer.from([0xff, 0xd8, 0xff, 0xe0]));
+    assert.match((await run(['segment', image])).stderr, /cannot decode image \(4 bytes\).*\(EINVAL\)/);
   });
 
   test('usage mistakes exit 2 with a pointer to --help; operation errors exit 1 with the code', async () => {
