@@ -33,7 +33,10 @@ export class Profiler {
   /** Adds a sample to `name`. */
   record(name: string, start: bigint, time: bigint): void {
     let samples = this.#regions.get(name);
-    if (!samples) this.#regions.set(name, (samples = []));
+    if (!samples) {
+      samples = [];
+      this.#regions.set(name, samples);
+    }
     if (samples.length >= MAX_SAMPLES_PER_REGION) samples.shift();
     samples.push({ start, time });
   }
