@@ -213,6 +213,21 @@ const cases: Record<string, OpCase> = {
   },
   Equal: { op: 'Equal', operands: [{ shape: [6], dtype: 'int32' }, ints([1, 2, 3, 1, 2, 3])], range: [0, 4] },
   Greater: { op: 'Greater', operands: [image, { shape: [3] }] },
+  'StridedSlice with masks': {
+    op: 'StridedSlice',
+    operands: [image, ints([0, 1, 7, 0]), ints([1, 8, 0, 3]), ints([1, 2, -2, 1])],
+    attrs: {
+      Index: attr.type('int32'),
+      begin_mask: attr.i(1),
+      end_mask: attr.i(8),
+      shrink_axis_mask: attr.i(0),
+    },
+  },
+  'StridedSlice shrinking an axis': {
+    op: 'StridedSlice',
+    operands: [image, ints([0, -1, 2, 0]), ints([1, 0, 6, 2]), ints([1, 1, 1, 1])],
+    attrs: { Index: attr.type('int32'), shrink_axis_mask: attr.i(3) },
+  },
   TopKV2: {
     op: 'TopKV2',
     operands: [{ shape: [3, 10] }, scalar(4)],

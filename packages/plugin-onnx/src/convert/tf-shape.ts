@@ -223,6 +223,52 @@ const shape: OpConverter = {
   },
 };
 
+const INT64_MAX = 2 ** 62; // "to the end" for ONNX Slice (clamped to the dim)
+
+/**
+ * StridedSlice(x, begin, end, strides) with begin/end/shrink-axis masks (constant begin, end,
+ * strides); ellipsis and new-axis masks are refused.
+ */
+const stridedSlice: OpConverter = {
+  emit(n, c) {
+    for (const mask of ['ellipsis_mask', 'new_axis_mask'])
+      if (attrInt(n, mask, 0) !== 0)
+        throw new VaccelError('ENOTSUP', `node ${n.name} (StridedSlice): ${mask} is not supported`);
+    const [begin, end, strides] = [1, 2, 3].map((i) =>
+      Array.from(constInput(n, c, i, ['begin', 'end', 'strides'][i - 1]!).values),
+    );
+    const [beginMask, endMask, shrink] = ['begin_mask', 'end_mask', 'shrink_axis_mask'].map((m) =>
+      attrInt(n, m, 0),
+    );
+    const starts: number[] = [];
+    const ends: number[] = [];
+    for (let i = 0; i < begin!.length; i++) {
+      const step = strides![i]!;
+      const bit = 1 << i;
+      starts.push(beginMask! & bit ? (step > 0 ? 0 : INT64_MAX) : begin![i]!);
+      // A shrunk axis takes exactly one element (begin, or the last one for -1).
+      if (shrink! & bit) ends.push(begin![i]! === -1 ? INT64_MAX : begin![i]! + 1);
+      else ends.push(endMask! & bit ? (step > 0 ? INT64_MAX : -INT64_MAX) : end![i]!);
+    }
+    const axes = begin!.map((_, i) => i);
+    const sliced = c.apply(
+      'Slice',
+      [
+        c.value(input(n, 0)),
+        c.literal(`${n.name}/starts`, starts),
+        c.literal(`${n.name}/ends`, ends),
+        c.literal(`${n.name}/axes`, axes),
+        c.literal(`${n.name}/steps`, strides!),
+      ],
+      `${n.name}/slice`,
+    );
+    const shrunk = axes.filter((i) => shrink! & (1 << i));
+    const target = out(n, c, typeOf(n, c));
+    if (shrunk.length === 0) c.emit('Identity', [sliced], [target]);
+    else c.emit('Squeeze', [sliced, c.literal(`${n.name}/shrink`, shrunk)], [target]);
+  },
+};
+
 /** The shape ops, by TensorFlow op name. */
 export const shapeOps: Record<string, OpConverter> = {
   Reshape: reshape,
@@ -240,4 +286,5 @@ export const shapeOps: Record<string, OpConverter> = {
   GatherNd: gatherNd,
   SparseToDense: sparseToDense,
   Shape: shape,
+  StridedSlice: stridedSlice,
 };
