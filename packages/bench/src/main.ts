@@ -26,6 +26,10 @@ const figures: Record<string, { about: string; run(options: FigureOptions): Prom
     about: 'object detection ms per 640×480 photo, host vs guest',
     run: async (o) => (await import('./figures/detect.js')).detectFigure(o),
   },
+  coldstart: {
+    about: 'fresh guest process: bare node, import, first remote noop (ms)',
+    run: async (o) => (await import('./figures/coldstart.js')).coldstartFigure(o),
+  },
   rpc: {
     about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s',
     run: async (o) => (await import('./figures/rpc.js')).rpcFigure(o),

@@ -128,7 +128,7 @@ export {
   type VisionTask,
   visionHandlers,
 } from './ops/vision.js';
-export { type ResolvedConfig, splitList, type VaccelOptions } from './runtime/config.js';
+export { definePluginModule, type ResolvedConfig, splitList, type VaccelOptions } from './runtime/config.js';
 export { createStderrLogger, type Logger, LogLevel, logLevelName, parseLogLevel } from './runtime/log.js';
 export {
   type OpArgs,

@@ -8,11 +8,10 @@
  * understand us.
  * @module
  */
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { type ErrorCode, ErrorCodes, errorCodeFromErrno, isVaccelError, VaccelError } from '@vaccel/core';
 import { Code, type StatusReply, TtrpcClosedError, TtrpcError } from '@vaccel/ttrpc';
-import { ErrorSchema, ErrorType } from './gen/error_pb.js';
 
 /** Type URL upstream 0.8 uses for the error detail (0.7 used `…/vaccel.VaccelError`). */
 export const ERROR_TYPE_URL = 'type.googleapis.com/vaccel.ProtoError';
@@ -33,10 +32,26 @@ const codeClass: Partial<Record<ErrorCode, number>> = {
   ETIMEDOUT: Code.DEADLINE_EXCEEDED,
 };
 
-/** The detail carrying a vAccel errno. */
+// vaccel.Error is {type 1 (enum, FFI = 0), optional ffi_error 2 (uint32), optional status 3}; it is
+// written and read by hand, byte-for-byte as protobuf-es does (tested), so a guest process never
+// loads the reflection runtime for an error.
+
+/** The detail carrying a vAccel errno: `vaccel.Error{type: FFI, ffi_error: errno}`. */
 export function errorDetail(errno: number): Any {
-  const value = toBinary(ErrorSchema, create(ErrorSchema, { type: ErrorType.FFI, ffiError: errno }));
+  const value = new BinaryWriter().tag(2, WireType.Varint).uint32(errno).finish();
   return { $typeName: 'google.protobuf.Any', typeUrl: ERROR_TYPE_URL, value };
+}
+
+/** `ffi_error` of an encoded vaccel.Error, undefined when absent. @throws Error for malformed bytes. */
+function decodeFfiError(bytes: Uint8Array): number | undefined {
+  const reader = new BinaryReader(bytes);
+  let errno: number | undefined;
+  while (reader.pos < reader.len) {
+    const [no, type] = reader.tag();
+    if (no === 2 && type === WireType.Varint) errno = reader.uint32();
+    else reader.skip(type, no);
+  }
+  return errno;
 }
 
 /** Agent side: the status to answer a failed call with. */
@@ -71,9 +86,7 @@ export function detailErrno(details: readonly Any[]): number | undefined {
   for (const detail of details) {
     if (!errorTypeUrls.test(detail.typeUrl)) continue;
     try {
-      const decoded = fromBinary(ErrorSchema, detail.value);
-      if (decoded.ffiError !== undefined) return decoded.ffiError;
-      return EBACKEND;
+      return decodeFfiError(detail.value) ?? EBACKEND;
     } catch {
       // A malformed detail: fall back to the status code.
     }

@@ -8,7 +8,7 @@ import { Args, OpType as Op, type OpType, opByName, VaccelError } from '@vaccel/
 import { Client } from '@vaccel/ttrpc';
 import { errorFromRpc } from './errors.js';
 import { toWireArg } from './genop-codec.js';
-import { AGENT_SERVICE_SYNC, type ServiceClient, SyncAgentService, serviceClient } from './service.js';
+import { type AgentStub, agentStub } from './light-client.js';
 import { connect } from './transport.js';
 
 /** Ops upstream's 0.8 RPC plugin registers (for agents that cannot list their own). */
@@ -21,7 +21,7 @@ const UPSTREAM_OPS = [
 
 export interface Linked {
   readonly client: Client;
-  readonly stub: ServiceClient<(typeof SyncAgentService)['method']>;
+  readonly stub: AgentStub;
   readonly generation: number;
   /** True for a vaccel-ts agent (which lists its ops and knows our extension ops). */
   readonly ours: boolean;
@@ -69,7 +69,7 @@ export class AgentLink {
     const stream = await connect(this.options.address, { signal, timeoutMs: this.options.connectTimeoutMs });
     const metadata = this.options.token ? { authorization: `Bearer ${this.options.token}` } : undefined;
     const client = new Client(stream, { maxFrame: this.options.maxFrame, metadata });
-    const stub = serviceClient(client, SyncAgentService, AGENT_SERVICE_SYNC);
+    const stub = agentStub(client);
     let ours = false;
     let ops: OpType[] = UPSTREAM_OPS;
     try {

@@ -23,10 +23,9 @@ import {
 import { Code, TtrpcError } from '@vaccel/ttrpc';
 import { DEFAULT_ADDRESS } from './address.js';
 import { errorFromRpc } from './errors.js';
-import { BlobType } from './gen/resource_pb.js';
 import { decodeGenopResponse, encodeGenopRequest, toWireArg, type WireArg } from './genop-codec.js';
+import { AGENT_SERVICE } from './light-client.js';
 import { AgentLink, type Linked } from './link.js';
-import { AGENT_SERVICE_SYNC } from './service.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
 import { tensorflowViaRpc } from './tf-rpc.js';
 
@@ -185,7 +184,7 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     }
     if (agentId === undefined) {
       const blobs = data.blobs.map(({ name, data: bytes }) => ({
-        type: BlobType.BUFFER,
+        type: 1, // resource.BlobType.BUFFER
         name,
         data: bytes,
         size: bytes.byteLength,
@@ -215,13 +214,13 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     const localId = at !== undefined ? ReadArg.int64(args[at], `${opName(op)} resource id`) : 0;
     if (at !== undefined && localId > 0) args[at] = Args.int64(await agentResource(linked, s, localId, ctx));
     if (!linked.ours && TF_OPS.has(op)) {
-      await tensorflowViaRpc(linked.stub, op, s.agentId, args, write, callOptions(ctx));
+      await tensorflowViaRpc(await linked.stub.full(), op, s.agentId, args, write, callOptions(ctx));
       if (op === OpType.TfModelLoad) s.models.add(localId);
       if (op === OpType.TfModelUnload) s.models.delete(localId);
       return;
     }
     if (op === OpType.ImageClassify) {
-      const { tags } = await linked.stub.imageClassification(
+      const { tags } = await (await linked.stub.full()).imageClassification(
         { sessionId: s.agentId, image: ReadArg.bytes(args[0], 'image') },
         callOptions(ctx),
       );
@@ -248,7 +247,7 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
       const inPlace = op < EXTENSION_OP_MIN;
       sent = true;
       await linked.client.callWith(
-        AGENT_SERVICE_SYNC,
+        AGENT_SERVICE,
         'Genop',
         request,
         (bytes) => {
@@ -328,7 +327,7 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
       const s = sessions.get(info.id);
       const linked = link.current;
       if (!s || linked?.generation !== s.generation) return [];
-      const { profiler } = await linked.stub
+      const { profiler } = await (await linked.stub.full())
         .getProfiler({ sessionId: s.agentId }, { timeoutMs })
         .catch((error: unknown) => {
           throw errorFromRpc(error, 'agent profiler');

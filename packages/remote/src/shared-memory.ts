@@ -13,11 +13,11 @@ import { existsSync } from 'node:fs';
 import { type Arg, type PluginMemory, RangeAllocator, VaccelError } from '@vaccel/core';
 import type { Native } from '@vaccel/memory';
 import { Code, TtrpcError } from '@vaccel/ttrpc';
-import { SharedMemory as SharedMemoryService } from './gen/shared_memory_pb.js';
+import type { SharedMemory as SharedMemoryService } from './gen/shared_memory_pb.js';
 import { refWireArg, type SharedRef, toWireArg, type WireArg } from './genop-codec.js';
 import type { Linked } from './link.js';
 import { addon, closeQuietly, loadAddon, mapIvshmem } from './memory-addon.js';
-import { serviceClient } from './service.js';
+import type { ServiceClient } from './service.js';
 
 const PAGE = 4096;
 
@@ -60,14 +60,17 @@ interface GuestRegion {
   attaching?: Promise<number>;
 }
 
-/** Stub of the extension service on a connection. */
-const stubs = new WeakMap<Linked, ReturnType<typeof memoryStub>>();
-const memoryStub = (linked: Linked) =>
-  serviceClient(linked.client, SharedMemoryService, SharedMemoryService.typeName);
-const stubOf = (linked: Linked) => {
+type MemoryStub = ServiceClient<(typeof SharedMemoryService)['method']>;
+
+/** Stub of the extension service on a connection; its generated code loads on first use. */
+const stubs = new WeakMap<Linked, Promise<MemoryStub>>();
+const stubOf = (linked: Linked): Promise<MemoryStub> => {
   let stub = stubs.get(linked);
   if (!stub) {
-    stub = memoryStub(linked);
+    stub = Promise.all([import('./service.js'), import('./gen/shared_memory_pb.js')]).then(
+      ([{ serviceClient }, { SharedMemory }]) =>
+        serviceClient(linked.client, SharedMemory, SharedMemory.typeName),
+    );
     stubs.set(linked, stub);
   }
   return stub;
@@ -216,9 +219,9 @@ export class GuestRegions {
     if (!linked.ours) return { why: 'the agent is not a vaccel-ts agent' };
     const lib = await loadAddon();
     if (typeof lib === 'string') return { why: lib };
-    let offer: Awaited<ReturnType<ReturnType<typeof stubOf>['offer']>>;
+    let offer: Awaited<ReturnType<MemoryStub['offer']>>;
     try {
-      offer = await stubOf(linked).offer({}, { signal });
+      offer = await (await stubOf(linked)).offer({}, { signal });
     } catch (error) {
       // A vaccel-ts agent from before shared memory: in-band, as it always was.
       if (error instanceof TtrpcError && error.code === Code.UNIMPLEMENTED)
@@ -351,13 +354,13 @@ export class GuestRegions {
 
   async #reattach(linked: Linked, region: GuestRegion, signal?: AbortSignal): Promise<number> {
     if (region.allocator) {
-      const { regionId, size } = await stubOf(linked).attach({ device: true }, { signal });
+      const { regionId, size } = await (await stubOf(linked)).attach({ device: true }, { signal });
       if (size !== BigInt(region.size))
         throw new VaccelError('EBADMSG', `the agent attached ${size} bytes of a ${region.size}-byte device`);
       region.ids.set(linked.generation, regionId);
       return regionId;
     }
-    const offer = await stubOf(linked).offer({});
+    const offer = await (await stubOf(linked)).offer({});
     if (offer.nonce.byteLength === 0)
       throw new VaccelError('ENOTSUP', 'the agent no longer takes shared regions on this connection');
     const id = await this.#attach(linked, region, offer);
@@ -379,7 +382,7 @@ export class GuestRegions {
     } finally {
       lib.close(socket);
     }
-    const { regionId, size } = await stubOf(linked).attach({ nonce: offer.nonce }, { signal });
+    const { regionId, size } = await (await stubOf(linked)).attach({ nonce: offer.nonce }, { signal });
     if (size !== BigInt(region.size))
       throw new VaccelError('EBADMSG', `the agent attached ${size} bytes of a ${region.size}-byte region`);
     return regionId;
@@ -390,10 +393,7 @@ export class GuestRegions {
     // A connection that dropped took the agent's side of the region with it.
     const linked = this.current();
     const id = linked && region.ids.get(linked.generation);
-    if (linked && id !== undefined)
-      await stubOf(linked)
-        .detach({ regionId: id })
-        .catch(() => {});
+    if (linked && id !== undefined) await (await stubOf(linked)).detach({ regionId: id }).catch(() => {});
     this.#unmap(region);
   }
 

@@ -10,10 +10,9 @@
  * and `bytes` come out as views of the frame.
  * @internal
  */
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { Any } from '@bufbuild/protobuf/wkt';
-import { ResponseSchema, type Status, StatusSchema } from './gen/ttrpc_pb.js';
+import type { Status } from './gen/ttrpc_pb.js';
 import { ALIGN_FROM, alignmentPad, putVarint, varintSize } from './wire.js';
 
 /**
@@ -121,12 +120,53 @@ export function okResponseParts(payload: Payload): Uint8Array[] {
   return [head.tag(2, WireType.LengthDelimited).uint32(length).finish(), ...body];
 }
 
-/** An error Response envelope. */
+/**
+ * An error Response envelope: `Response{status: Status{code, message, details}}`, written as
+ * protobuf-es writes it (fields in order, zero values left out) without its reflection runtime,
+ * which a cold guest process would otherwise load just for this.
+ */
 export function errorResponse(code: number, message: string, details: readonly Any[] = []): Uint8Array {
-  return toBinary(
-    ResponseSchema,
-    create(ResponseSchema, { status: { code, message, details: [...details] } }),
-  );
+  const writer = new BinaryWriter();
+  writer.tag(1, WireType.LengthDelimited).fork();
+  if (code !== 0) writer.tag(1, WireType.Varint).int32(code);
+  if (message) writer.tag(2, WireType.LengthDelimited).string(message);
+  for (const detail of details) {
+    writer.tag(3, WireType.LengthDelimited).fork();
+    if (detail.typeUrl) writer.tag(1, WireType.LengthDelimited).string(detail.typeUrl);
+    if (detail.value.byteLength > 0) writer.tag(2, WireType.LengthDelimited).bytes(detail.value);
+    writer.join();
+  }
+  return writer.join().finish();
+}
+
+/** Decodes a `google.protobuf.Any` (type_url 1, value 2). */
+function decodeAny(bytes: Uint8Array): Any {
+  const reader = new BinaryReader(bytes);
+  const any = { $typeName: 'google.protobuf.Any', typeUrl: '', value: EMPTY } as Any;
+  while (reader.pos < reader.len) {
+    const [no, type] = reader.tag();
+    if (no === 1 && type === WireType.LengthDelimited) any.typeUrl = reader.string();
+    else if (no === 2 && type === WireType.LengthDelimited) any.value = reader.bytes();
+    else reader.skip(type, no);
+  }
+  return any;
+}
+
+/**
+ * Decodes a `ttrpc.Status` (code 1, message 2, details 3): the same result as `fromBinary` with
+ * the generated schema (property-tested), concatenated encodings merging as protobuf says.
+ */
+export function decodeStatus(bytes: Uint8Array): Status {
+  const reader = new BinaryReader(bytes);
+  const status = { $typeName: 'ttrpc.Status', code: 0, message: '', details: [] as Any[] } as Status;
+  while (reader.pos < reader.len) {
+    const [no, type] = reader.tag();
+    if (no === 1 && type === WireType.Varint) status.code = reader.int32();
+    else if (no === 2 && type === WireType.LengthDelimited) status.message = reader.string();
+    else if (no === 3 && type === WireType.LengthDelimited) status.details.push(decodeAny(reader.bytes()));
+    else reader.skip(type, no);
+  }
+  return status;
 }
 
 /** Total byte length of parts. */
@@ -215,8 +255,7 @@ export interface DecodedResponse {
 }
 
 /**
- * Decodes a `ttrpc.Response`; the status (rare on the hot path) goes through protobuf-es, and
- * repeated occurrences of it merge as protobuf says.
+ * Decodes a `ttrpc.Response`; repeated occurrences of the status merge as protobuf says.
  * @throws Error for malformed bytes.
  */
 export function decodeResponse(bytes: Uint8Array): DecodedResponse {
@@ -238,5 +277,5 @@ export function decodeResponse(bytes: Uint8Array): DecodedResponse {
   if (status === undefined) return { status: undefined, payload };
   // Concatenated encodings of a message decode as their merge.
   const joined = status.length === 1 ? status[0]! : Buffer.concat(status);
-  return { status: fromBinary(StatusSchema, joined), payload };
+  return { status: decodeStatus(joined), payload };
 }

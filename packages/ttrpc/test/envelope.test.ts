@@ -2,9 +2,17 @@ import assert from 'node:assert/strict';
 import { suite, test } from 'node:test';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import { Client, Code, RequestSchema, ResponseSchema, Server, TtrpcError } from '@vaccel/ttrpc';
+import { AnySchema } from '@bufbuild/protobuf/wkt';
+import { Client, Code, RequestSchema, ResponseSchema, Server, StatusSchema, TtrpcError } from '@vaccel/ttrpc';
 import fc from 'fast-check';
-import { decodeRequest, decodeResponse, okResponseParts, requestParts } from '../src/envelope.js';
+import {
+  decodeRequest,
+  decodeResponse,
+  decodeStatus,
+  errorResponse,
+  okResponseParts,
+  requestParts,
+} from '../src/envelope.js';
 import { ALIGN_FROM, PAD_FIELD } from '../src/wire.js';
 import { bytes, duplexPair, text } from './helpers.js';
 
@@ -173,5 +181,51 @@ suite('envelopes', () => {
     );
     assert.equal(server.pendingDeadlines, 0);
     await client.close();
+  });
+});
+
+suite('status envelopes without the reflection runtime', () => {
+  const details = fc.array(fc.record({ typeUrl: fc.string(), value: fc.uint8Array({ maxLength: 16 }) }), {
+    maxLength: 3,
+  });
+  const code = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
+
+  test('errorResponse writes the bytes protobuf-es writes', () => {
+    fc.assert(
+      fc.property(code, fc.string(), details, (c, message, d) => {
+        const anys = d.map((x) => create(AnySchema, x));
+        const expected = toBinary(
+          ResponseSchema,
+          create(ResponseSchema, { status: { code: c, message, details: anys } }),
+        );
+        assert.deepEqual(Buffer.from(errorResponse(c, message, anys)), Buffer.from(expected));
+      }),
+    );
+  });
+
+  test('decodeStatus equals fromBinary, merges repeated statuses, skips unknown fields', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(code, fc.string(), details), { minLength: 1, maxLength: 3 }),
+        unknownFields,
+        (parts, unknown) => {
+          const encoded = parts.map(([c, message, d]) =>
+            toBinary(
+              StatusSchema,
+              create(StatusSchema, { code: c, message, details: d.map((x) => create(AnySchema, x)) }),
+            ),
+          );
+          const joined = withUnknown(Buffer.concat(encoded), unknown);
+          const ours = decodeStatus(joined);
+          const theirs = fromBinary(StatusSchema, joined);
+          assert.equal(ours.code, theirs.code);
+          assert.equal(ours.message, theirs.message);
+          assert.deepEqual(
+            ours.details.map((a) => [a.typeUrl, [...a.value]]),
+            theirs.details.map((a) => [a.typeUrl, [...a.value]]),
+          );
+        },
+      ),
+    );
   });
 });

@@ -101,12 +101,26 @@ function pluginFromModule(spec: string, mod: Record<string, unknown>, config: Re
   );
 }
 
+/** Modules registered in code (a bundle's own copy of a plugin package), by specifier. */
+const knownModules = new Map<string, () => Promise<Record<string, unknown>>>();
+
+/**
+ * Makes `spec` (e.g. `@vaccel/remote`) load through `load` instead of a module import: a bundled
+ * guest entry registers the RPC plugin it contains, so `VACCEL_RPC_ADDRESS` finds it without a
+ * second, unbundled copy.
+ */
+export function definePluginModule(spec: string, load: () => Promise<Record<string, unknown>>): void {
+  knownModules.set(spec, load);
+}
+
 /**
  * Loads a plugin from a module specifier or path; a factory export gets `{ env, rpcAddress }`. Bare specifiers resolve from this package and
  * then from the current directory, so an application's own plugin packages are found.
  * @throws VaccelError `ENOENT` when the module cannot be found, `EINVAL` when it exports no plugin.
  */
 export async function loadPluginModule(spec: string, config: ResolvedConfig): Promise<Plugin> {
+  const known = knownModules.get(spec);
+  if (known) return pluginFromModule(spec, await known(), config);
   const isPath = spec.startsWith('.') || isAbsolute(spec);
   const attempts = isPath
     ? [pathToFileURL(resolve(spec)).href]

@@ -5,7 +5,6 @@
  * yields the same resource (and the RPC plugin uploads it once per connection).
  * @module
  */
-import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { VaccelError } from '../api/error.js';
@@ -95,6 +94,8 @@ export async function loadResourceContent(
       throw new VaccelError('EINVAL', `resource has two blobs named ${blobs[i]!.name}`);
     }
   }
+  // node:crypto loads on first use: a guest that registers no resource never pays for it.
+  const { createHash } = await import('node:crypto');
   const hash = createHash('sha256').update(`vaccel-resource:${spec.type}\n`);
   for (const { name, data } of blobs) hash.update(`${name}\n${data.byteLength}\n`).update(data);
   return { blobs, digest: hash.digest('hex') };

@@ -4,7 +4,7 @@
  */
 import { VaccelError } from '../api/error.js';
 import { allOps, type OpType } from '../api/op.js';
-import { builtinPlugins } from '../plugins/index.js';
+import { BUILTIN_PLUGIN_NAMES, loadBuiltinPlugin } from '../plugins/builtin.js';
 import { loadPluginModule, type ResolvedConfig, resolveConfig, type VaccelOptions } from './config.js';
 import { createStderrLogger, type Logger } from './log.js';
 import type { Plugin, PluginHooks } from './plugin.js';
@@ -146,12 +146,12 @@ export class Vaccel implements AsyncDisposable {
   static async open(options: VaccelOptions = {}): Promise<Vaccel> {
     const config = resolveConfig(options);
     const vaccel = new Vaccel(config, options.logger ?? createStderrLogger(config.logLevel));
-    const builtins = builtinPlugins();
     // With an agent address and no explicit plugin list, ops go to the agent (the RPC plugin).
-    const specs = config.plugins ?? (config.rpcAddress ? [RPC_PLUGIN] : Object.keys(builtins));
+    const specs = config.plugins ?? (config.rpcAddress ? [RPC_PLUGIN] : BUILTIN_PLUGIN_NAMES);
     for (const spec of specs) {
       if (typeof spec !== 'string') vaccel.registerPlugin(spec);
-      else vaccel.registerPlugin(builtins[spec]?.(config.env) ?? (await loadPluginModule(spec, config)));
+      else
+        vaccel.registerPlugin(await (loadBuiltinPlugin(spec, config.env) ?? loadPluginModule(spec, config)));
     }
     return vaccel;
   }
