@@ -14,11 +14,13 @@ import {
   AgentService,
   AgentServiceV071,
   formatAddress,
+  isLoopback,
   listen,
   parseAddress,
   SharedMemoryService,
   serviceHandlers,
   statusFromError,
+  type TlsServerOptions,
 } from '@vaccel/remote';
 import { type CallContext, codeName, type Method, type Payload, payloadLength, Server } from '@vaccel/ttrpc';
 import { HandoverSocket } from './handover.js';
@@ -55,9 +57,19 @@ export interface ListenOptions {
    * backing memfd or file): connections on this address may attach it as a shared region.
    */
   deviceMemoryFd?: number;
+  /** Serve TLS on this tcp:// or tls:// address (with `ca`: clients must present a certificate it signed). */
+  tls?: TlsServerOptions;
+  /**
+   * Allow plain TCP on a non-loopback address. Without TLS, tensors and tokens would cross the
+   * network in clear, so the agent refuses that unless told (default false).
+   */
+  insecure?: boolean;
 }
 
 const GiB = 1024 ** 3;
+
+/** The standard health service (grpc.health.v1), served over ttRPC for probes. */
+export const HEALTH_SERVICE = 'grpc.health.v1.Health';
 
 /** What identifies an accepted socket for good: its libuv handle (else the stream itself). */
 const handleOf = (stream: object): object => (stream as { _handle?: object | null })._handle ?? stream;
@@ -79,6 +91,7 @@ export class Agent implements AsyncDisposable {
   readonly server: Server;
   readonly metrics: AgentMetrics;
   readonly #listeners: NetServer[] = [];
+  #stopping = false;
   readonly #options: AgentOptions;
   /**
    * Device memory of the VM behind a listener that has one, by accepted socket handle (ttRPC
@@ -149,6 +162,11 @@ export class Agent implements AsyncDisposable {
     const borrowing = ['Genop', 'ImageClassification'];
     this.server.register(AGENT_SERVICE_SYNC, methods, { borrowing });
     this.server.register(AGENT_SERVICE_ASYNC, methods, { borrowing });
+    // grpc.health.v1.Health/Check, the standard probe: SERVING (1) while the agent listens and is
+    // not draining, NOT_SERVING (2) otherwise. The reply is hand-encoded (field 1, varint).
+    this.server.register(HEALTH_SERVICE, {
+      Check: () => new Uint8Array([0x08, this.ready ? 1 : 2]),
+    });
     this.server.register(
       AgentServiceV071.typeName,
       this.#instrument(serviceHandlers(AgentServiceV071, timersService()), opOf),
@@ -176,8 +194,13 @@ export class Agent implements AsyncDisposable {
    */
   async listen(address: string, options: ListenOptions = {}): Promise<void> {
     const parsed = parseAddress(address);
+    if (parsed.kind === 'tcp' && !options.tls && !isLoopback(parsed.host) && !options.insecure)
+      throw new VaccelError(
+        'EPERM',
+        `refusing plain TCP on ${formatAddress(parsed)}: it is reachable from other machines and would carry data and tokens in clear; serve TLS (tls://, --tls-cert/--tls-key) or pass --insecure`,
+      );
     const device = options.deviceMemoryFd === undefined ? undefined : this.#mapDevice(options.deviceMemoryFd);
-    const listener = await listen(parsed);
+    const listener = await listen(parsed, options.tls ? { tls: options.tls } : {});
     // Tag this listener's sockets before the ttRPC server sees them (its handler runs after ours).
     if (device)
       listener.prependListener('connection', (socket: Socket) => this.#devices.set(handleOf(socket), device));
@@ -191,6 +214,7 @@ export class Agent implements AsyncDisposable {
     log.info(
       {
         address: formatAddress(parsed),
+        tls: options.tls ? (options.tls.ca ? 'mutual' : 'server') : undefined,
         handover: this.#handover?.path,
         deviceMemory: device?.buffer.byteLength,
       },
@@ -205,14 +229,21 @@ export class Agent implements AsyncDisposable {
     return { buffer: native().mmap(fd, size, 0) };
   }
 
+  /** True while the agent listens and is not shutting down (readiness). */
+  get ready(): boolean {
+    return this.#listeners.length > 0 && !this.#stopping;
+  }
+
   /** Stops accepting, drains in-flight calls, frees every connection. */
   async shutdown(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#stopping = true;
     this.#handover?.close();
     await this.server.shutdown(options);
   }
 
   /** Closes everything at once. */
   close(): void {
+    this.#stopping = true;
     this.server.close();
     this.#handover?.close();
   }

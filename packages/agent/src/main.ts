@@ -27,8 +27,13 @@ host's plugins. Sessions and resources belong to the connection that made them a
 when it closes.
 
   -a, --address ADDR       listen address, repeatable (default ${DEFAULT_ADDRESS}):
-                           unix:///path (created 0600), tcp://host:port; for Firecracker
-                           hybrid vsock listen on unix://<uds>_<port>
+                           unix:///path (created 0600), tcp://host:port, tls://host:port; for
+                           Firecracker hybrid vsock listen on unix://<uds>_<port>
+  --tls-cert FILE          certificate (PEM) for tls:// addresses; with it tcp:// serves TLS too
+  --tls-key FILE           its private key (PEM)
+  --tls-ca FILE            CA (PEM) of client certificates: clients must present one (mutual TLS)
+  --insecure               allow plain tcp:// on a non-loopback address (refused otherwise: data
+                           and tokens would cross the network in clear)
   --plugins LIST           ':'-separated plugins (default: VACCEL_PLUGINS, else the builtin
                            set and the ONNX plugin: classification, model ops, fast sgemm)
   --max-frame BYTES        largest frame accepted (default 268435456; upstream allows 1 GiB)
@@ -42,7 +47,9 @@ when it closes.
   --no-shared-memory       no handover socket: local guests send their data in-band
   --profiling              time every op into per-session regions, served by GetProfiler (0.8)
                            and GetTimers (0.7.1) (default: VACCEL_PROFILING_ENABLED)
-  --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+  --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics, and probes:
+                           /healthz (liveness), /readyz (readiness: listening, not draining);
+                           over ttRPC, grpc.health.v1.Health/Check answers the same
   --log-level LEVEL        1-4 or error|warn|info|debug (default: VACCEL_LOG_LEVEL, else info)
   -h, --help               this help
 
@@ -67,6 +74,29 @@ function frameLimit(value: number | undefined): number | undefined {
   }
 }
 
+/** Reads the TLS files given on the command line. @throws VaccelError naming a missing or unreadable one. */
+async function tlsFiles(
+  cert: string | undefined,
+  key: string | undefined,
+  ca: string | undefined,
+): Promise<{ cert: Buffer; key: Buffer; ca?: Buffer } | undefined> {
+  if (!cert && !key && !ca) return undefined;
+  if (!cert || !key)
+    throw new VaccelError('EINVAL', '--tls-cert and --tls-key go together (and --tls-ca needs both)');
+  const read = async (path: string, flag: string) => {
+    try {
+      return await readFile(path);
+    } catch (cause) {
+      throw new VaccelError('ENOENT', `${flag} ${path}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  return {
+    cert: await read(cert, '--tls-cert'),
+    key: await read(key, '--tls-key'),
+    ...(ca ? { ca: await read(ca, '--tls-ca') } : {}),
+  };
+}
+
 /** Runs the agent until a signal; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let values: ReturnType<typeof parse>['values'];
@@ -86,6 +116,10 @@ export async function main(argv: string[]): Promise<number> {
         'no-shared-memory': { type: 'boolean', default: false },
         metrics: { type: 'string' },
         profiling: { type: 'boolean' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-ca': { type: 'string' },
+        insecure: { type: 'boolean', default: false },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -146,13 +180,18 @@ export async function main(argv: string[]): Promise<number> {
       values['device-memory-fd'] === undefined
         ? undefined
         : count(values['device-memory-fd'], 'device-memory-fd');
+    const tls = await tlsFiles(values['tls-cert'], values['tls-key'], values['tls-ca']);
     for (const address of values.address ?? [DEFAULT_ADDRESS])
-      await agent.listen(address, { deviceMemoryFd });
+      await agent.listen(address, {
+        deviceMemoryFd,
+        insecure: values.insecure,
+        ...(tls && (address.startsWith('tcp:') || address.startsWith('tls:')) ? { tls } : {}),
+      });
     let metricsServer: Awaited<ReturnType<AgentMetrics['serve']>> | undefined;
     if (values.metrics) {
       const m = /^(.+):(\d+)$/.exec(values.metrics);
       if (!m) throw new VaccelError('EINVAL', `--metrics must be HOST:PORT, got ${values.metrics}`);
-      metricsServer = await metrics.serve(m[1]!, Number(m[2]));
+      metricsServer = await metrics.serve(m[1]!, Number(m[2]), () => agent.ready);
       // Port 0 takes a free port: say which.
       const { port } = metricsServer.address() as { port: number };
       logger.info({ url: `http://${m[1]!.includes(':') ? `[${m[1]}]` : m[1]}:${port}/metrics` }, 'metrics');

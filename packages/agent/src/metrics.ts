@@ -50,10 +50,26 @@ export class AgentMetrics {
   });
 
   /** Serves `/metrics` over HTTP on `host:port`. */
-  serve(host: string, port: number): Promise<Server> {
+  /**
+   * Serves `/metrics` (Prometheus), `/healthz` (liveness: the process answers) and `/readyz`
+   * (readiness: `ready()` says the agent listens and is not draining; 503 otherwise).
+   */
+  serve(host: string, port: number, ready: () => boolean = () => true): Promise<Server> {
     const server = createServer((request, response) => {
-      if (request.url !== '/metrics') {
-        response.writeHead(404).end('not found; try /metrics\n');
+      const path = request.url?.split('?')[0];
+      if (path === '/healthz') {
+        response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+        return;
+      }
+      if (path === '/readyz') {
+        const ok = ready();
+        response
+          .writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' })
+          .end(ok ? 'ready\n' : 'not ready\n');
+        return;
+      }
+      if (path !== '/metrics') {
+        response.writeHead(404).end('not found; try /metrics, /healthz or /readyz\n');
         return;
       }
       this.registry.metrics().then(

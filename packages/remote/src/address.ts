@@ -5,6 +5,7 @@
  * |---|---|
  * | `unix:///abs/path`, `unix://@name` | unix socket (`@` = Linux abstract namespace) |
  * | `tcp://host:port` | TCP (upstream's default is `tcp://127.0.0.1:65500`) |
+ * | `tls://host:port` | TCP with TLS (ours: upstream has no TLS; certificates from options or `VACCEL_RPC_TLS_*`) |
  * | `vsock://CID:PORT` | AF_VSOCK (in a Firecracker guest the host agent listens on `unix://<uds>_<PORT>`) |
  * | `hvsock:///abs/uds:PORT` | host side of Firecracker hybrid vsock: connect to the VMM's socket and send `CONNECT PORT` |
  * | `virtio-serial:///dev/virtio-ports/NAME` | guest side of a QEMU virtio-serial port (a char device) |
@@ -17,6 +18,7 @@ import { VaccelError } from '@vaccel/core';
 export type Address =
   | { kind: 'unix'; path: string }
   | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'tls'; host: string; port: number }
   | { kind: 'vsock'; cid: number; port: number }
   | { kind: 'hvsock'; path: string; port: number }
   | { kind: 'serial'; path: string };
@@ -25,7 +27,7 @@ export type Address =
 export const DEFAULT_ADDRESS = 'tcp://127.0.0.1:65500';
 
 const FORMS =
-  'unix:///path, unix://@abstract, tcp://host:port, vsock://CID:PORT, hvsock:///uds:PORT, virtio-serial:///dev/virtio-ports/NAME';
+  'unix:///path, unix://@abstract, tcp://host:port, tls://host:port, vsock://CID:PORT, hvsock:///uds:PORT, virtio-serial:///dev/virtio-ports/NAME';
 
 function invalid(address: string, why: string): never {
   throw new VaccelError('EINVAL', `invalid address ${JSON.stringify(address)}: ${why} (accepted: ${FORMS})`);
@@ -52,10 +54,11 @@ export function parseAddress(address: string): Address {
       if (rest.startsWith('@') && rest.length > 1) return { kind: 'unix', path: `\0${rest.slice(1)}` };
       if (!isAbsolute(rest)) invalid(address, 'unix paths must be absolute (unix:///abs/path)');
       return { kind: 'unix', path: rest };
-    case 'tcp': {
+    case 'tcp':
+    case 'tls': {
       const m = /^(\[[^\]]+\]|[^:/]+):(\d+)$/.exec(rest);
-      if (!m) invalid(address, 'expected tcp://host:port');
-      return { kind: 'tcp', host: m[1]!.replace(/^\[|\]$/g, ''), port: port(m[2]!, address) };
+      if (!m) invalid(address, `expected ${scheme}://host:port`);
+      return { kind: scheme, host: m[1]!.replace(/^\[|\]$/g, ''), port: port(m[2]!, address) };
     }
     case 'vsock': {
       const m = /^(\d+):(\d+)$/.exec(rest);
@@ -82,7 +85,8 @@ export function formatAddress(address: Address): string {
     case 'unix':
       return address.path.startsWith('\0') ? `unix://@${address.path.slice(1)}` : `unix://${address.path}`;
     case 'tcp':
-      return `tcp://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+    case 'tls':
+      return `${address.kind}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
     case 'vsock':
       return `vsock://${address.cid}:${address.port}`;
     case 'hvsock':
@@ -90,4 +94,9 @@ export function formatAddress(address: Address): string {
     case 'serial':
       return `virtio-serial://${address.path}`;
   }
+}
+
+/** True for a loopback host (127.0.0.0/8, ::1, localhost): traffic that never leaves the machine. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

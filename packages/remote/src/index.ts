@@ -2,7 +2,7 @@
  * `@vaccel/remote`: vAccel over ttRPC — messages, addresses, transports and the RPC plugin.
  * @module
  */
-export { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './address.js';
+export { type Address, DEFAULT_ADDRESS, formatAddress, isLoopback, parseAddress } from './address.js';
 export { detailErrno, ERROR_TYPE_URL, errorDetail, errorFromRpc, statusFromError } from './errors.js';
 export { AgentService as AgentServiceV071 } from './gen/agent_v071_pb.js';
 export type { Arg as GenArg } from './gen/genop_pb.js';
@@ -41,4 +41,11 @@ export {
   tfTensorToWire,
   type WireTfTensor,
 } from './tf-tensors.js';
-export { type ConnectOptions, connect, type ListenOptions, listen } from './transport.js';
+export {
+  type ConnectOptions,
+  connect,
+  type ListenOptions,
+  listen,
+  type TlsClientOptions,
+  type TlsServerOptions,
+} from './transport.js';

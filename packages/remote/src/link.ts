@@ -9,7 +9,7 @@ import { Client } from '@vaccel/ttrpc';
 import { errorFromRpc } from './errors.js';
 import { toWireArg } from './genop-codec.js';
 import { type AgentStub, agentStub } from './light-client.js';
-import { connect } from './transport.js';
+import { connect, type TlsClientOptions } from './transport.js';
 
 /** Ops upstream's 0.8 RPC plugin registers (for agents that cannot list their own). */
 const UPSTREAM_OPS = [
@@ -35,6 +35,8 @@ export interface LinkOptions {
   token?: string;
   connectTimeoutMs?: number;
   maxFrame?: number;
+  /** TLS material for `tls://` addresses, read when first needed. */
+  tls?: () => Promise<TlsClientOptions | undefined>;
 }
 
 export class AgentLink {
@@ -66,7 +68,12 @@ export class AgentLink {
   }
 
   async #connect(signal?: AbortSignal): Promise<Linked> {
-    const stream = await connect(this.options.address, { signal, timeoutMs: this.options.connectTimeoutMs });
+    const tls = this.options.address.startsWith('tls:') ? await this.options.tls?.() : undefined;
+    const stream = await connect(this.options.address, {
+      signal,
+      timeoutMs: this.options.connectTimeoutMs,
+      ...(tls ? { tls } : {}),
+    });
     const metadata = this.options.token ? { authorization: `Bearer ${this.options.token}` } : undefined;
     const client = new Client(stream, { maxFrame: this.options.maxFrame, metadata });
     const stub = agentStub(client);

@@ -4,6 +4,8 @@
  * them too; our extension ops need a vaccel-ts agent.
  * @module
  */
+
+import { readFile } from 'node:fs/promises';
 import {
   Args,
   allOps,
@@ -28,6 +30,7 @@ import { AGENT_SERVICE } from './light-client.js';
 import { AgentLink, type Linked } from './link.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
 import { tensorflowViaRpc } from './tf-rpc.js';
+import type { TlsClientOptions } from './transport.js';
 
 /** Options of {@link remotePlugin}. Unset ones come from the environment. */
 export interface RemotePluginOptions {
@@ -46,7 +49,56 @@ export interface RemotePluginOptions {
    * agent can map it (default `VACCEL_RPC_STAGING_BYTES`, else 64 MiB; 0 turns staging off).
    */
   stagingBytes?: number;
+  /**
+   * TLS material for `tls://` agents (PEM). Default: the files named by `VACCEL_RPC_TLS_CA` (CA of
+   * the agent's certificate; else the system's), `VACCEL_RPC_TLS_CERT` and `VACCEL_RPC_TLS_KEY`
+   * (a client certificate, for mutual TLS), and `VACCEL_RPC_TLS_SERVERNAME`.
+   */
+  tls?: TlsClientOptions;
   env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** TLS material from options, else read (once, when first needed) from the files the environment names. */
+function tlsMaterial(
+  given: TlsClientOptions | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): () => Promise<TlsClientOptions | undefined> {
+  let read: Promise<TlsClientOptions | undefined> | undefined;
+  return () => {
+    read ??= (async () => {
+      if (given) return given;
+      const file = async (variable: string) => {
+        const path = env[variable];
+        if (!path) return undefined;
+        try {
+          return await readFile(path);
+        } catch (cause) {
+          throw new VaccelError('ENOENT', `${variable}: cannot read ${path}: ${(cause as Error).message}`, {
+            cause,
+          });
+        }
+      };
+      const [ca, cert, key] = await Promise.all(
+        ['VACCEL_RPC_TLS_CA', 'VACCEL_RPC_TLS_CERT', 'VACCEL_RPC_TLS_KEY'].map(file),
+      );
+      if (!cert !== !key)
+        throw new VaccelError(
+          'EINVAL',
+          'VACCEL_RPC_TLS_CERT and VACCEL_RPC_TLS_KEY go together (a client certificate and its key)',
+        );
+      const servername = env.VACCEL_RPC_TLS_SERVERNAME;
+      return {
+        ...(ca ? { ca } : {}),
+        ...(cert ? { cert } : {}),
+        ...(key ? { key } : {}),
+        ...(servername ? { servername } : {}),
+      };
+    })();
+    read.catch(() => {
+      read = undefined;
+    });
+    return read;
+  };
 }
 
 interface RemoteSession {
@@ -101,6 +153,7 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
   const timeoutMs = options.timeoutMs ?? (Number(env.VACCEL_RPC_TIMEOUT_MS) || undefined);
   const link = new AgentLink({
     address,
+    tls: tlsMaterial(options.tls, env),
     token: options.token ?? env.VACCEL_RPC_TOKEN,
     connectTimeoutMs: options.connectTimeoutMs,
     maxFrame: options.maxFrame,

@@ -9,11 +9,24 @@ import { VaccelError } from '@vaccel/core';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { openSerialPort } from './serial.js';
 
+/** TLS material for `tls://` addresses (PEM). */
+export interface TlsClientOptions {
+  /** CA certificate(s) the agent's certificate must chain to (default: the system's). */
+  ca?: string | Buffer;
+  /** Client certificate and key, for an agent that requires mutual TLS. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Name the agent's certificate must carry (default: the address's host). */
+  servername?: string;
+}
+
 /** Options of {@link connect}. */
 export interface ConnectOptions {
   signal?: AbortSignal;
   /** Give up connecting after this many ms (default 5000). */
   timeoutMs?: number;
+  /** TLS material for `tls://` addresses. */
+  tls?: TlsClientOptions;
 }
 
 const noVsock = (address: string): never => {
@@ -23,19 +36,30 @@ const noVsock = (address: string): never => {
   );
 };
 
-function socketReady(socket: Socket, address: string, options: ConnectOptions): Promise<Socket> {
+function socketReady(
+  socket: Socket,
+  address: string,
+  options: ConnectOptions,
+  ready: 'connect' | 'secureConnect' = 'connect',
+): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const timeoutMs = options.timeoutMs ?? 5000;
     const fail = (error: unknown): void => {
       cleanup();
       socket.destroy();
-      const code = (error as NodeJS.ErrnoException)?.code;
+      const code = (error as NodeJS.ErrnoException)?.code ?? '';
+      // A certificate the other side did not accept is a trust problem, not an unreachable agent.
+      const trust =
+        ready === 'secureConnect' &&
+        /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL|alert/i.test(`${code} ${(error as Error)?.message}`);
       reject(
         options.signal?.aborted && error === options.signal.reason
           ? error
           : new VaccelError(
-              code === 'ETIMEDOUT' ? 'ETIMEDOUT' : 'ECONNRESET',
-              `cannot reach the agent at ${address}: ${(error as Error)?.message ?? error}`,
+              code === 'ETIMEDOUT' ? 'ETIMEDOUT' : trust ? 'EACCES' : 'ECONNRESET',
+              trust
+                ? `TLS with the agent at ${address} failed: ${(error as Error)?.message ?? error} (check VACCEL_RPC_TLS_CA, and VACCEL_RPC_TLS_CERT/KEY if the agent requires client certificates)`
+                : `cannot reach the agent at ${address}: ${(error as Error)?.message ?? error}`,
               { cause: error },
             ),
       );
@@ -52,7 +76,7 @@ function socketReady(socket: Socket, address: string, options: ConnectOptions): 
     };
     socket.once('error', fail);
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    socket.once('connect', () => {
+    socket.once(ready, () => {
       cleanup();
       resolve(socket);
     });
@@ -111,6 +135,22 @@ export async function connect(address: string | Address, options: ConnectOptions
       return socketReady(netConnect({ path: parsed.path }), text, options);
     case 'tcp':
       return socketReady(netConnect({ host: parsed.host, port: parsed.port, noDelay: true }), text, options);
+    case 'tls': {
+      // Loaded here: a guest on a unix socket never pays for node:tls.
+      const { connect: tlsConnect } = await import('node:tls');
+      const { ca, cert, key, servername } = options.tls ?? {};
+      const socket = tlsConnect({
+        host: parsed.host,
+        port: parsed.port,
+        ...(ca ? { ca } : {}),
+        ...(cert ? { cert } : {}),
+        ...(key ? { key } : {}),
+        ...(servername || !/^[\d.:]+$/.test(parsed.host) ? { servername: servername ?? parsed.host } : {}),
+        minVersion: 'TLSv1.2',
+      });
+      socket.setNoDelay(true);
+      return socketReady(socket, text, options, 'secureConnect');
+    }
     case 'hvsock': {
       const socket = await socketReady(netConnect({ path: parsed.path }), text, options);
       return hybridHandshake(socket, parsed.port, text, options.timeoutMs ?? 5000);
@@ -122,10 +162,20 @@ export async function connect(address: string | Address, options: ConnectOptions
   }
 }
 
+/** TLS material for a listener (PEM). */
+export interface TlsServerOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** CA of client certificates: given, clients must present one it signed (mutual TLS). */
+  ca?: string | Buffer;
+}
+
 /** Options of {@link listen}. */
 export interface ListenOptions {
   /** File mode of a unix socket (default 0o600: only the agent's user may connect). */
   mode?: number;
+  /** Serve TLS: required for `tls://`, and turns `tcp://` into TLS too. */
+  tls?: TlsServerOptions;
 }
 
 /**
@@ -135,7 +185,27 @@ export interface ListenOptions {
 export async function listen(address: string | Address, options: ListenOptions = {}): Promise<Server> {
   const parsed = typeof address === 'string' ? parseAddress(address) : address;
   const text = formatAddress(parsed);
-  const server = createServer({ noDelay: true });
+  const tls = options.tls;
+  if (parsed.kind === 'tls' && !tls)
+    throw new VaccelError(
+      'EINVAL',
+      `cannot listen on ${text}: TLS needs a certificate and key (--tls-cert, --tls-key)`,
+    );
+  if (tls && parsed.kind !== 'tls' && parsed.kind !== 'tcp')
+    throw new VaccelError(
+      'EINVAL',
+      `cannot listen on ${text} with TLS: TLS is for tcp:// and tls:// addresses`,
+    );
+  const server =
+    tls && (parsed.kind === 'tcp' || parsed.kind === 'tls')
+      ? (await import('node:tls')).createServer({
+          cert: tls.cert,
+          key: tls.key,
+          minVersion: 'TLSv1.2',
+          noDelay: true,
+          ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+        })
+      : createServer({ noDelay: true });
   const listening = (target: Parameters<Server['listen']>[0]): Promise<Server> =>
     new Promise((resolve, reject) => {
       server.once('error', (error) =>
@@ -156,6 +226,7 @@ export async function listen(address: string | Address, options: ListenOptions =
       return server;
     }
     case 'tcp':
+    case 'tls':
       return listening({ host: parsed.host, port: parsed.port });
     case 'vsock':
       return noVsock(text);

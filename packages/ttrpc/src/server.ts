@@ -101,7 +101,9 @@ export class Server {
   /** Accepts the connections of a listening (or soon listening) net.Server. */
   listen(listener: NetServer): void {
     this.#listeners.add(listener);
-    listener.on('connection', (socket: Socket) => {
+    // A tls.Server's 'connection' is the raw socket; its TLS socket comes with 'secureConnection'.
+    const tls = typeof (listener as { addContext?: unknown }).addContext === 'function';
+    listener.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
       if (this.#draining) {
         socket.destroy();
         return;
