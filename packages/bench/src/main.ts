@@ -30,6 +30,10 @@ const figures: Record<string, { about: string; run(options: FigureOptions): Prom
     about: 'fresh guest process: bare node, import, first remote noop (ms)',
     run: async (o) => (await import('./figures/coldstart.js')).coldstartFigure(o),
   },
+  tls: {
+    about: 'TLS vs plain TCP: noop latency and 1 MiB AES throughput',
+    run: async (o) => (await import('./figures/tls.js')).tlsFigure(o),
+  },
   rpc: {
     about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s',
     run: async (o) => (await import('./figures/rpc.js')).rpcFigure(o),
