@@ -5,7 +5,6 @@
  * @module
  */
 
-import { readFile } from 'node:fs/promises';
 import {
   Args,
   allOps,
@@ -28,13 +27,18 @@ import { errorFromRpc } from './errors.js';
 import { decodeGenopResponse, encodeGenopRequest, toWireArg, type WireArg } from './genop-codec.js';
 import { AGENT_SERVICE } from './light-client.js';
 import { AgentLink, type Linked } from './link.js';
+import { multiAgentPlugin, splitAddresses } from './multi.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
 import { tensorflowViaRpc } from './tf-rpc.js';
+import { tlsMaterial } from './tls-material.js';
 import type { TlsClientOptions } from './transport.js';
 
 /** Options of {@link remotePlugin}. Unset ones come from the environment. */
 export interface RemotePluginOptions {
-  /** Agent address (default `VACCEL_RPC_ADDRESS`, then `VACCEL_RPC_ADDR`, then `tcp://127.0.0.1:65500`). */
+  /**
+   * Agent address, or a `,`-separated list of agents to spread sessions over, with failover
+   * (default `VACCEL_RPC_ADDRESS`, then `VACCEL_RPC_ADDR`, then `tcp://127.0.0.1:65500`).
+   */
   address?: string;
   /** Shared secret sent as `authorization: Bearer <token>` (default `VACCEL_RPC_TOKEN`). */
   token?: string;
@@ -56,49 +60,6 @@ export interface RemotePluginOptions {
    */
   tls?: TlsClientOptions;
   env?: Readonly<Record<string, string | undefined>>;
-}
-
-/** TLS material from options, else read (once, when first needed) from the files the environment names. */
-function tlsMaterial(
-  given: TlsClientOptions | undefined,
-  env: Readonly<Record<string, string | undefined>>,
-): () => Promise<TlsClientOptions | undefined> {
-  let read: Promise<TlsClientOptions | undefined> | undefined;
-  return () => {
-    read ??= (async () => {
-      if (given) return given;
-      const file = async (variable: string) => {
-        const path = env[variable];
-        if (!path) return undefined;
-        try {
-          return await readFile(path);
-        } catch (cause) {
-          throw new VaccelError('ENOENT', `${variable}: cannot read ${path}: ${(cause as Error).message}`, {
-            cause,
-          });
-        }
-      };
-      const [ca, cert, key] = await Promise.all(
-        ['VACCEL_RPC_TLS_CA', 'VACCEL_RPC_TLS_CERT', 'VACCEL_RPC_TLS_KEY'].map(file),
-      );
-      if (!cert !== !key)
-        throw new VaccelError(
-          'EINVAL',
-          'VACCEL_RPC_TLS_CERT and VACCEL_RPC_TLS_KEY go together (a client certificate and its key)',
-        );
-      const servername = env.VACCEL_RPC_TLS_SERVERNAME;
-      return {
-        ...(ca ? { ca } : {}),
-        ...(cert ? { cert } : {}),
-        ...(key ? { key } : {}),
-        ...(servername ? { servername } : {}),
-      };
-    })();
-    read.catch(() => {
-      read = undefined;
-    });
-    return read;
-  };
 }
 
 interface RemoteSession {
@@ -146,10 +107,26 @@ function copyOut(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(copy.buffer, copy.byteOffset, copy.byteLength);
 }
 
-/** Creates the RPC plugin. */
+/**
+ * Creates the RPC plugin. An address list (`a,b,c`) spreads sessions over several agents, with
+ * failover (see `multi.ts`); one address is one agent.
+ */
 export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
   const env = options.env ?? process.env;
-  const address = options.address ?? (env.VACCEL_RPC_ADDRESS || env.VACCEL_RPC_ADDR || DEFAULT_ADDRESS);
+  const addresses = splitAddresses(
+    options.address ?? (env.VACCEL_RPC_ADDRESS || env.VACCEL_RPC_ADDR || DEFAULT_ADDRESS),
+  );
+  if (addresses.length === 0) throw new VaccelError('EINVAL', 'the agent address list is empty');
+  if (addresses.length === 1) return singleAgentPlugin({ ...options, address: addresses[0]! }, env);
+  return multiAgentPlugin(addresses, (address) => singleAgentPlugin({ ...options, address }, env));
+}
+
+/** The RPC plugin for one agent. */
+function singleAgentPlugin(
+  options: RemotePluginOptions & { address: string },
+  env: Readonly<Record<string, string | undefined>>,
+): Plugin {
+  const { address } = options;
   const timeoutMs = options.timeoutMs ?? (Number(env.VACCEL_RPC_TIMEOUT_MS) || undefined);
   const link = new AgentLink({
     address,
