@@ -11,7 +11,11 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const outdir = `${root}packages/remote/dist/guest`;
 rmSync(outdir, { recursive: true, force: true });
 await build({
-  entryPoints: [`${root}packages/remote/src/guest.ts`],
+  entryPoints: [
+    { in: `${root}packages/remote/src/guest.ts`, out: 'guest' },
+    // sgemm-js starts its workers from './worker.js' beside the module that holds its pool.
+    { in: `${root}packages/core/src/plugins/sgemm-js/worker.ts`, out: 'chunks/worker' },
+  ],
   outdir,
   bundle: true,
   splitting: true, // dynamic imports (builtin plugins, generated descriptors) stay separate chunks

@@ -123,6 +123,8 @@ function tree(dir: string, to: string, skip: (rel: string) => boolean = () => fa
  * (built on this host for this node, which the guest runs too) for ivshmem shared memory.
  */
 const GUEST_WORKSPACES = ['core', 'memory', 'ttrpc', 'remote', 'cli', 'bench'];
+/** Example functions (examples/<name>/index.mjs) the guest can run; the HTTP one needs the host's ONNX plugin embedded, so only offloaded. */
+const EXAMPLE_FUNCTIONS = ['batch-function', 'http-function'];
 /** Dependencies of those that only the host uses (native code, plots, the agent itself). */
 const HOST_ONLY = new Set(['@vaccel/agent', '@vaccel/plugin-onnx', 'sharp', 'vega', 'vega-lite']);
 
@@ -299,6 +301,12 @@ export async function buildGuest(
     ...readdirSync(join(root, 'examples', 'images')).map((name) =>
       file(`/examples/${name}`, join(root, 'examples', 'images', name)),
     ),
+    // The example functions, under /app so that they resolve @vaccel/* from /app/node_modules.
+    { path: '/app/examples', kind: 'dir' },
+    ...EXAMPLE_FUNCTIONS.flatMap((name): CpioEntry[] => [
+      { path: `/app/examples/${name}`, kind: 'dir' },
+      file(`/app/examples/${name}/index.mjs`, join(root, 'examples', name, 'index.mjs')),
+    ]),
     // fig7's test images, made here with sharp: the guest has no native image library.
     { path: FIG7_IMAGE_DIR, kind: 'dir' },
     ...(await Promise.all(

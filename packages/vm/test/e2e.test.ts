@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { before, suite, test } from 'node:test';
@@ -57,5 +58,24 @@ suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, time
     );
     // The guest lists the agent's operations, the heavy ones included: it runs none of them itself.
     assert.match(guest.output, /image_classify\s+remote/);
+  });
+
+  test('the batch example function runs in the guest as on the host, offloaded', {
+    timeout: 120_000,
+  }, async () => {
+    const guest = await runInGuest(image, ['node', '/app/examples/batch-function/index.mjs', '--n', '48'], {
+      onLine: () => {},
+      timeoutSeconds: 110,
+    });
+    assert.equal(guest.exitCode, 0, guest.output);
+    const fromGuest = jsonFromOutput<{ where: string; checksum: number; intact: boolean }>(guest.output);
+    const onHost = spawnSync(process.execPath, [`${root}examples/batch-function/index.mjs`, '--n', '48'], {
+      encoding: 'utf8',
+      env: { ...process.env, VACCEL_RPC_ADDRESS: '' },
+    });
+    assert.equal(onHost.status, 0, onHost.stderr);
+    const here = JSON.parse(onHost.stdout) as typeof fromGuest;
+    assert.deepEqual([fromGuest.where, fromGuest.intact], ['agent', true]);
+    assert.equal(fromGuest.checksum, here.checksum);
   });
 });
