@@ -4,7 +4,7 @@
  * and the health probes.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Vaccel } from '@vaccel/core';
 import { connect, remotePlugin } from '@vaccel/remote';
 import { Client } from '@vaccel/ttrpc';
+import { makeCertificates } from '../../bench/src/certificates.js';
 import { freePort, type RunningAgent, startAgent, tempDir } from './helpers.js';
 
 const dir = tempDir();
@@ -20,65 +21,6 @@ const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 const skip = hasOpenssl
   ? false
   : 'openssl is not installed (apt-get install openssl): the TLS tests need it to make certificates';
-
-/** A CA and a certificate it signed for `cn` with `usage` (serverAuth/clientAuth). */
-function makeCertificates(): void {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=vaccel-test-ca',
-  );
-  openssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'other-ca.key',
-    '-out',
-    'other-ca.pem',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=other-ca',
-  );
-  for (const [name, usage, san] of [
-    ['server', 'serverAuth', 'IP:127.0.0.1,DNS:localhost'],
-    ['client', 'clientAuth', 'DNS:guest'],
-  ] as const) {
-    openssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    writeFileSync(
-      file(`${name}.ext`),
-      `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=${usage}\n`,
-    );
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      `${name}.pem`,
-      '-days',
-      '2',
-      '-extfile',
-      `${name}.ext`,
-    );
-  }
-}
 
 const tlsEnv = (extra: Record<string, string> = {}) => ({ VACCEL_RPC_TLS_CA: file('ca.pem'), ...extra });
 const tlsArgs = [
@@ -107,7 +49,7 @@ async function noop(address: string, env: Record<string, string>, token?: string
 }
 
 suite('TLS', { skip }, () => {
-  before(makeCertificates);
+  before(() => makeCertificates(dir, { client: true, otherCa: true }));
 
   test('server TLS with a token: calls work; an untrusted certificate or a wrong token is EACCES', async () => {
     const port = await freePort();

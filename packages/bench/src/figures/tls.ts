@@ -4,14 +4,14 @@
  * interleaved call by call in the same run.
  * @module
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Session, Vaccel } from '@vaccel/core';
 import { remotePlugin } from '@vaccel/remote';
 import { startAgent } from '../agent-process.js';
+import { makeCertificates } from '../certificates.js';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { Progress } from '../progress.js';
@@ -26,50 +26,12 @@ const freePort = (): Promise<number> =>
     });
   });
 
-/** A throwaway CA and a server certificate for 127.0.0.1, made with openssl. */
-function certificates(dir: string): void {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=bench-ca',
-  );
-  openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'server.pem',
-    '-days',
-    '1',
-    '-extfile',
-    'server.ext',
-  );
-}
-
 /** Runs the TLS figure. */
 export async function tlsFigure(options: FigureOptions): Promise<FigureResult> {
   const { reps, quick } = options;
   const dir = mkdtempSync(join(tmpdir(), 'vaccel-bench-tls-'));
   try {
-    certificates(dir);
+    makeCertificates(dir);
     const [tcpPort, tlsPort] = [await freePort(), await freePort()];
     // Two identical agents: with --tls-cert an agent serves TLS on its tcp:// addresses too.
     await using _plain = await startAgent({
