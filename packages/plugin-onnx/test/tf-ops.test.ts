@@ -363,6 +363,55 @@ describe('TF graph → ONNX: graphs and errors', () => {
     );
   });
 
+  it('refuses constants too large to hold (a hostile graph cannot exhaust the agent)', () => {
+    const huge = {
+      format: 'graph-model',
+      modelTopology: {
+        node: [
+          {
+            name: 'c',
+            op: 'Const',
+            attr: {
+              dtype: attr.type('float32'),
+              value: {
+                tensor: {
+                  dtype: 'DT_FLOAT',
+                  tensorShape: { dim: [{ size: '1000000' }, { size: '1000000' }] },
+                  floatVal: [1],
+                },
+              },
+            },
+          },
+          { name: 'op', op: 'Relu', input: ['c'], attr: { T: attr.type('float32') } },
+        ],
+        versions: {},
+      },
+      weightsManifest: [],
+    };
+    assert.throws(
+      () => convertTfGraph(parseTfjsGraphModel(huge, new Uint8Array()), { name: 'x', outputs: ['op:0'] }),
+      {
+        code: 'EINVAL',
+        message: /1000000000000 elements, more than the \d+ the converter holds/,
+      },
+    );
+    // Broadcasting two small constants into a huge one is caught as well.
+    const { model, weights } = buildCase({
+      op: 'AddV2',
+      operands: [
+        { constant: new Array(100_000).fill(1), shape: [100_000, 1] },
+        { constant: new Array(100_000).fill(1), shape: [1, 100_000] },
+      ],
+    });
+    assert.throws(
+      () => convertTfGraph(parseTfjsGraphModel(model, weights), { name: 'x', outputs: ['op:0'] }),
+      {
+        code: 'EINVAL',
+        message: /more than the \d+ the converter holds/,
+      },
+    );
+  });
+
   it('checks the weight shards against the manifest', () => {
     const { model, weights } = buildCase(cases['Conv2D VALID']!);
     assert.throws(

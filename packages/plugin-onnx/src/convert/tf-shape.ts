@@ -15,7 +15,16 @@ import {
   out,
   typeOf,
 } from './tf-attr.js';
-import { count, type HostTensor, hostTensor, onnxType, permute, stridesOf, TfType } from './tf-tensor.js';
+import {
+  checkedCount,
+  count,
+  type HostTensor,
+  hostTensor,
+  onnxType,
+  permute,
+  stridesOf,
+  TfType,
+} from './tf-tensor.js';
 
 /** Normalises a possibly negative axis for rank r. */
 const axisOf = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
@@ -202,13 +211,21 @@ const sparseToDense: OpConverter = {
   },
   fold: (_n, [indices, shape, values, fill]) => {
     const dims = Array.from(shape!.values);
-    const result = new Float64Array(count(dims)).fill(fill!.values[0]!);
+    const result = new Float64Array(checkedCount(dims)).fill(fill!.values[0]!);
     const strides = stridesOf(dims);
     const rows = indices!.dims.length === 0 ? 1 : indices!.dims[0]!;
     const width = indices!.dims.length > 1 ? indices!.dims[1]! : 1;
     for (let r = 0; r < rows; r++) {
       let at = 0;
-      for (let k = 0; k < width; k++) at += indices!.values[r * width + k]! * strides[k]!;
+      for (let k = 0; k < width; k++) {
+        const index = indices!.values[r * width + k]!;
+        if (!(index >= 0 && index < dims[k]!))
+          throw new VaccelError(
+            'EINVAL',
+            `SparseToDense: index ${index} is outside dimension ${k} of [${dims}]`,
+          );
+        at += index * strides[k]!;
+      }
       result[at] = values!.values.length === 1 ? values!.values[0]! : values!.values[r]!;
     }
     return [hostTensor(values!.type, dims, result)];

@@ -21,6 +21,25 @@ export interface HostTensor {
   readonly values: Float32Array | Float64Array;
 }
 
+/** Largest constant the converter materialises (2^28 elements: 1 GiB of float32). */
+export const MAX_CONSTANT_ELEMENTS = 2 ** 28;
+
+/**
+ * Elements of a constant of shape `dims`. A graph (perhaps a guest's) may declare any shape: this
+ * caps what the converter allocates. @throws VaccelError `EINVAL` for a bad or too large shape.
+ */
+export function checkedCount(dims: readonly number[]): number {
+  if (!dims.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw new VaccelError('EINVAL', `a constant has an invalid shape [${dims}]`);
+  const n = count(dims);
+  if (n > MAX_CONSTANT_ELEMENTS)
+    throw new VaccelError(
+      'EINVAL',
+      `a constant of shape [${dims}] has ${n} elements, more than the ${MAX_CONSTANT_ELEMENTS} the converter holds`,
+    );
+  return n;
+}
+
 /** ONNX element type of each TensorFlow type the converter handles. */
 const onnxTypes: Partial<Record<TfType, OnnxType>> = {
   [TfType.DT_FLOAT]: OnnxType.FLOAT,
@@ -58,7 +77,7 @@ export const count = (dims: readonly number[]): number => dims.reduce((a, b) => 
 
 /** A host tensor of `type` from numbers (rounded to the type's precision class). */
 export function hostTensor(type: TfType, dims: readonly number[], values: ArrayLike<number>): HostTensor {
-  const n = count(dims);
+  const n = checkedCount(dims);
   if (values.length !== n && values.length !== 1)
     throw new VaccelError('EINVAL', `a constant of shape [${dims}] has ${values.length} values`);
   const out = isFloat(type) ? new Float32Array(n) : new Float64Array(n);
@@ -256,7 +275,7 @@ export function elementwise(
   where: string,
 ): HostTensor {
   const dims = inputs.reduce<number[]>((d, t) => broadcastDims(d, t.dims, where), []);
-  const n = count(dims);
+  const n = checkedCount(dims);
   const out = new Float64Array(n);
   const outStrides = stridesOf(dims);
   const views = inputs.map((t) => {
