@@ -385,7 +385,7 @@ describe('TF graph → ONNX: graphs and errors', () => {
           { name: 'op', op: 'Relu', input: ['c'], attr: { T: attr.type('float32') } },
         ],
         versions: {},
-      },
+      } as never,
       weightsManifest: [],
     };
     assert.throws(
