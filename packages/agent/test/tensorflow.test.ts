@@ -81,6 +81,28 @@ suite('TensorFlow RPCs (upstream 0.8) on the agent', () => {
     await stub.destroySession({ sessionId });
   });
 
+  test('a big graph converts off the event loop: other calls are answered meanwhile', async () => {
+    const { sessionId } = await stub.createSession({ flags: 0 });
+    const nanodet = [
+      { name: 'model.json', data: new Uint8Array(readFileSync(join(dir, 'nanodet.json'))) },
+      { name: 'nanodet.bin', data: new Uint8Array(readFileSync(join(dir, 'nanodet.bin'))) },
+    ];
+    const { resourceId: modelId } = await stub.registerResource({
+      sessionId,
+      resourceType: ResourceType.Model,
+      blobs: nanodet,
+    });
+    const order: string[] = [];
+    const load = stub.tensorflowModelLoad({ sessionId, modelId }).then(() => order.push('load'));
+    const noop = { sessionId, readArgs: [{ buf: new Uint8Array([0]), size: 1, argType: 9 }], writeArgs: [] };
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the conversion has started
+    for (let i = 0; i < 5; i++) await stub.genop(noop);
+    order.push('noops');
+    await load;
+    assert.deepEqual(order, ['noops', 'load']);
+    await stub.destroySession({ sessionId });
+  });
+
   test('bad requests: unknown nodes, wrong sizes and types, unloaded models, junk models', async () => {
     const { sessionId } = await stub.createSession({ flags: 0 });
     const { resourceId: modelId } = await stub.registerResource({

@@ -173,6 +173,7 @@ export {
   SharedMemory,
 } from './runtime/shared-memory.js';
 export { type OperationInfo, Vaccel } from './runtime/vaccel.js';
+export { startModuleWorker } from './runtime/worker.js';
 
 /** The vAccel API version this package implements (upstream 0.8 wire compatibility). */
 export const VACCEL_VERSION = '0.8.0';

@@ -35,7 +35,7 @@ import { sgemmKernel } from '@vaccel/core/plugins';
 import * as ort from 'onnxruntime-node';
 import { Classifier, readModelBlobs } from './classifier.js';
 import type { ModelTask } from './descriptor.js';
-import { onnxModelOf } from './model-formats.js';
+import { onnxModelOffThread } from './model-formats.js';
 import {
   createSession,
   describeSession,
@@ -59,7 +59,7 @@ export {
   parseLabels,
 } from './descriptor.js';
 export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from './graph.js';
-export { onnxModelOf } from './model-formats.js';
+export { onnxModelOf, onnxModelOffThread } from './model-formats.js';
 export { MAX_INPUT_PIXELS, preprocess } from './preprocess.js';
 export { gemmModel, OrtSgemm } from './sgemm.js';
 export { VISION_DEFAULTS, VisionModel, type VisionTimings } from './vision.js';
@@ -209,9 +209,9 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       const key = `${ctx.session.id}:${modelId}`;
       let entry = models.get(resource.digest);
       if (!entry) {
-        const session = Promise.resolve()
-          .then(() => onnxModelOf(resource.blobs, `model ${modelId}`))
-          .then((bytes) => createSession(bytes, settings, `model ${modelId}`));
+        const session = onnxModelOffThread(resource.blobs, `model ${modelId}`, ctx.signal).then((bytes) =>
+          createSession(bytes, settings, `model ${modelId}`),
+        );
         entry = { session, refs: 0 };
         models.set(resource.digest, entry);
         session.catch(() => models.delete(resource.digest));

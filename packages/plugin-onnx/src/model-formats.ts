@@ -4,7 +4,7 @@
  * the last two converted to ONNX at load time.
  * @module
  */
-import { type ResourceBlob, VaccelError } from '@vaccel/core';
+import { type ErrorCode, ErrorCodes, type ResourceBlob, startModuleWorker, VaccelError } from '@vaccel/core';
 import { convertTfGraph, parseGraphDef, parseTfjsGraphModel, type TfjsGraphModel } from './convert/index.js';
 
 /** The ONNX bytes of a model resource, converting TensorFlow graphs. @throws VaccelError `EINVAL` / `ENOTSUP`. */
@@ -44,4 +44,43 @@ export function onnxModelOf(blobs: readonly ResourceBlob[], what: string): Uint8
     'EINVAL',
     `${what}: no model found (a model resource holds one .onnx, one frozen GraphDef .pb, or a TF.js graph model.json with its shards; it has ${blobs.map((b) => b.name).join(', ') || 'nothing'})`,
   );
+}
+
+/** True when `blobs` hold an ONNX model as such (no conversion needed). */
+const isOnnx = (blobs: readonly ResourceBlob[]) => blobs.some((b) => b.name.toLowerCase().endsWith('.onnx'));
+
+/**
+ * {@link onnxModelOf} without blocking the event loop: a TensorFlow graph is converted on a worker
+ * thread (a big graph takes seconds; an agent keeps serving its other guests meanwhile). Aborting
+ * stops the worker.
+ */
+export async function onnxModelOffThread(
+  blobs: readonly ResourceBlob[],
+  what: string,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  if (isOnnx(blobs)) return onnxModelOf(blobs, what);
+  signal?.throwIfAborted();
+  const worker = startModuleWorker('model-worker', import.meta.url);
+  try {
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      const onAbort = () => reject(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      worker.once('message', (reply: { bytes?: Uint8Array; error?: { code?: string; message: string } }) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (reply.bytes) resolve(reply.bytes);
+        else {
+          const code = reply.error?.code ?? '';
+          const known = Object.hasOwn(ErrorCodes, code) ? (code as ErrorCode) : 'EINVAL';
+          reject(new VaccelError(known, reply.error?.message ?? `${what}: conversion failed`));
+        }
+      });
+      worker.once('error', (error) =>
+        reject(new VaccelError('EINVAL', `${what}: conversion failed: ${error.message}`, { cause: error })),
+      );
+      worker.postMessage({ blobs: blobs.map(({ name, data }) => ({ name, data })), what });
+    });
+  } finally {
+    await worker.terminate();
+  }
 }

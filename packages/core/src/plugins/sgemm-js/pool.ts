@@ -4,19 +4,11 @@
  * terminates its worker, so abandoned work stops too. @internal
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { SgemmArgs } from '../../ops/blas.js';
+import { startModuleWorker } from '../../runtime/worker.js';
 
-// Builds run worker.js from dist. Sources run under tsx, whose loader hooks do not reach a
-// worker's entry on Node 20, so there the worker registers tsx itself before importing worker.ts.
-const fromSource = import.meta.url.endsWith('.ts');
-const workerUrl = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url);
-const spawn = (): Worker => {
-  if (!fromSource) return new Worker(workerUrl);
-  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  const boot = `import(${tsx}).then((tsx) => { tsx.register(); return import(${JSON.stringify(workerUrl.href)}); })`;
-  return new Worker(boot, { eval: true });
-};
+const spawn = (): Worker => startModuleWorker('worker', import.meta.url);
 
 export class KernelPool {
   readonly #idle: Worker[] = [];
