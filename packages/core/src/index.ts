@@ -119,7 +119,6 @@ export {
   parseVision,
   type Segmentation,
   summarize,
-  UPSTREAM_IMGNAME_BYTES,
   unpackVision,
   VISION_OPS,
   type VisionArgs,
@@ -128,6 +127,7 @@ export {
   type VisionTask,
   visionHandlers,
 } from './ops/vision.js';
+export { BUILTIN_PLUGIN_NAMES } from './plugins/builtin.js';
 export { definePluginModule, type ResolvedConfig, splitList, type VaccelOptions } from './runtime/config.js';
 export { createStderrLogger, type Logger, LogLevel, logLevelName, parseLogLevel } from './runtime/log.js';
 export {

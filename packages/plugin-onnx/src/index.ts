@@ -16,6 +16,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
+  BUILTIN_PLUGIN_NAMES,
   type ClassifyArgs,
   classifyHandlers,
   modelHandlers,
@@ -297,16 +298,13 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
   };
 }
 
-/** The builtin plugins every runtime has, by name. */
-const BUILTIN_PLUGINS = ['noop', 'crypto', 'sgemm-js', 'exec', 'compute'];
-
 /**
  * The host's default plugin set (embedded `vaccel` and `vaccel-agent`): the builtin plugins plus
  * this one, which wins for sgemm by priority.
  */
 export const hostPlugins = (
   env: Readonly<Record<string, string | undefined>> = process.env,
-): (Plugin | string)[] => [...BUILTIN_PLUGINS, onnxPlugin({ env })];
+): (Plugin | string)[] => [...BUILTIN_PLUGIN_NAMES, onnxPlugin({ env })];
 
 /** The plugin factory the runtime calls for `VACCEL_PLUGINS=@vaccel/plugin-onnx`. */
 export default (config: { env?: Readonly<Record<string, string | undefined>> } = {}): Plugin =>

@@ -10,7 +10,6 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +17,7 @@ import { PEER_SERVICE, startGoPeer } from '@vaccel/conformance';
 import { Args, OpType, Vaccel } from '@vaccel/core';
 import { connect, remotePlugin } from '@vaccel/remote';
 import { Client } from '@vaccel/ttrpc';
-import { startAgent } from '../agent-process.js';
+import { freePort, startAgent } from '../agent-process.js';
 import { ECHO_METHOD, ECHO_SERVICE } from '../echo-server.js';
 import type { FigureOptions } from '../figure.js';
 import { buildCFloor, cFloor, goClientPipelined, goClientSamples, goLoad, goPeer, rssOf } from '../floors.js';
@@ -44,14 +43,6 @@ const WINDOW = 256;
 
 const median = (values: number[]): number => percentile(Float64Array.from(values).sort(), 50);
 const elapsedUs = (started: bigint): number => Number(process.hrtime.bigint() - started) / 1e3;
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Starts our bare ttRPC echo server in its own process. */
 async function startEcho(): Promise<{ client: Client; stop(): void }> {

@@ -5,26 +5,17 @@
  * @module
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Session, Vaccel } from '@vaccel/core';
 import { remotePlugin } from '@vaccel/remote';
-import { startAgent } from '../agent-process.js';
+import { freePort, startAgent } from '../agent-process.js';
 import { makeCertificates } from '../certificates.js';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { Progress } from '../progress.js';
 import type { FigureResult, Point, Target } from '../result.js';
 import { ratio, summarize } from '../stats.js';
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 
 /** Runs the TLS figure. */
 export async function tlsFigure(options: FigureOptions): Promise<FigureResult> {

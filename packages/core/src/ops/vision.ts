@@ -15,7 +15,6 @@ import { type Arg, Args, ReadArg } from '../api/arg.js';
 import { VaccelError } from '../api/error.js';
 import { OpType } from '../api/op.js';
 import type { OpContext, OpHandler } from '../runtime/plugin.js';
-import { UPSTREAM_TAG_BYTES } from './image.js';
 
 /** A box in pixels of the original image. */
 export interface Box {
@@ -216,6 +215,3 @@ export function parseVision<T>(task: VisionTask, write: readonly Arg[]): VisionR
   const annotated = write[1]!.buf;
   return annotated.byteLength > 0 ? { result, annotated } : { result };
 }
-
-/** Size upstream clients give `out_imgname` in our tests and CLI. */
-export const UPSTREAM_IMGNAME_BYTES = UPSTREAM_TAG_BYTES;

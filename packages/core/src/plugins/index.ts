@@ -3,6 +3,7 @@
  * @module
  */
 import type { Plugin } from '../runtime/plugin.js';
+import type { BUILTIN_PLUGIN_NAMES } from './builtin.js';
 import { computePlugin } from './compute.js';
 import { cryptoPlugin } from './crypto.js';
 import { execPlugin } from './exec.js';
@@ -17,7 +18,7 @@ export { type SgemmJsOptions, sgemmJsPlugin, sgemmKernel } from './sgemm-js/inde
 
 /** Factories of the builtin plugins by name, each taking the runtime's environment. */
 export function builtinPlugins(): Record<
-  string,
+  (typeof BUILTIN_PLUGIN_NAMES)[number],
   (env: Readonly<Record<string, string | undefined>>) => Plugin
 > {
   return {

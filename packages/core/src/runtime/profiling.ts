@@ -41,16 +41,6 @@ export class Profiler {
     samples.push({ start, time });
   }
 
-  /** Runs `work`, recording its duration under `name` whether it succeeds or not. */
-  async time<T>(name: string, work: () => Promise<T>): Promise<T> {
-    const start = nowNs();
-    try {
-      return await work();
-    } finally {
-      this.record(name, start, nowNs() - start);
-    }
-  }
-
   /** A copy of the regions, by name. */
   regions(): ProfileRegion[] {
     return [...this.#regions].map(([name, samples]) => ({ name, samples: [...samples] }));

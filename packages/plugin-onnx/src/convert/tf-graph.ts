@@ -373,18 +373,14 @@ export function convertTfGraph(model: TfGraph, options: TfConvertOptions): Uint8
       name = `${out}/output`;
       c.emit('Identity', [c.value(out)], [name]);
     }
-    return { tensor: out, name };
-  });
-  const renamed = graphOutputs.map(({ tensor, name }) => {
-    if (name === tensor) return valueInfo(tensor, onnxType(c.type(tensor), tensor), []);
-    return valueInfo(name, onnxType(c.type(tensor), tensor), []);
+    return stripShape(valueInfo(name, onnxType(c.type(out), out), []));
   });
   return modelBytes({
     name: options.name,
     ...(options.docString ? { docString: options.docString } : {}),
     nodes: c.nodes,
     inputs,
-    outputs: renamed.map(stripShape),
+    outputs: graphOutputs,
     initializers: c.initializers,
   });
 }
