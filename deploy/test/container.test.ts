@@ -5,12 +5,13 @@
  * machine (crun's setrlimit is refused), so the test uses unshare + chroot on the same rootfs.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '@vaccel/process';
 import { Vaccel } from '@vaccel/core';
 import { remotePlugin } from '@vaccel/remote';
 import { AGENT_BIN, AGENT_UID, buildRootfs, NODE_IN_IMAGE } from '../container/build-rootfs.js';
@@ -45,7 +46,7 @@ suite('the agent container rootfs', { skip, timeout: 180_000 }, () => {
       `mount --rbind /dev ${rootfs}/dev`,
       `exec env -i HOME=/app "$(command -v chroot)" --userspec=${AGENT_UID}:${AGENT_UID} ${rootfs} ${NODE_IN_IMAGE} ${AGENT_BIN} --address unix:///run/vaccel/agent.sock`,
     ].join(' && ');
-    container = spawn(
+    container = spawnTied(
       'unshare',
       ['--mount', '--pid', '--fork', '--propagation', 'private', '--kill-child=SIGTERM', 'sh', '-c', script],
       {

@@ -3,11 +3,12 @@
  * agent this test starts; both give the same answers.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '@vaccel/process';
 import { type RunningAgent, startAgent, tempDir } from '../../packages/agent/test/helpers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -54,7 +55,7 @@ suite('batch-function', () => {
 
 /** Starts the HTTP function and resolves with its base URL once it says it listens. */
 function startHttp(offloaded: boolean): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(root, 'examples/http-function/index.mjs')], {
+  const child = spawnTied(process.execPath, [join(root, 'examples/http-function/index.mjs')], {
     env: { ...env(offloaded), PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '@vaccel/process';
 
 const bin = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
 
@@ -33,7 +34,7 @@ export interface RunningAgent {
 
 /** Starts `vaccel-agent` from the sources as a separate process; resolves when every address listens. */
 export function startAgent(args: string[], env: Record<string, string> = {}): Promise<RunningAgent> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@vaccel/source', bin, ...args], {
+  const child = spawnTied(process.execPath, ['--import', 'tsx', '--conditions=@vaccel/source', bin, ...args], {
     env: { ...process.env, VACCEL_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

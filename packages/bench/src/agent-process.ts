@@ -3,12 +3,13 @@
  * real process boundary and transport.
  * @module
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '@vaccel/process';
 
 /** A free loopback TCP port (for an agent or a peer to listen on). */
 export async function freePort(): Promise<number> {
@@ -58,7 +59,7 @@ export function startAgent(options: StartAgentOptions = {}): Promise<AgentProces
   if (options.metrics) args.push('--metrics', '127.0.0.1:0');
   const device = options.deviceMemoryFd;
   if (device !== undefined) args.push('--device-memory-fd', '3');
-  const child = spawn(process.execPath, args, {
+  const child = spawnTied(process.execPath, args, {
     env: { ...process.env, VACCEL_LOG_LEVEL: 'info' },
     stdio: device === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', device],
   });

@@ -4,11 +4,11 @@
  * floor and our ttRPC.
  * @module
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnTied } from '@vaccel/process';
 
 const SERVER = `
 const net = require('node:net');
@@ -25,7 +25,7 @@ export interface NodeFloor {
 
 export async function startNodeFloor(): Promise<NodeFloor> {
   const path = join(mkdtempSync(join(tmpdir(), 'vaccel-node-floor-')), 'echo.sock');
-  const child = spawn(process.execPath, ['-e', SERVER, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawnTied(process.execPath, ['-e', SERVER, path], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`node floor exited with ${code}`)));

@@ -6,12 +6,13 @@
  * `conformance.Peer` service in TypeScript, for the Go peer to drive.
  * @module
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '@vaccel/process';
 import { promisify } from 'node:util';
 
 export { PEER_SERVICE, peerMethods } from './peer-service.js';
@@ -105,7 +106,7 @@ export interface GoPeerServer extends AsyncDisposable {
 export function startGoPeer(binary: string): Promise<GoPeerServer> {
   const dir = mkdtempSync(join(tmpdir(), 'vaccel-go-peer-'));
   const path = join(dir, 'peer.sock');
-  const child = spawn(binary, ['serve', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnTied(binary, ['serve', path], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let output = '';
   child.stderr!.on('data', (chunk) => {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '@vaccel/process';
 import {
   aesCbcRequestHeader,
   CryptoBackend,
@@ -45,7 +45,7 @@ describe('vaccel-crypto-backend', () => {
   it('serves as a daemon, and SIGTERM closes it and removes its socket', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vaccel-crypto-cli-'));
     const socket = join(dir, 'crypto.sock');
-    const child = spawn(
+    const child = spawnTied(
       process.execPath,
       ['--import', 'tsx', '--conditions=@vaccel/source', bin, '--socket', socket],
       {
@@ -55,7 +55,7 @@ describe('vaccel-crypto-backend', () => {
     try {
       let logs = '';
       await new Promise<void>((resolve, reject) => {
-        child.stderr.on('data', (chunk) => {
+        child.stderr!.on('data', (chunk) => {
           logs += chunk;
           if (logs.includes('listening')) resolve();
         });
@@ -84,7 +84,7 @@ describe('vaccel-crypto-backend', () => {
       [['--socket', '/tmp/x', '--rpc-address', 'unix:///x'], /--rpc-address needs --engine vaccel/],
       [['--socket', '/tmp/x', '--max-connections', '0'], /--max-connections must be a positive integer/],
     ] as const) {
-      const child = spawn(
+      const child = spawnTied(
         process.execPath,
         ['--import', 'tsx', '--conditions=@vaccel/source', bin, ...args],
         {
@@ -92,7 +92,7 @@ describe('vaccel-crypto-backend', () => {
         },
       );
       let stderr = '';
-      child.stderr.on('data', (chunk) => {
+      child.stderr!.on('data', (chunk) => {
         stderr += chunk;
       });
       const code = await new Promise((resolve) => child.once('exit', resolve));

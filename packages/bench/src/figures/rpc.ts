@@ -8,11 +8,11 @@
  * round by round; medians carry 95 % bootstrap intervals, ratios are taken pair by pair.
  * @module
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '@vaccel/process';
 import { PEER_SERVICE, startGoPeer } from '@vaccel/conformance';
 import { Args, OpType, Vaccel } from '@vaccel/core';
 import { connect, remotePlugin } from '@vaccel/remote';
@@ -49,7 +49,7 @@ async function startEcho(): Promise<{ client: Client; stop(): void }> {
   const path = join(mkdtempSync(join(tmpdir(), 'vaccel-echo-')), 'echo.sock');
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = fileURLToPath(new URL(`../echo-server.${fromSource ? 'ts' : 'js'}`, import.meta.url));
-  const child = spawn(process.execPath, [...process.execArgv, entry, path], {
+  const child = spawnTied(process.execPath, [...process.execArgv, entry, path], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
