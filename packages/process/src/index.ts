@@ -59,7 +59,11 @@ function killLive(): void {
  * this process dies. Its `pid` is the command's own (setpriv execs it). A missing command shows as
  * exit code 127 from setpriv rather than an `error` event, where setpriv is used.
  */
-export function spawnTied(command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+export function spawnTied(
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions = {},
+): ChildProcess {
   const wrapper = setpriv();
   const child = wrapper
     ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', command, ...args], options)

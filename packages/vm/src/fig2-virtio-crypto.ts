@@ -23,8 +23,9 @@ import {
 } from '@vaccel/bench/kit';
 import { aesCbcRequestHeader, CryptoBackend, Direction, LoopbackFrontend } from '@vaccel/vhost-user';
 import pino from 'pino';
+import { type Accelerator, describeAccelerator } from './accel.js';
 import { buildGuest } from './build.js';
-import { kvmUsable, runInGuest } from './run.js';
+import { runInGuest } from './run.js';
 
 export const HOST = 'host openssl';
 export const OFFLOAD = 'guest virtio-crypto';
@@ -74,6 +75,7 @@ export async function fig2VirtioCrypto(
   };
   const progress = new Progress('fig2 virtio-crypto', 3);
   let served = 0;
+  let accelerator: Accelerator = 'tcg';
   try {
     // One boot for every guest sample (kept short: the script rides on the kernel command line).
     progress.step(`guest: ${reps} reps × ${sizes.length} sizes × 2 directions × 2 paths`);
@@ -96,6 +98,7 @@ export async function fig2VirtioCrypto(
       served = backend.stats().requests;
       await backend.close();
     });
+    accelerator = guest.accelerator;
     if (guest.exitCode !== 0) throw new Error(`the guest failed (${guest.exitCode}):\n${guest.output}`);
     for (const line of guest.output.split('\n')) {
       const m = /^([os]) ([ed]) (\d+) (.*)$/.exec(line.trim());
@@ -147,12 +150,12 @@ export async function fig2VirtioCrypto(
     name: 'fig2-virtio-crypto',
     title: 'AES-128-CBC throughput vs chunk size: guest kernel via virtio-crypto vs host',
     xTitle: 'chunk size',
-    machine: describeMachine({ openssl, qemu: kvmUsable() ? 'KVM' : 'TCG (software emulation)' }),
+    machine: describeMachine({ openssl, qemu: describeAccelerator(accelerator) }),
     options: { reps, quick },
     points,
     comparisons: compare(points, HOST),
     notes: [
-      `guest: openssl speed -engine afalg in a QEMU ${kvmUsable() ? 'KVM' : 'TCG'} VM — AF_ALG → virtio_crypto_aes_cbc → vhost-user → vaccel-crypto-backend (node:crypto / OpenSSL on the host); ${served} requests served`,
+      `guest: openssl speed -engine afalg in a QEMU ${describeAccelerator(accelerator)} VM — AF_ALG → virtio_crypto_aes_cbc → vhost-user → vaccel-crypto-backend (node:crypto / OpenSSL on the host); ${served} requests served`,
       'software: openssl speed in the same VM without the engine (the guest CPU does AES; under TCG that CPU is emulated)',
       'backend alone: the same backend driven by an in-process loopback front-end (no VM), one request at a time, for 0.5 s per sample',
       'host: openssl speed on the host; every sample is one 1-second openssl speed run at one chunk size; MB/s = 1e6 bytes/s',

@@ -11,8 +11,9 @@
 import { fig4 } from '@vaccel/bench/fig4';
 import { compare, type FigureOptions, type FigureResult, HOST, type Point } from '@vaccel/bench/kit';
 import { keepFreedMemory } from '@vaccel/memory';
+import { describeAccelerator } from './accel.js';
 import { buildGuest } from './build.js';
-import { kvmUsable, runInGuest } from './run.js';
+import { runInGuest } from './run.js';
 
 const SERIAL = 'virtio-serial:///dev/virtio-ports/vaccel';
 const MARKER = 'VACCEL_FIG4_JSON';
@@ -52,7 +53,7 @@ export async function fig4Vm(
   return {
     ...onHost,
     name: 'fig4-vm',
-    title: `SGEMM MFLOPS vs matrix size: host in-process vs a QEMU guest (${kvmUsable() ? 'KVM' : 'TCG'})`,
+    title: `SGEMM MFLOPS vs matrix size: host in-process vs a QEMU guest (${describeAccelerator(guest.accelerator)})`,
     points,
     // Host and guest samples come from two processes, one after the other: not pairs, so the
     // ratio is of medians (no interval).

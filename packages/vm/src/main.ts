@@ -22,7 +22,7 @@ const usage = `Usage: vaccel-vm <build|run|demo|bench> [options] [-- guest comma
 
   build            fetch Debian's kernel and busybox-static (apt), pack node and the guest packages
                    into an initramfs under the cache folder
-  run -- CMD ...   boot the guest (QEMU; KVM when usable, else TCG), run CMD in it with
+  run -- CMD ...   boot the guest (QEMU; KVM when a probe guest runs, else TCG), run CMD in it with
                    VACCEL_RPC_ADDRESS on a virtio-serial port served by a host vaccel-agent, stream its
                    output, power off and exit with CMD's exit code; 'vaccel' runs the vaccel CLI
   demo             classify /examples/cat.jpg in the guest and compare with the host's in-process result
@@ -44,6 +44,9 @@ Options:
   --rebuild        rebuild the initramfs even if present
   --timeout S      give up after S seconds (default 300)
   -h, --help       this help
+
+Environment:
+  VACCEL_VM_ACCEL  auto (default: KVM only if a probe guest runs under it, else TCG), kvm or tcg
 
 Needs qemu-system-x86_64 (apt-get install qemu-system-x86) and apt-get/dpkg-deb for the build.`;
 

@@ -4,10 +4,10 @@
  * op the guest asks for runs on the host's plugins.
  * @module
  */
-import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { agentBytes, startAgent } from '@vaccel/bench/agent-process';
 import { closeQuietly, native } from '@vaccel/memory';
+import { spawnTied } from '@vaccel/process';
+import { type Accelerator, chooseAccelerator, describeAccelerator } from './accel.js';
 import type { GuestImage } from './build.js';
 
 /** Options of {@link runInGuest}. */
@@ -30,6 +30,15 @@ export interface RunOptions {
    * moves its data through it, and only calls cross virtio-serial. 0 or unset: none.
    */
   sharedMemoryMiB?: number;
+  /** Stops the run: QEMU is killed and the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Called once QEMU and the agent run, with their process ids. */
+  onStart?: (started: { qemu: number; agent: number; accelerator: Accelerator }) => void;
+  /**
+   * Where the one line saying which accelerator runs the guest, and why, goes (default: stderr,
+   * once per process).
+   */
+  log?: (line: string) => void;
 }
 
 /** What a guest run produced. */
@@ -39,6 +48,8 @@ export interface GuestRun {
   output: string;
   /** Payload bytes the agent received and sent over virtio-serial (its metrics). */
   agentBytes: { received: number; sent: number };
+  /** The accelerator QEMU ran the guest with. */
+  accelerator: Accelerator;
 }
 
 /** Room for `vaccel.cmd=` on the 2,048-byte x86 kernel command line, after our other options. */
@@ -47,15 +58,12 @@ const EXIT_MARKER = /VACCEL_VM_EXIT=(\d+)/;
 /** The kernel's own last words ("reboot: Power down"), not the guest command's output. */
 const KERNEL_LINE = /^\[\s*\d+\.\d+\] (reboot|ACPI):/;
 
-/** True when KVM can be used here; QEMU falls back to TCG (software emulation) otherwise. */
-export function kvmUsable(): boolean {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
+let accelerationSaid = false;
+const sayOnce = (line: string): void => {
+  if (accelerationSaid) return;
+  accelerationSaid = true;
+  process.stderr.write(`vaccel-vm: ${line}\n`);
+};
 
 /** Boots `image`, runs `argv` in the guest (e.g. `['vaccel', 'sgemm', '--n', '64']`), powers off. */
 export async function runInGuest(
@@ -64,6 +72,7 @@ export async function runInGuest(
   options: RunOptions = {},
 ): Promise<GuestRun> {
   if (argv.length === 0) throw new Error('no guest command given');
+  options.signal?.throwIfAborted();
   const shmMiB = options.sharedMemoryMiB ?? 0;
   if (shmMiB !== 0 && (!Number.isInteger(shmMiB) || shmMiB < 1 || (shmMiB & (shmMiB - 1)) !== 0))
     throw new Error(`the shared memory size must be a power of two of MiB, got ${shmMiB}`);
@@ -80,6 +89,8 @@ export async function runInGuest(
     throw new Error(
       `the guest command is too long for the kernel command line (${command.length} bytes encoded, at most ${MAX_COMMAND}); put long scripts in a file in the guest image`,
     );
+  const { accelerator, reason } = await chooseAccelerator({ kernel: image.kernel, signal: options.signal });
+  (options.log ?? sayOnce)(`the guest runs under ${describeAccelerator(accelerator)}: ${reason}`);
   const memory = options.memoryMiB ?? 1024;
   const crypto = options.cryptoSocket
     ? [
@@ -106,10 +117,11 @@ export async function runInGuest(
           ],
           ...['-device', 'ivshmem-plain,memdev=vaccelshm'],
         ];
-  const qemu = spawn(
+  // Tied: QEMU dies with this process, however it ends (the agent is tied the same way).
+  const qemu = spawnTied(
     'qemu-system-x86_64',
     [
-      ...['-accel', kvmUsable() ? 'kvm' : 'tcg', '-m', String(memory), '-smp', '2'],
+      ...['-accel', accelerator, '-m', String(memory), '-smp', '2'],
       ...crypto,
       ...ivshmem,
       ...['-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot'],
@@ -149,15 +161,24 @@ export async function runInGuest(
       onLine(line);
     }
   });
+  const exited = new Promise<number | null>((resolve) => qemu.once('exit', (code) => resolve(code)));
   const timeout = setTimeout(() => qemu.kill('SIGKILL'), (options.timeoutSeconds ?? 300) * 1000);
-  const status = await new Promise<number | null>((resolve) => qemu.once('exit', (code) => resolve(code)));
+  const abort = (): void => {
+    qemu.kill('SIGKILL');
+  };
+  options.signal?.addEventListener('abort', abort, { once: true });
+  if (qemu.pid !== undefined && agent.process.pid !== undefined)
+    options.onStart?.({ qemu: qemu.pid, agent: agent.process.pid, accelerator });
+  const status = await exited;
   clearTimeout(timeout);
+  options.signal?.removeEventListener('abort', abort);
+  options.signal?.throwIfAborted();
   if (exitCode === undefined) {
     throw new Error(
       `the guest did not report an exit code (qemu exited with ${status}${status === null ? ', killed after the timeout' : ''})${stderr ? `: ${stderr.trim()}` : ''}`,
     );
   }
-  return { exitCode, output, agentBytes: await agentBytes(agent) };
+  return { exitCode, output, agentBytes: await agentBytes(agent), accelerator };
 }
 
 /** The JSON document a guest command printed (from the first line starting with `{`). */
