@@ -11,7 +11,6 @@
 import { fig4 } from '@vaccel/bench/fig4';
 import { compare, type FigureOptions, type FigureResult, HOST, type Point } from '@vaccel/bench/kit';
 import { keepFreedMemory } from '@vaccel/memory';
-import { describeAccelerator } from './accel.js';
 import { buildGuest } from './build.js';
 import { runInGuest } from './run.js';
 
@@ -53,7 +52,7 @@ export async function fig4Vm(
   return {
     ...onHost,
     name: 'fig4-vm',
-    title: `SGEMM MFLOPS vs matrix size: host in-process vs a QEMU guest (${describeAccelerator(guest.accelerator)})`,
+    title: `SGEMM MFLOPS vs matrix size: host in-process vs a QEMU guest under ${guest.accelerator.toUpperCase()}`,
     points,
     // Host and guest samples come from two processes, one after the other: not pairs, so the
     // ratio is of medians (no interval).
