@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { spawnTied } from '@vaccel/process';
 import { Vaccel } from '@vaccel/core';
+import { spawnTied } from '@vaccel/process';
 import { remotePlugin } from '@vaccel/remote';
 import { AGENT_BIN, AGENT_UID, buildRootfs, NODE_IN_IMAGE } from '../container/build-rootfs.js';
 
@@ -53,16 +53,16 @@ suite('the agent container rootfs', { skip, timeout: 180_000 }, () => {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    container.stdout!.on('data', (d) => {
-      output += d;
+    // Until the agent says it is ready, or its container exits.
+    await new Promise<void>((resolve) => {
+      const seen = (d: Buffer) => {
+        output += d;
+        if (/"msg":"ready"/.test(output)) resolve();
+      };
+      container.stdout!.on('data', seen);
+      container.stderr!.on('data', seen);
+      container.once('exit', () => resolve());
     });
-    container.stderr!.on('data', (d) => {
-      output += d;
-    });
-    for (let i = 0; i < 300 && !/"msg":"ready"/.test(output); i++) {
-      if (container.exitCode !== null) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
     assert.match(output, /"msg":"ready"/, `the agent did not start in the rootfs:\n${output}`);
   });
 

@@ -30,16 +30,40 @@ export interface RunningAgent {
   stop(): Promise<number | null>;
   /** SIGKILL at once. */
   kill(): Promise<void>;
+  /** Resolves with the exit code once the agent has exited (it sends no signal). */
+  readonly exited: Promise<number | null>;
+  /**
+   * Resolves once `check(logs)` holds, checked now and again at each new log line: the way to wait
+   * for something the agent does. Rejects, naming `what`, if the agent exits first.
+   */
+  until(check: (logs: Record<string, unknown>[]) => boolean, what: string): Promise<void>;
 }
 
 /** Starts `vaccel-agent` from the sources as a separate process; resolves when every address listens. */
 export function startAgent(args: string[], env: Record<string, string> = {}): Promise<RunningAgent> {
-  const child = spawnTied(process.execPath, ['--import', 'tsx', '--conditions=@vaccel/source', bin, ...args], {
-    env: { ...process.env, VACCEL_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnTied(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=@vaccel/source', bin, ...args],
+    {
+      env: { ...process.env, VACCEL_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const outputDone = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const waiters = new Set<{ check: () => boolean; resolve: () => void }>();
+  const until = (check: (logs: Record<string, unknown>[]) => boolean, what: string): Promise<void> => {
+    if (check(logs)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { check: () => check(logs), resolve };
+      waiters.add(waiter);
+      // 'close' comes after the last of its output was read (and so checked).
+      outputDone.then((code) => {
+        if (waiters.delete(waiter)) reject(new Error(`agent exited (${code}) before ${what}`));
+      });
+    });
+  };
   const expected = args.filter((a) => a === '-a').length || 1;
   let stderr = '';
   child.stderr!.on('data', (d) => {
@@ -53,25 +77,33 @@ export function startAgent(args: string[], env: Record<string, string> = {}): Pr
       const lines = buffered.split('\n');
       buffered = lines.pop() ?? '';
       for (const line of lines) {
+        let entry: Record<string, unknown>;
         try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === 'listening' && ++listening === expected) {
-            resolve({
-              process: child,
-              logs,
-              stop: async () => {
-                child.kill('SIGTERM');
-                return exited;
-              },
-              kill: async () => {
-                child.kill('SIGKILL');
-                await exited;
-              },
-            });
-          }
+          entry = JSON.parse(line) as Record<string, unknown>;
         } catch {
-          // not a log line
+          continue; // not a log line
+        }
+        logs.push(entry);
+        for (const waiter of waiters) {
+          if (!waiter.check()) continue;
+          waiters.delete(waiter);
+          waiter.resolve();
+        }
+        if (entry.msg === 'listening' && ++listening === expected) {
+          resolve({
+            process: child,
+            logs,
+            stop: async () => {
+              child.kill('SIGTERM');
+              return exited;
+            },
+            kill: async () => {
+              child.kill('SIGKILL');
+              await exited;
+            },
+            exited,
+            until,
+          });
         }
       }
     });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Profiler, profilingEnabled, summarizeProfile, Vaccel } from '@vaccel/core';
+import { nowNs, Profiler, profilingEnabled, summarizeProfile, Vaccel } from '@vaccel/core';
 
 test('profiling: off by default; on, every op is a sample of vaccel_<op>_op, kept after release', async () => {
   await using off = await Vaccel.open({ plugins: ['noop'], env: {} });
@@ -13,7 +13,7 @@ test('profiling: off by default; on, every op is a sample of vaccel_<op>_op, kep
     env: { VACCEL_PROFILING_ENABLED: '1' },
   });
   const session = await vaccel.createSession();
-  const before = Date.now();
+  const before = nowNs();
   await session.noop();
   await session.noop();
   await session.sgemm({ m: 2, n: 2, k: 2, a: new Float32Array(4), b: new Float32Array(4) });
@@ -26,11 +26,17 @@ test('profiling: off by default; on, every op is a sample of vaccel_<op>_op, kep
       ['vaccel_blas_sgemm_op', 1],
     ],
   );
-  const [sample] = regions[0]!.samples;
-  assert.ok(sample!.time > 0n);
-  assert.ok(
-    Number(sample!.start / 1_000_000n) >= before - 5 && Number(sample!.start / 1_000_000n) <= Date.now() + 5,
-  );
+  const after = nowNs();
+  // On the profiler's own clock: every sample lies within the calls, one after the other.
+  const [first, second] = regions[0]!.samples;
+  const [sgemm] = regions[1]!.samples;
+  for (const sample of [first!, second!, sgemm!]) {
+    assert.ok(sample.time > 0n);
+    assert.ok(sample.start >= before && sample.start + sample.time <= after, 'within the calls');
+  }
+  assert.ok(first!.start + first!.time <= second!.start && second!.start + second!.time <= sgemm!.start);
+  // Samples carry Unix-epoch times (nanoseconds), not a clock's since boot: a day's slack tells them apart.
+  assert.ok(Math.abs(Number(after / 1_000_000n) - Date.now()) < 86_400_000, 'epoch nanoseconds');
   await session.release();
   const kept = await vaccel.profile();
   assert.deepEqual(

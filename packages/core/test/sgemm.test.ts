@@ -182,12 +182,22 @@ suite('sgemm-js', () => {
   });
 
   test('an aborted call rejects with the abort reason and the plugin keeps working', async () => {
-    const n = 400;
+    const n = 400; // big enough for a worker thread
     const a = new Float32Array(n * n).fill(1);
     const controller = new AbortController();
-    const work = session.sgemm({ m: n, n, k: n, a, b: a }, { signal: controller.signal });
-    setTimeout(() => controller.abort(new Error('stop')), 5);
+    const { signal } = controller;
+    // The runtime listens for the abort first, then the worker pool, just before it posts the job
+    // to a worker. Aborting on the microtask after the pool's listener is after the post and before
+    // any reply can be read (that takes a turn of the event loop): the worker is always mid-job.
+    let listeners = 0;
+    const listen = signal.addEventListener.bind(signal);
+    signal.addEventListener = ((...args: Parameters<typeof listen>) => {
+      listen(...args);
+      if (++listeners === 2) queueMicrotask(() => controller.abort(new Error('stop')));
+    }) as typeof signal.addEventListener;
+    const work = session.sgemm({ m: n, n, k: n, a, b: a }, { signal });
     await assert.rejects(work, /stop/);
+    assert.equal(listeners, 2, 'the pool had the job when it was aborted');
     const one = new Float32Array([1]);
     await assert.rejects(
       session.sgemm({ m: 1, n: 1, k: 1, a: one, b: one }, { signal: AbortSignal.abort(new Error('early')) }),

@@ -8,14 +8,24 @@ import { native } from '@vaccel/memory';
 describe('native addon', () => {
   const lib = native();
 
-  /** The next connection on a listening socket (the addon's accept does not wait). */
-  async function acceptOne(server: number): Promise<number> {
-    for (let i = 0; i < 100; i++) {
-      const accepted = lib.accept(server);
-      if (accepted !== null) return accepted;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    throw new Error('no connection to accept');
+  /**
+   * The next connection on a listening socket. The addon's accept does not wait: a watcher says
+   * when the listening socket is readable, i.e. a connection is waiting.
+   */
+  function acceptOne(server: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const watcher = new lib.Watcher(server, (error) => {
+        if (error) {
+          watcher.close();
+          reject(new Error(error));
+          return;
+        }
+        const accepted = lib.accept(server);
+        if (accepted === null) return; // not yet: wait for the next wakeup
+        watcher.close();
+        resolve(accepted);
+      });
+    });
   }
 
   it('passes descriptors over a unix socket, and the memory behind them is shared', async () => {

@@ -22,7 +22,7 @@ import {
   VaccelError,
 } from '@vaccel/core';
 
-/** How long an agent that failed stays out of placement (ms). */
+/** How long an agent that failed stays out of placement (ms), by default. */
 export const AGENT_DOWN_MS = 1000;
 
 interface Agent {
@@ -56,8 +56,15 @@ const UNLOADS = new Map<OpType, OpType>([
   [OpType.TfModelUnload, OpType.TfModelLoad],
 ]);
 
-/** The RPC plugin over several agents; `make` builds the single-agent plugin of one address. */
-export function multiAgentPlugin(addresses: readonly string[], make: (address: string) => Plugin): Plugin {
+/**
+ * The RPC plugin over several agents; `make` builds the single-agent plugin of one address. An
+ * agent that failed is left out of placement for `agentDownMs` (default {@link AGENT_DOWN_MS}).
+ */
+export function multiAgentPlugin(
+  addresses: readonly string[],
+  make: (address: string) => Plugin,
+  agentDownMs = AGENT_DOWN_MS,
+): Plugin {
   const agents: Agent[] = addresses.map((address) => ({
     address,
     plugin: make(address),
@@ -122,7 +129,7 @@ export function multiAgentPlugin(addresses: readonly string[], make: (address: s
           logger?.debug({ session: ctx.session.id, op: opName(op), agent: agent.address }, 'served');
         } catch (error) {
           if (agentFailed(error)) {
-            agent.downUntil = Date.now() + AGENT_DOWN_MS;
+            agent.downUntil = Date.now() + agentDownMs;
             logger?.warn(
               { agent: agent.address, err: (error as Error).message },
               'agent failed: left out for a while',

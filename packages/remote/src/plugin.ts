@@ -49,6 +49,11 @@ export interface RemotePluginOptions {
   /** Largest frame (default 256 MiB). */
   maxFrame?: number;
   /**
+   * With several agents: how long one that failed (its connection lost or refused, or a call
+   * timed out) is left out of placement, in ms (default 1000). Its sessions move meanwhile.
+   */
+  agentDownMs?: number;
+  /**
    * Size of the staging region through which plain arrays of 64 KiB and more travel, where the
    * agent can map it (default `VACCEL_RPC_STAGING_BYTES`, else 64 MiB; 0 turns staging off).
    */
@@ -117,8 +122,15 @@ export function remotePlugin(options: RemotePluginOptions = {}): Plugin {
     options.address ?? (env.VACCEL_RPC_ADDRESS || env.VACCEL_RPC_ADDR || DEFAULT_ADDRESS),
   );
   if (addresses.length === 0) throw new VaccelError('EINVAL', 'the agent address list is empty');
+  const { agentDownMs } = options;
+  if (agentDownMs !== undefined && !(agentDownMs >= 0 && Number.isFinite(agentDownMs)))
+    throw new VaccelError('EINVAL', `agentDownMs must be a number of ms ≥ 0, got ${agentDownMs}`);
   if (addresses.length === 1) return singleAgentPlugin({ ...options, address: addresses[0]! }, env);
-  return multiAgentPlugin(addresses, (address) => singleAgentPlugin({ ...options, address }, env));
+  return multiAgentPlugin(
+    addresses,
+    (address) => singleAgentPlugin({ ...options, address }, env),
+    agentDownMs,
+  );
 }
 
 /** The RPC plugin for one agent. */

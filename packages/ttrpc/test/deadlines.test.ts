@@ -5,14 +5,14 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite, test } from 'node:test';
+import { MessageChannel } from 'node:worker_threads';
 import { Client, Code, type Method, Server, TtrpcError } from '@vaccel/ttrpc';
 import fc from 'fast-check';
 import { Deadlines, now } from '../src/deadlines.js';
 import { requestParts } from '../src/envelope.js';
-import { bytes, duplexPair, text } from './helpers.js';
+import { bytes, duplexPair, HeldCalls, text } from './helpers.js';
 
 const timers = (): number => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** A connected unix socket (a connected net.Socket gets the channel's onread path). */
 const connected = (path: string): Promise<Socket> =>
   new Promise((resolve, reject) => {
@@ -21,7 +21,7 @@ const connected = (path: string): Promise<Socket> =>
   });
 
 suite('deadline heap', () => {
-  test('fires in expiry order, never a removed entry, with one timer however many wait (property)', async () => {
+  test('fires in expiry order, never early, never a removed entry, with one timer however many wait (property)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.record({ delay: fc.integer({ min: 0, max: 30 }), remove: fc.boolean() }), {
@@ -29,20 +29,39 @@ suite('deadline heap', () => {
         }),
         async (specs) => {
           const deadlines = new Deadlines();
-          const fired: number[] = [];
+          const fired: { i: number; at: number }[] = [];
+          const kept = specs.flatMap((spec, i) => (spec.remove ? [] : [i]));
+          let allFired!: () => void;
+          const done = new Promise<void>((resolve) => {
+            allFired = resolve;
+          });
           const start = now();
-          const entries = specs.map((spec, i) => deadlines.add(start + spec.delay, () => fired.push(i)));
+          const entries = specs.map((spec, i) =>
+            deadlines.add(start + spec.delay, () => {
+              fired.push({ i, at: now() });
+              if (fired.length === kept.length) allFired();
+            }),
+          );
           assert.ok(timers() <= 1 + 1, 'one timer for the heap (and none of the test harness)');
           for (const [i, spec] of specs.entries()) if (spec.remove) deadlines.remove(entries[i]!);
-          await sleep(45);
-          const expected = specs
-            .map((spec, i) => ({ ...spec, i }))
-            .filter((spec) => !spec.remove)
-            .sort((a, b) => a.delay - b.delay || 0);
+          // Waits for the entries themselves, however late the timer runs (the heap's timer is
+          // unref'd, so something else keeps the process up meanwhile).
+          if (kept.length > 0) {
+            const { port1 } = new MessageChannel();
+            port1.ref();
+            await done;
+            port1.close();
+          }
           assert.deepEqual(
-            fired.sort((a, b) => specs[a]!.delay - specs[b]!.delay || a - b),
-            expected.map((e) => e.i).sort((a, b) => specs[a]!.delay - specs[b]!.delay || a - b),
+            fired.map((f) => f.i).sort((a, b) => a - b),
+            kept,
+            'every kept entry fired once, no removed one',
           );
+          for (const [n, { i, at }] of fired.entries()) {
+            assert.ok(at >= start + specs[i]!.delay, `entry ${i} fired before its deadline`);
+            if (n > 0) assert.ok(specs[fired[n - 1]!.i]!.delay <= specs[i]!.delay, 'expiry order');
+          }
+          // Nothing left to fire later: no entry, no timer.
           assert.equal(deadlines.size, 0);
           assert.equal(deadlines.armed, false);
         },
@@ -60,46 +79,33 @@ suite('deadline heap', () => {
   });
 });
 
-/** A server whose `Slow` handler waits `payload` ms or until its signal aborts. */
-function slowServer(): { server: Server; aborts: unknown[] } {
-  const aborts: unknown[] = [];
+/** A server whose `Hold` handler runs until its signal aborts (the test never releases it). */
+function holdingServer(): { server: Server; held: HeldCalls } {
+  const held = new HeldCalls();
   const server = new Server();
   const methods: Record<string, Method> = {
     Echo: (payload) => payload,
-    // Waits for its signal only: no timer of its own.
-    Forever: (_payload, ctx) =>
-      new Promise((_resolve, reject) => {
-        ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
-      }),
-    Slow: (payload, ctx) =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => resolve(payload), Number(text(payload)));
-        ctx.signal.addEventListener('abort', () => {
-          clearTimeout(timer);
-          aborts.push(ctx.signal.reason);
-          reject(ctx.signal.reason);
-        });
-      }),
+    Hold: held.method,
   };
   server.register('test.Deadline', methods);
-  return { server, aborts };
+  return { server, held };
 }
 
 suite('server deadlines', () => {
   test('an expiring deadline answers DEADLINE_EXCEEDED, aborts the handler, and the connection goes on', async () => {
-    const { server, aborts } = slowServer();
+    const { server, held } = holdingServer();
     const [a, b] = duplexPair();
     server.serve(b);
     const client = new Client(a);
-    const started = performance.now();
+    // A deadline that cannot be met: the handler never finishes on its own.
     await assert.rejects(
-      client.call('test.Deadline', 'Slow', bytes('10000'), { timeoutMs: 40 }),
+      client.call('test.Deadline', 'Hold', bytes('x'), { timeoutMs: 40 }),
       (error: unknown) => error instanceof TtrpcError && error.code === Code.DEADLINE_EXCEEDED,
     );
-    assert.ok(performance.now() - started < 2000);
-    await sleep(20);
-    assert.equal(aborts.length, 1);
-    assert.ok(aborts[0] instanceof TtrpcError && aborts[0].code === Code.DEADLINE_EXCEEDED);
+    const [call] = await held.entered(1);
+    const reason = await call!.aborted; // the server's own deadline aborts its handler
+    assert.ok(reason instanceof TtrpcError && reason.code === Code.DEADLINE_EXCEEDED);
+    assert.equal(held.aborts, 1);
     assert.equal(
       text(await client.call('test.Deadline', 'Echo', bytes('next'), { timeoutMs: 5000 })),
       'next',
@@ -109,11 +115,11 @@ suite('server deadlines', () => {
   });
 
   test('fractional, 1 ns, negative and int64-max timeout_nano: a status each, never a dropped connection', async () => {
-    const { server } = slowServer();
+    const { server } = holdingServer();
     const [a, b] = duplexPair();
     const connection = server.serve(b);
     const client = new Client(a);
-    const statusOf = async (timeoutNano: bigint, method = 'Slow', payload = '5000') => {
+    const statusOf = async (timeoutNano: bigint, method = 'Hold', payload = 'x') => {
       const frames: Buffer[] = [];
       const got = new Promise<void>((resolve) => {
         const onData = (chunk: Buffer) => {
@@ -149,7 +155,7 @@ suite('server deadlines', () => {
   });
 
   test('after 10,000 calls with deadlines (some expiring, some aborted) no timer, deadline or listener is left', async () => {
-    const { server } = slowServer();
+    const { server, held } = holdingServer();
     const path = join(mkdtempSync(join(tmpdir(), 'ttrpc-deadlines-')), 's.sock');
     const listener = createServer();
     server.listen(listener);
@@ -163,7 +169,7 @@ suite('server deadlines', () => {
       const calls = Array.from({ length: 500 }, (_, i) => {
         const slow = i % 50 === 0;
         return client
-          .call('test.Deadline', slow ? 'Forever' : 'Echo', bytes('x'), {
+          .call('test.Deadline', slow ? 'Hold' : 'Echo', bytes('x'), {
             timeoutMs: slow ? 5 : 30_000 + i,
             signal: controller.signal,
           })
@@ -180,7 +186,8 @@ suite('server deadlines', () => {
       inFlightTimers <= 2,
       `at most one timer each for the client's and the server's deadlines, saw ${inFlightTimers}`,
     );
-    await sleep(20); // the server's expired handlers settle
+    // Each held call's server-side deadline aborts its handler (its entry is gone by then).
+    await held.abortedCalls(200);
     assert.equal(client.pendingDeadlines, 0);
     assert.equal(server.pendingDeadlines, 0);
     assert.equal(

@@ -6,24 +6,19 @@ import { join } from 'node:path';
 import { suite, test } from 'node:test';
 import { Client, Code, encodeHeader, Server, TtrpcClosedError, TtrpcError } from '@vaccel/ttrpc';
 import fc from 'fast-check';
-import { bytes, duplexPair, text } from './helpers.js';
+import { requestParts } from '../src/envelope.js';
+import { bytes, duplexPair, HeldCalls, text } from './helpers.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function echoServer(options = {}): Server {
+function echoServer(options = {}, held = new HeldCalls()): Server {
   const server = new Server(options);
   server.register('test.Echo', {
+    Hold: held.method,
     Echo: (payload) => payload,
     Upper: (payload) => bytes(text(payload).toUpperCase()),
-    Slow: async (payload, ctx) => {
-      const ms = Number(text(payload));
-      await new Promise((resolve, reject) => {
-        const timer = setTimeout(resolve, ms);
-        ctx.signal.addEventListener('abort', () => {
-          clearTimeout(timer);
-          reject(ctx.signal.reason);
-        });
-      });
+    // Replies after `payload` turns of the event loop: calls finish out of order, no time involved.
+    Later: async (payload) => {
+      for (let turns = Number(text(payload)); turns > 0; turns--)
+        await new Promise((resolve) => setImmediate(resolve));
       return payload;
     },
     Fail: () => {
@@ -67,7 +62,7 @@ suite('ttrpc client and server', () => {
     const client = connected(echoServer());
     const replies = await Promise.all(
       Array.from({ length: 1000 }, (_, i) =>
-        client.call('test.Echo', i % 2 ? 'Echo' : 'Slow', bytes(String(i % 7))),
+        client.call('test.Echo', i % 2 ? 'Echo' : 'Later', bytes(String(i % 7))),
       ),
     );
     for (const [i, reply] of replies.entries()) assert.equal(text(reply), String(i % 7));
@@ -93,22 +88,28 @@ suite('ttrpc client and server', () => {
   });
 
   test('deadlines: the client rejects and the server aborts the handler', async () => {
-    const client = connected(echoServer());
-    const started = performance.now();
+    const held = new HeldCalls();
+    const client = connected(echoServer({}, held));
+    // Deadlines that cannot be met: held calls never finish on their own.
     await assert.rejects(
-      client.call('test.Echo', 'Slow', bytes('5000'), { timeoutMs: 50 }),
+      client.call('test.Echo', 'Hold', bytes('1'), { timeoutMs: 50 }),
       withCode(Code.DEADLINE_EXCEEDED),
     );
-    assert.ok(performance.now() - started < 1000);
-    await assert.rejects(
-      client.call('test.Echo', 'Slow', bytes('5000'), { signal: AbortSignal.timeout(30) }),
-      /TimeoutError|aborted/i,
-    );
+    const [first] = await held.entered(1);
+    assert.ok(withCode(Code.DEADLINE_EXCEEDED)(await first!.aborted), 'the server aborted its handler');
+    const controller = new AbortController();
+    const aborted = client.call('test.Echo', 'Hold', bytes('2'), { signal: controller.signal });
+    const [, second] = await held.entered(2);
+    controller.abort(new Error('gave up'));
+    await assert.rejects(aborted, /gave up/);
     await assert.rejects(
       client.call('test.Echo', 'Echo', bytes(''), { signal: AbortSignal.abort(new Error('never')) }),
       /never/,
     );
     assert.equal(client.inflight, 0);
+    // ttRPC has no cancel message: the server learns of it when the connection closes.
+    await client.close();
+    assert.ok(withCode(Code.CANCELLED)(await second!.aborted));
   });
 
   test('maxFrame is checked against what the 32-bit length can carry', () => {
@@ -148,38 +149,51 @@ suite('ttrpc client and server', () => {
   });
 
   test('too many calls in flight on one connection: RESOURCE_EXHAUSTED', async () => {
-    const client = connected(echoServer({ maxInflight: 2 }));
-    const results = await Promise.allSettled(
-      [1, 2, 3].map(() => client.call('test.Echo', 'Slow', bytes('50'))),
+    const held = new HeldCalls();
+    const client = connected(echoServer({ maxInflight: 2 }, held));
+    const calls = [1, 2, 3].map((i) =>
+      client.call('test.Echo', 'Hold', bytes(String(i))).then(
+        (reply) => text(reply),
+        (error: unknown) => error,
+      ),
     );
-    assert.deepEqual(
-      results.map((r) => r.status),
-      ['fulfilled', 'fulfilled', 'rejected'],
-    );
-    assert.ok(withCode(Code.RESOURCE_EXHAUSTED)((results[2] as PromiseRejectedResult).reason));
+    assert.ok(withCode(Code.RESOURCE_EXHAUSTED)(await calls[2]), 'the third is refused');
+    for (const call of await held.entered(2)) call.release();
+    assert.deepEqual(await Promise.all(calls.slice(0, 2)), ['1', '2']);
+    assert.equal(held.calls.length, 2, 'the refused call never reached its handler');
   });
 
   test('a closed connection rejects pending calls with one closed error, and the server aborts handlers', async () => {
-    const server = echoServer();
+    const held = new HeldCalls();
+    const server = echoServer({}, held);
     const client = connected(server);
-    const pending = client.call('test.Echo', 'Slow', bytes('10000'));
-    await sleep(10);
-    assert.equal(server.connections()[0]!.inflight, 1);
+    const pending = client.call('test.Echo', 'Hold', bytes('x'));
+    const [call] = await held.entered(1);
+    const [connection] = server.connections();
+    assert.equal(connection!.inflight, 1);
+    const closed = new Promise((resolve) => connection!.once('close', resolve));
     await client.close();
     await assert.rejects(pending, TtrpcClosedError);
     await assert.rejects(client.call('test.Echo', 'Echo', bytes('')), TtrpcClosedError);
-    await sleep(5);
+    assert.ok(withCode(Code.CANCELLED)(await call!.aborted), 'the server aborted the handler');
+    await closed;
     assert.equal(server.connections().length, 0);
   });
 
   test('shutdown drains in-flight calls, refuses new ones, then closes', async () => {
-    const server = echoServer();
+    const held = new HeldCalls();
+    const server = echoServer({}, held);
     const client = connected(server);
-    const slow = client.call('test.Echo', 'Slow', bytes('80'));
-    await sleep(5);
-    const done = server.shutdown();
+    const inFlight = client.call('test.Echo', 'Hold', bytes('in flight'));
+    const [call] = await held.entered(1);
+    let drained = false;
+    const done = server.shutdown().then(() => {
+      drained = true;
+    });
     await assert.rejects(client.call('test.Echo', 'Echo', bytes('')), withCode(Code.UNAVAILABLE));
-    assert.equal(text(await slow), '80');
+    assert.equal(drained, false, 'shutdown waits for the call in flight');
+    call!.release();
+    assert.equal(text(await inFlight), 'in flight');
     await done;
     await client.whenClosed();
   });
@@ -197,21 +211,54 @@ suite('ttrpc server against hostile input (unix sockets)', () => {
     return { server, path, close: () => server.close() };
   }
 
-  /** Sends raw bytes; resolves with everything read when the server closes, or after `waitMs`. */
-  function raw(path: string, data: Uint8Array, waitMs = 150): Promise<{ bytes: Buffer; closed: boolean }> {
+  /** The complete frames in `bytes`: stream id and type of each. */
+  const framesIn = (bytes: Buffer): { streamId: number; type: number }[] => {
+    const frames = [];
+    for (let at = 0; at + 10 <= bytes.length; at += 10 + bytes.readUInt32BE(at)) {
+      if (at + 10 + bytes.readUInt32BE(at) > bytes.length) break;
+      frames.push({ streamId: bytes.readUInt32BE(at + 4), type: bytes[at + 8]! });
+    }
+    return frames;
+  };
+  /** Stream id of the well-formed request {@link raw} sends after the bytes under test. */
+  const PROBE = 1001;
+
+  /**
+   * Sends raw bytes on a new connection and resolves with every byte the server sent once it
+   * closed the connection, or once `done(frames)` holds for the complete frames it sent. With
+   * `probe`, a well-formed Echo request (stream {@link PROBE}) follows the bytes: the server reads
+   * it only after them, so its reply says they were dealt with. With `end`, our side ends after
+   * the bytes, so the server closes once it has read them.
+   */
+  function raw(
+    path: string,
+    data: Uint8Array,
+    options: { probe?: boolean; end?: boolean; done?: (frames: { streamId: number }[]) => boolean } = {},
+  ): Promise<{ bytes: Buffer; closed: boolean }> {
+    const { probe = false, end = false } = options;
+    const done = options.done ?? (probe ? (frames) => frames.some((f) => f.streamId === PROBE) : () => false);
     return new Promise((resolve) => {
       const socket = createConnection(path);
       const chunks: Buffer[] = [];
+      let finished = false;
       const finish = (closed: boolean): void => {
-        clearTimeout(timer);
+        if (finished) return;
+        finished = true;
         socket.destroy();
         resolve({ bytes: Buffer.concat(chunks), closed });
       };
-      const timer = setTimeout(() => finish(false), waitMs);
-      socket.on('data', (chunk) => chunks.push(chunk));
+      socket.on('data', (chunk) => {
+        chunks.push(chunk);
+        if (done(framesIn(Buffer.concat(chunks)))) finish(false);
+      });
       socket.on('error', () => {});
       socket.on('close', () => finish(true));
       socket.write(data);
+      if (probe) {
+        const body = Buffer.concat(requestParts('test.Echo', 'Echo', bytes('probe'), 0n, undefined));
+        socket.write(Buffer.concat([encodeHeader(body.byteLength, PROBE, 1, 0), body]));
+      }
+      if (end) socket.end();
     });
   }
 
@@ -222,15 +269,29 @@ suite('ttrpc server against hostile input (unix sockets)', () => {
     const response = Buffer.concat([encodeHeader(0, 1, 2, 0)]);
     const truncated = encodeHeader(100, 1, 1, 0).subarray(0, 7);
     const oversized = encodeHeader(1 << 20, 1, 1, 0);
-    const replyToJunk = await raw(path, envelopeJunk);
-    assert.equal(replyToJunk.bytes[8], 2, 'a Response frame');
+    const replyToJunk = await raw(path, envelopeJunk, { probe: true });
+    assert.deepEqual(framesIn(replyToJunk.bytes), [
+      { streamId: 1, type: 2 }, // an error Response
+      { streamId: PROBE, type: 2 },
+    ]);
     assert.equal(replyToJunk.closed, false);
-    // Frame types a server does not take are ignored, as containerd/ttrpc's server does.
-    assert.deepEqual(await raw(path, unknownType), { bytes: Buffer.alloc(0), closed: false });
-    assert.deepEqual(await raw(path, response), { bytes: Buffer.alloc(0), closed: false });
-    assert.equal((await raw(path, truncated)).bytes.byteLength, 0);
-    const big = await raw(path, oversized);
-    assert.equal(big.bytes[8], 2, 'RESOURCE_EXHAUSTED reply before the payload arrives');
+    // Frame types a server does not take are ignored, as containerd/ttrpc's server does: the
+    // probe's reply is all that comes back.
+    for (const ignored of [unknownType, response]) {
+      const reply = await raw(path, ignored, { probe: true });
+      assert.deepEqual(framesIn(reply.bytes), [{ streamId: PROBE, type: 2 }]);
+      assert.equal(reply.bytes.byteLength, 10 + reply.bytes.readUInt32BE(0));
+      assert.equal(reply.closed, false);
+    }
+    // A header cut short, then the end: nothing to answer, the connection closes.
+    assert.deepEqual(await raw(path, truncated, { end: true }), { bytes: Buffer.alloc(0), closed: true });
+    const big = await raw(path, oversized, { done: (frames) => frames.length > 0 });
+    assert.deepEqual(
+      framesIn(big.bytes),
+      [{ streamId: 1, type: 2 }],
+      'RESOURCE_EXHAUSTED before the payload',
+    );
+    assert.equal(big.closed, false);
     // Other connections were never disturbed.
     const socket = createConnection(path);
     const client = new Client(socket);
@@ -253,7 +314,7 @@ suite('ttrpc server against hostile input (unix sockets)', () => {
       .map(([h, body]) => Buffer.concat([encodeHeader(h.length, h.streamId, h.type, h.flags), body]));
     await fc.assert(
       fc.asyncProperty(fc.oneof(fc.uint8Array({ maxLength: 300 }), frame), async (junk) => {
-        await raw(path, junk, 25);
+        await raw(path, junk, { end: true });
         assert.equal(text(await client.call('test.Echo', 'Echo', bytes('ok'))), 'ok');
       }),
       { numRuns: 40 },

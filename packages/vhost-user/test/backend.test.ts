@@ -23,14 +23,17 @@ import {
   vringState,
 } from '@vaccel/vhost-user';
 import pino from 'pino';
+import { logTap } from './helpers.js';
 
 const quiet = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'vaccel-vhost-'));
 const socket = join(dir, 'crypto.sock');
 let backend: CryptoBackend;
+/** The backend's log: tests wait for what it says it did. */
+const log = logTap();
 
 before(async () => {
-  backend = await CryptoBackend.listen({ socket, logger: quiet });
+  backend = await CryptoBackend.listen({ socket, logger: log.logger });
 });
 after(async () => {
   await backend.close();
@@ -238,8 +241,10 @@ describe('CryptoBackend with an in-process front-end', () => {
       const session = await frontend.createSession(randomBytes(16), Direction.ENCRYPT);
       frontend.submit([header(session, 16), randomBytes(16), randomBytes(16)], [16, 1]);
       await frontend.completions(1);
-      frontend.setAvailableIndex(1 + 500);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      const stops = () => log.lines.filter((l) => l.msg === 'vring stopped: its rings are corrupt').length;
+      const before = stops();
+      frontend.setAvailableIndex(1 + 500); // and kicks
+      await log.until(() => stops() > before);
       const base = await frontend.send(Request.GET_VRING_BASE, vringState(0, 0));
       assert.equal(new DataView(base!.payload.buffer, base!.payload.byteOffset).getUint32(4, true), 1);
     } finally {
@@ -320,8 +325,13 @@ describe('CryptoBackend with an in-process front-end', () => {
       a.close();
       b.close();
     }
-    for (let i = 0; i < 100 && backend.stats().connections > 0; i++)
-      await new Promise((r) => setTimeout(r, 10));
+    // The backend logs each connection it accepts and each it closes (just before dropping it).
+    const count = (...messages: string[]) => log.lines.filter((l) => messages.includes(String(l.msg))).length;
+    await log.until(
+      () =>
+        count('vhost-user front-end disconnected', 'vhost-user connection closed on error') ===
+        count('vhost-user front-end connected'),
+    );
     assert.deepEqual([backend.stats().connections, backend.stats().sessions], [0, 0]);
   });
 });

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import pino from 'pino';
 import {
   CARRIES_FDS,
   CryptoBackend,
@@ -13,6 +12,7 @@ import {
   encodeMessage,
   Flags,
   LoopbackFrontend,
+  logTap,
   memoryTable,
   native,
   Request,
@@ -25,8 +25,14 @@ import {
 const dir = mkdtempSync(join(tmpdir(), 'vaccel-vhost-fuzz-'));
 const socket = join(dir, 'crypto.sock');
 let backend: CryptoBackend;
+const log = logTap();
+/** Connections the backend has closed (its own account: one line each). */
+const closedConnections = (lines: Record<string, unknown>[]) =>
+  lines.filter(
+    (l) => l.msg === 'vhost-user front-end disconnected' || l.msg === 'vhost-user connection closed on error',
+  ).length;
 before(async () => {
-  backend = await CryptoBackend.listen({ socket, logger: pino({ level: 'silent' }) });
+  backend = await CryptoBackend.listen({ socket, logger: log.logger });
 });
 after(async () => {
   await backend.close();
@@ -42,7 +48,8 @@ const fdTargets = () =>
       return `${fd}:?`;
     }
   });
-const settle = (ms = 20) => new Promise((resolve) => setTimeout(resolve, ms));
+/** One turn of the event loop, so the backend reads what was sent (no time passes on purpose). */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 /** Payloads shaped like the real ones (right sizes, plausible values), or random bytes. */
 const payload = fc.oneof(
@@ -82,9 +89,11 @@ describe('vhost-user messages from a hostile front-end (fuzzed)', () => {
   it('never crash the backend, never leak descriptors, and leave it serving others', async () => {
     const before = openFds();
     const beforeTargets = fdTargets();
+    let connections = closedConnections(log.lines);
     await fc.assert(
       fc.asyncProperty(fc.array(message, { minLength: 1, maxLength: 25 }), async (messages) => {
         const fd = native().connect(socket);
+        connections++;
         try {
           for (const m of messages) {
             // Descriptors like QEMU's: a small memfd or an eventfd, sent and then closed on our side.
@@ -107,18 +116,19 @@ describe('vhost-user messages from a hostile front-end (fuzzed)', () => {
             }
             // Drain whatever it replied, so replies never fill the socket.
             while (native().recvmsg(fd, new Uint8Array(4096)) !== null);
-            await settle(0);
+            await turn();
           }
         } finally {
           native().close(fd);
         }
-        await settle(5);
+        // The backend has closed this connection (and everything it held) before the next.
+        const expected = connections;
+        await log.until((lines) => closedConnections(lines) >= expected);
       }),
       { numRuns: Number(process.env.FUZZ_RUNS ?? 150) },
     );
-    for (let i = 0; i < 100 && backend.stats().connections > 0; i++) await settle();
+    assert.equal(closedConnections(log.lines), connections, 'each connection closed once');
     assert.equal(backend.stats().connections, 0);
-    await settle(50);
     const added = fdTargets().filter((t) => !beforeTargets.includes(t));
     assert.ok(
       openFds() <= before + 2,
