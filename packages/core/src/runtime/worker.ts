@@ -4,14 +4,27 @@
  * tsx itself before importing `x.ts`.
  * @module
  */
-import { Worker } from 'node:worker_threads';
+import { type ResourceLimits, Worker } from 'node:worker_threads';
+
+/** Options of {@link startModuleWorker}. */
+export interface ModuleWorkerOptions {
+  /**
+   * V8 limits of the worker's heap: past them the worker ends with `ERR_WORKER_OUT_OF_MEMORY`
+   * instead of taking the process down. Best effort: they cover the JS heap only (not
+   * ArrayBuffers), a single allocation far past the limit can still abort the process
+   * (nodejs/node#47224), and `--max-old-space-size` overrides them (nodejs/node#43991). Bound
+   * inputs before allocating; these are the backstop.
+   */
+  resourceLimits?: ResourceLimits;
+}
 
 /** Starts a worker on `name` (without extension) resolved beside `base` (the caller's `import.meta.url`). */
-export function startModuleWorker(name: string, base: string): Worker {
+export function startModuleWorker(name: string, base: string, options: ModuleWorkerOptions = {}): Worker {
   const fromSource = base.endsWith('.ts');
   const url = new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, base);
-  if (!fromSource) return new Worker(url);
+  const limits = options.resourceLimits ? { resourceLimits: options.resourceLimits } : {};
+  if (!fromSource) return new Worker(url, limits);
   const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
   const boot = `import(${tsx}).then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}); })`;
-  return new Worker(boot, { eval: true });
+  return new Worker(boot, { eval: true, ...limits });
 }

@@ -3,6 +3,7 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
+import type { ConstantBudget } from './budget.js';
 import type { Conversion, TfNode } from './tf-graph.js';
 import { type HostTensor, TfType } from './tf-tensor.js';
 
@@ -10,11 +11,25 @@ import { type HostTensor, TfType } from './tf-tensor.js';
 export interface OpConverter {
   /** Emits the ONNX nodes computing the op's outputs (`node:0`, `node:1`…). */
   emit(n: TfNode, c: Conversion): void;
-  /** Computes the outputs on the host when every input is constant; undefined leaves it to `emit`. */
-  fold?(n: TfNode, inputs: readonly HostTensor[]): HostTensor[] | undefined;
+  /**
+   * Computes the outputs on the host when every input is constant; undefined leaves it to `emit`.
+   * Every new array is charged to `budget` before it exists (see `allocHost`).
+   */
+  fold?(n: TfNode, inputs: readonly HostTensor[], budget: ConstantBudget): HostTensor[] | undefined;
 }
 
 const decoder = new TextDecoder();
+
+/** Most outputs a node may declare (`num`, `num_split`): each is a value the converter names. */
+export const MAX_OUTPUTS = 4096;
+
+/** An int attribute counting a node's outputs. @throws VaccelError `EINVAL` outside 1…{@link MAX_OUTPUTS}. */
+export function attrCount(n: TfNode, key: string): number {
+  const v = attrInt(n, key);
+  if (!(v >= 1 && v <= MAX_OUTPUTS))
+    throw new VaccelError('EINVAL', `node ${n.name} (${n.op}): ${key} is ${v}, not 1…${MAX_OUTPUTS}`);
+  return v;
+}
 
 export function attrInt(n: TfNode, key: string, fallback?: number): number {
   const v = n.attr[key]?.value;
@@ -81,11 +96,33 @@ export function constInput(n: TfNode, c: Conversion, i: number, what: string): H
   return t;
 }
 
+/**
+ * Most values a constant input may give that becomes an attribute or a shape (axes, perms,
+ * paddings, sizes, split sizes): these are per-axis lists, and a list as long as a big constant
+ * would become a JS array and an attribute of that length.
+ */
+export const MAX_LIST_INPUT = 4096;
+
+/** A constant input's values as a list, for an attribute or a shape. @throws VaccelError `EINVAL` when longer than {@link MAX_LIST_INPUT}. */
+export function constList(n: TfNode, c: Conversion, i: number, what: string): number[] {
+  return listOf(n, constInput(n, c, i, what), what);
+}
+
+/** A folded input's values as a list (see {@link constList}). */
+export function listOf(n: TfNode, t: HostTensor, what: string): number[] {
+  if (t.values.length > MAX_LIST_INPUT)
+    throw new VaccelError(
+      'EINVAL',
+      `node ${n.name} (${n.op}): its ${what} has ${t.values.length} values, more than the ${MAX_LIST_INPUT} a ${what} may have`,
+    );
+  return Array.from(t.values);
+}
+
 /** The value of input `i` as int64 (what ONNX shape inputs take), casting a run-time int32. */
 export function int64Input(n: TfNode, c: Conversion, i: number): string {
   const t = input(n, i);
   const k = c.constant(t);
-  if (k) return c.literal(`${n.name}/${i}`, Array.from(k.values), TfType.DT_INT64, [...k.dims]);
+  if (k) return c.literal(`${n.name}/${i}`, k.values, TfType.DT_INT64, [...k.dims]);
   if (c.type(t) === TfType.DT_INT64) return c.value(t);
   return c.apply('Cast', [c.value(t)], `${n.name}/${i}`, { to: { int: 7 } });
 }

@@ -10,23 +10,31 @@
  * @module
  */
 import { fromBinary, fromJson, type JsonValue } from '@bufbuild/protobuf';
-import { VaccelError } from '@vaccel/core';
+import { isVaccelError, VaccelError } from '@vaccel/core';
 import type { NodeProto, TensorProto as OnnxTensor, ValueInfoProto } from '../gen/onnx_pb.js';
 import { type AttrValue, type GraphDef, GraphDefSchema, type NodeDef } from '../gen/tensorflow_graph_pb.js';
 import { type AttributeValue, modelBytes, node, valueInfo } from '../graph.js';
+import { ConstantBudget } from './budget.js';
 import { tfOps } from './tf-ops.js';
 import {
+  checkedCount,
   decodeTensorProto,
   floatToHalf,
   fromBytes,
   type HostTensor,
   halfToFloat,
+  hostBytes,
   hostTensor,
   onnxType,
+  retyped,
+  type SplatTensor,
+  splatOf,
+  storedSize,
   TfType,
   toInitializer,
   typeName,
 } from './tf-tensor.js';
+import { checkWireLimits, GRAPH_WIRE_LIMITS } from './wire-limits.js';
 
 /** One weight of a TF.js weights manifest (graph models may quantize to uint8/uint16/float16). */
 export interface GraphWeightSpec {
@@ -62,28 +70,40 @@ const manifestTypes: Record<string, TfType> = {
   uint16: TfType.DT_UINT16,
 };
 
-const bytesPer = (type: TfType): number =>
-  type === TfType.DT_UINT8 || type === TfType.DT_BOOL
-    ? 1
-    : type === TfType.DT_UINT16 || type === TfType.DT_HALF
-      ? 2
-      : 4;
+/** The byte budget options of the parsers and {@link convertTfGraph}. */
+export interface ConstantLimits {
+  /**
+   * Bytes the model's constants may take on the host while converting (decoded weights and
+   * constants, and those folding computes); over it the conversion fails with `E2BIG`. Default
+   * {@link DEFAULT_MAX_CONSTANT_BYTES} (256 MiB). See `budget.ts`.
+   */
+  maxConstantBytes?: number;
+}
 
-/** Decodes a TF.js weights manifest's shards (float32, int32, bool; uint8/uint16/float16 quantized). */
+/**
+ * Decodes a TF.js weights manifest's shards (float32, int32, bool; uint8/uint16/float16 quantized),
+ * charging each weight to `budget` before its array exists.
+ */
 export function decodeGraphWeights(
   manifest: TfjsGraphModel['weightsManifest'],
   data: Uint8Array,
+  budget: ConstantBudget = new ConstantBudget(),
 ): Map<string, HostTensor> {
   const specs = manifest.flatMap((group) => group.weights);
-  const stored = (spec: GraphWeightSpec) => manifestTypes[spec.quantization?.dtype ?? spec.dtype];
-  const sizes = specs.map((spec) => {
-    const type = stored(spec);
+  const stored = (spec: GraphWeightSpec) => {
+    const type = manifestTypes[spec.quantization?.dtype ?? spec.dtype];
     if (type === undefined)
       throw new VaccelError(
         'ENOTSUP',
         `weight ${spec.name}: dtype ${spec.quantization?.dtype ?? spec.dtype}`,
       );
-    return spec.shape.reduce((a, b) => a * b, 1) * bytesPer(type);
+    return type;
+  };
+  // Every shape is checked, and the shards' length matched, before any weight is decoded.
+  const sizes = specs.map((spec) => {
+    if (!Array.isArray(spec.shape))
+      throw new VaccelError('EINVAL', `weight ${spec.name}: the manifest gives no shape`);
+    return checkedCount(spec.shape) * storedSize(stored(spec))!;
   });
   const total = sizes.reduce((a, b) => a + b, 0);
   if (total !== data.byteLength)
@@ -93,35 +113,37 @@ export function decodeGraphWeights(
     );
   const weights = new Map<string, HostTensor>();
   let at = 0;
-  for (const spec of specs) {
-    const n = spec.shape.reduce((a, b) => a * b, 1);
+  for (const [k, spec] of specs.entries()) {
     const where = `weight ${spec.name}`;
     const q = spec.quantization;
-    const stored = manifestTypes[q?.dtype ?? spec.dtype];
-    if (stored === undefined) throw new VaccelError('ENOTSUP', `${where}: dtype ${q?.dtype ?? spec.dtype}`);
-    const bytesPer =
-      { [TfType.DT_UINT8]: 1, [TfType.DT_BOOL]: 1, [TfType.DT_UINT16]: 2, [TfType.DT_HALF]: 2 }[
-        stored as number
-      ] ?? 4;
-    let values = fromBytes(stored, data.subarray(at, at + n * bytesPer), n, where);
+    const type = manifestTypes[spec.dtype] ?? TfType.DT_FLOAT;
+    const values = fromBytes(
+      budget,
+      stored(spec),
+      data.subarray(at, at + sizes[k]!),
+      spec.shape,
+      type,
+      where,
+    );
     if (q && q.dtype !== 'float16') {
       const { min = 0, scale = 1 } = q;
-      values = Array.from(values, (v) => v * scale + min);
+      for (let i = 0; i < values.length; i++) values[i] = values[i]! * scale + min;
     }
-    const type = manifestTypes[spec.dtype] ?? TfType.DT_FLOAT;
-    weights.set(spec.name, hostTensor(type, spec.shape, values));
-    at += n * bytesPer;
+    weights.set(spec.name, { type, dims: [...spec.shape], values });
+    at += sizes[k]!;
   }
-  if (at !== data.byteLength)
-    throw new VaccelError(
-      'EINVAL',
-      `weights: the manifest describes ${at} bytes, the shards hold ${data.byteLength}`,
-    );
   return weights;
 }
 
-/** Parses a TF.js graph model (its `model.json` object and the concatenated weight shards). */
-export function parseTfjsGraphModel(model: TfjsGraphModel, weightData: Uint8Array): TfGraph {
+/**
+ * Parses a TF.js graph model (its `model.json` object and the concatenated weight shards); the
+ * weights are charged to `options.maxConstantBytes`.
+ */
+export function parseTfjsGraphModel(
+  model: TfjsGraphModel,
+  weightData: Uint8Array,
+  options: ConstantLimits = {},
+): TfGraph {
   if (model.format !== undefined && model.format !== 'graph-model')
     throw new VaccelError('EINVAL', `a TF.js model of format "${model.format}" is not a graph model`);
   let graph: GraphDef;
@@ -139,13 +161,23 @@ export function parseTfjsGraphModel(model: TfjsGraphModel, weightData: Uint8Arra
   const outputs = Object.keys(model.signature?.outputs ?? {});
   return {
     graph,
-    weights: decodeGraphWeights(model.weightsManifest ?? [], weightData),
+    weights: decodeGraphWeights(
+      model.weightsManifest ?? [],
+      weightData,
+      new ConstantBudget(options.maxConstantBytes),
+    ),
     ...(outputs.length > 0 ? { outputs } : {}),
   };
 }
 
-/** Parses a frozen GraphDef (`.pb`): every weight is a Const node. */
+/**
+ * Parses a frozen GraphDef (`.pb`): every weight is a Const node. The bytes are walked first
+ * against {@link GRAPH_WIRE_LIMITS} (messages, repeated values, strings, depth), so the parser
+ * never builds more than those allow. @throws VaccelError `E2BIG` past them, `EINVAL` for bytes
+ * that are not a GraphDef.
+ */
 export function parseGraphDef(bytes: Uint8Array): TfGraph {
+  checkWireLimits(GraphDefSchema, bytes, GRAPH_WIRE_LIMITS, 'the GraphDef');
   let graph: GraphDef;
   try {
     graph = fromBinary(GraphDefSchema, bytes);
@@ -174,18 +206,59 @@ export const tensorName = (ref: string): string => {
 export class Conversion {
   readonly nodes: NodeProto[] = [];
   readonly initializers: OnnxTensor[] = [];
+  /** What the model's constants may take on the host; every constant array is charged to it first. */
+  readonly budget: ConstantBudget;
   readonly #consts = new Map<string, HostTensor>();
+  readonly #splats = new Map<string, SplatTensor>();
   readonly #types = new Map<string, TfType>();
   readonly #materialized = new Set<string>();
   #fresh = 0;
 
-  /** A constant's value, or undefined when `tensor` is computed at run time. */
+  constructor(budget: ConstantBudget = new ConstantBudget()) {
+    this.budget = budget;
+  }
+
+  /**
+   * A constant's value, or undefined when `tensor` is computed at run time. A splat is expanded
+   * here, for the ops that need a constant's values (its bytes were charged when it was declared).
+   */
   constant(tensor: string): HostTensor | undefined {
+    const held = this.#consts.get(tensor);
+    if (held) return held;
+    const splat = this.#splats.get(tensor);
+    if (!splat) return undefined;
+    const values = new (hostBytes(splat.type) === 4 ? Float32Array : Float64Array)(checkedCount(splat.dims));
+    values.fill(splat.value);
+    const expanded = { type: splat.type, dims: splat.dims, values };
+    this.#consts.set(tensor, expanded);
+    this.#splats.delete(tensor);
+    return expanded;
+  }
+  /** A constant already held element by element: what folding takes (a splat is not expanded to fold). */
+  dense(tensor: string): HostTensor | undefined {
     return this.#consts.get(tensor);
+  }
+  /** True when `tensor` is a constant, held or splat. */
+  isConstant(tensor: string): boolean {
+    return this.#consts.has(tensor) || this.#splats.has(tensor);
   }
   setConstant(tensor: string, value: HostTensor): void {
     this.#consts.set(tensor, value);
     this.#types.set(tensor, value.type);
+  }
+  /**
+   * Declares a splat constant: charged to the budget at its full size (ONNX Runtime holds it
+   * expanded once it folds the ConstantOfShape), but never expanded by the converter unless an op
+   * needs its values.
+   */
+  setSplat(tensor: string, splat: SplatTensor, where = tensor): void {
+    this.budget.reserve(
+      checkedCount(splat.dims) * hostBytes(splat.type),
+      `${where}: a ${typeName(splat.type)} constant of shape [${splat.dims}]`,
+    );
+    onnxType(splat.type, tensor);
+    this.#splats.set(tensor, splat);
+    this.#types.set(tensor, splat.type);
   }
   /** The TensorFlow type of a tensor. */
   type(tensor: string): TfType {
@@ -196,8 +269,17 @@ export class Conversion {
   setType(tensor: string, type: TfType): void {
     this.#types.set(tensor, type);
   }
-  /** The ONNX value name of a tensor, writing a constant out as an initializer on first use. */
+  /** The ONNX value name of a tensor, writing a constant out (an initializer, or a ConstantOfShape) on first use. */
   value(tensor: string): string {
+    const splat = this.#splats.get(tensor);
+    if (splat && !this.#materialized.has(tensor)) {
+      this.#materialized.add(tensor);
+      // One value and a shape: ONNX Runtime expands it, the converter never holds it expanded.
+      const shape = this.literal(`${tensor}/shape`, splat.dims, TfType.DT_INT64, [splat.dims.length]);
+      const one = { type: splat.type, dims: [1], values: Float64Array.of(splat.value) };
+      const value = toInitializer(`${tensor}/value`, one, tensor);
+      this.nodes.push(node('ConstantOfShape', [shape], [tensor], { value: { tensor: value } }, tensor));
+    }
     const c = this.#consts.get(tensor);
     if (c && !this.#materialized.has(tensor)) {
       this.#materialized.add(tensor);
@@ -217,9 +299,14 @@ export class Conversion {
     return `${base}/_${this.#fresh++}`;
   }
   /** An initializer holding `values` of `type` (int64 unless told), returning its name. */
-  literal(base: string, values: readonly number[], type = TfType.DT_INT64, dims = [values.length]): string {
+  literal(
+    base: string,
+    values: ArrayLike<number>,
+    type = TfType.DT_INT64,
+    dims: readonly number[] = [values.length],
+  ): string {
     const name = this.fresh(base);
-    this.setConstant(name, hostTensor(type, dims, values));
+    this.setConstant(name, hostTensor(this.budget, type, dims, values, name));
     return this.value(name);
   }
   /** Adds a node; `outputs` are ONNX value names. */
@@ -252,7 +339,7 @@ function halfExact(t: HostTensor): boolean {
 }
 
 /** Options of {@link convertTfGraph}. */
-export interface TfConvertOptions {
+export interface TfConvertOptions extends ConstantLimits {
   /** Graph name and doc string. */
   name: string;
   docString?: string;
@@ -307,8 +394,17 @@ function schedule(nodes: ReadonlyMap<string, TfNode>, outputs: readonly string[]
   return order;
 }
 
-/** Converts a parsed TensorFlow graph to ONNX bytes. */
+/**
+ * Converts a parsed TensorFlow graph to ONNX bytes. The model's constants (its weights, the Const
+ * nodes it needs, what folding computes) may take `options.maxConstantBytes` on the host; a big
+ * single-valued Const is written as ConstantOfShape rather than expanded (it still counts).
+ * @throws VaccelError `E2BIG` over that budget, `EINVAL` for a malformed graph, `ENOTSUP` for ops
+ * or types the converter lacks.
+ */
 export function convertTfGraph(model: TfGraph, options: TfConvertOptions): Uint8Array {
+  const budget = new ConstantBudget(options.maxConstantBytes);
+  // The weights were charged when they were decoded (perhaps to another budget): count them here.
+  for (const [name, w] of model.weights) budget.reserve(w.values.byteLength, `weight ${name}`);
   const nodes = nodesOf(model.graph);
   const consumed = new Set(
     [...nodes.values()].flatMap((n) => n.inputs.map((i) => i.slice(0, i.lastIndexOf(':')))),
@@ -333,16 +429,18 @@ export function convertTfGraph(model: TfGraph, options: TfConvertOptions): Uint8
       `the converter does not support TensorFlow op${unsupported.length > 1 ? 's' : ''} ${unsupported.join(', ')} (first at node ${order.find((n) => unsupported.includes(n.op))!.name})`,
     );
 
-  const c = new Conversion();
+  const c = new Conversion(budget);
   const inputs: ValueInfoProto[] = [];
-  for (const n of order) {
+  const step = (n: TfNode): void => {
     if (n.op === 'Const') {
       const weight = model.weights.get(n.name);
       const tensor = n.attr.value?.value.case === 'tensor' ? n.attr.value.value.value : undefined;
-      if (weight) c.setConstant(`${n.name}:0`, declaredType(weight, n));
-      else if (tensor) c.setConstant(`${n.name}:0`, decodeTensorProto(tensor, `node ${n.name}`));
+      const splat = tensor && !weight ? splatOf(tensor, `node ${n.name}`) : undefined;
+      if (weight) c.setConstant(`${n.name}:0`, declaredType(weight, n, budget));
+      else if (splat) c.setSplat(`${n.name}:0`, splat, `node ${n.name}`);
+      else if (tensor) c.setConstant(`${n.name}:0`, decodeTensorProto(tensor, `node ${n.name}`, budget));
       else throw new VaccelError('EINVAL', `Const ${n.name} has no value and no weight`);
-      continue;
+      return;
     }
     if (n.op === 'Placeholder') {
       const type = n.attr.dtype?.value.case === 'type' ? n.attr.dtype.value.value : TfType.DT_FLOAT;
@@ -353,22 +451,36 @@ export function convertTfGraph(model: TfGraph, options: TfConvertOptions): Uint8
           : shape.dim.map((d, i) => (d.size >= 0n ? Number(d.size) : `${n.name}_${i}`));
       inputs.push(valueInfo(`${n.name}:0`, onnxType(type, n.name), dims));
       c.setType(`${n.name}:0`, type);
-      continue;
+      return;
     }
     const convert = tfOps[n.op]!;
+    // Folding takes constants held element by element: a splat is left to ONNX Runtime.
     const folded =
-      convert.fold && n.inputs.every((i) => c.constant(i))
+      convert.fold && n.inputs.every((i) => c.dense(i))
         ? convert.fold(
             n,
-            n.inputs.map((i) => c.constant(i)!),
+            n.inputs.map((i) => c.dense(i)!),
+            budget,
           )
         : undefined;
     if (folded) for (const [k, t] of folded.entries()) c.setConstant(`${n.name}:${k}`, t);
     else convert.emit(n, c);
+  };
+  for (const n of order) {
+    try {
+      step(n);
+    } catch (error) {
+      // A converter assumes a well-formed node (its inputs, attribute types): whatever else a
+      // malformed one makes it throw is the graph's fault, reported as such.
+      if (isVaccelError(error)) throw error;
+      throw new VaccelError('EINVAL', `node ${n.name} (${n.op}) is malformed: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
   }
   const graphOutputs = outputs.map((out) => {
     let name = c.value(out);
-    if (inputs.some((i) => i.name === name) || c.constant(out)) {
+    if (inputs.some((i) => i.name === name) || c.isConstant(out)) {
       // An ONNX graph output must be a node's output: route inputs and constants through Identity.
       name = `${out}/output`;
       c.emit('Identity', [c.value(out)], [name]);
@@ -392,9 +504,9 @@ const stripShape = (v: ValueInfoProto): ValueInfoProto => {
 };
 
 /** A TF.js weight carries its stored type (int64 is shipped as int32): take the node's. */
-function declaredType(weight: HostTensor, n: TfNode): HostTensor {
+function declaredType(weight: HostTensor, n: TfNode, budget: ConstantBudget): HostTensor {
   const declared = n.attr.dtype?.value.case === 'type' ? n.attr.dtype.value.value : weight.type;
   if (declared === weight.type) return weight;
   if (!(declared in TfType)) throw new VaccelError('ENOTSUP', `Const ${n.name}: ${typeName(declared)}`);
-  return hostTensor(declared, weight.dims, weight.values);
+  return retyped(budget, weight, declared, `Const ${n.name}`);
 }

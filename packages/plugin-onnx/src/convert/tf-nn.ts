@@ -14,13 +14,14 @@ import {
   attrStrings,
   channelsLast,
   constInput,
+  constList,
   input,
   type OpConverter,
   out,
   typeOf,
 } from './tf-attr.js';
 import type { Conversion, TfNode } from './tf-graph.js';
-import { hostTensor, permute } from './tf-tensor.js';
+import { reshaped, transposed } from './tf-tensor.js';
 
 const TO_NCHW = { perm: { ints: [0, 3, 1, 2] } };
 const TO_NHWC = { perm: { ints: [0, 2, 3, 1] } };
@@ -75,10 +76,9 @@ function filter(
   const f = constInput(n, c, 1, 'filter');
   if (f.dims.length !== 4) throw new VaccelError('EINVAL', `node ${n.name}: the filter must be rank 4`);
   const [kh, kw, cin, cout] = f.dims as [number, number, number, number];
-  const dims = depthwise ? [cin * cout, 1, kh, kw] : [cout, cin, kh, kw];
-  const values = permute(f.values, f.dims, depthwise ? [2, 3, 0, 1] : [3, 2, 0, 1]);
   const name = c.fresh(`${n.name}/W`);
-  c.setConstant(name, hostTensor(f.type, dims, values));
+  const laidOut = transposed(c.budget, f, depthwise ? [2, 3, 0, 1] : [3, 2, 0, 1], name);
+  c.setConstant(name, depthwise ? reshaped(laidOut, [cin * cout, 1, kh, kw], name) : laidOut);
   return { name: c.value(name), group: depthwise ? cin : 1, kernel: [kh, kw] };
 }
 
@@ -147,11 +147,11 @@ function conv(depthwise: boolean, fused: boolean): OpConverter {
 /** Conv2DBackpropInput(input_sizes, filter, out_backprop) = ConvTranspose with TensorFlow's crop. */
 const convTranspose: OpConverter = {
   emit(n, c) {
-    const sizes = Array.from(constInput(n, c, 0, 'input_sizes').values);
+    const sizes = constList(n, c, 0, 'input_sizes');
     const f = constInput(n, c, 1, 'filter');
-    const [kh, kw, cout, cin] = f.dims as [number, number, number, number];
+    const [kh, kw] = f.dims as [number, number];
     const w = c.fresh(`${n.name}/W`);
-    c.setConstant(w, hostTensor(f.type, [cin, cout, kh, kw], permute(f.values, f.dims, [3, 2, 0, 1])));
+    c.setConstant(w, transposed(c.budget, f, [3, 2, 0, 1], w));
     const [sh, sw] = spatial(n, 'strides', 1);
     const [dh, dw] = spatial(n, 'dilations', 1);
     const outHw = channelsLast(n) ? [sizes[1]!, sizes[2]!] : [sizes[2]!, sizes[3]!];
@@ -224,7 +224,7 @@ function resize(mode: 'linear' | 'nearest'): OpConverter {
         `${n.name}/nc`,
       );
       const hw = c.constant(input(n, 1))
-        ? c.literal(`${n.name}/hw`, Array.from(c.constant(input(n, 1))!.values))
+        ? c.literal(`${n.name}/hw`, c.constant(input(n, 1))!.values)
         : c.apply('Cast', [c.value(input(n, 1))], `${n.name}/hw`, { to: { int: 7 } });
       const sizes = c.apply('Concat', [nc, hw], `${n.name}/sizes`, { axis: { int: 0 } });
       const y = c.apply('Resize', [x, '', '', sizes], `${n.name}/resize`, attrs);

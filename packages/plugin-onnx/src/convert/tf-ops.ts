@@ -4,12 +4,15 @@
  * exists (shape arithmetic, which ONNX would otherwise see as int ops on tiny tensors).
  * @module
  */
+
+import type { ConstantBudget } from './budget.js';
 import {
   attrBool,
   attrFloat,
   attrType,
   channelsLast,
   constInput,
+  constList,
   input,
   int64Input,
   type OpConverter,
@@ -19,7 +22,7 @@ import {
 import type { TfNode } from './tf-graph.js';
 import { nnOps, relu6 } from './tf-nn.js';
 import { shapeOps } from './tf-shape.js';
-import { elementwise, type HostTensor, hostTensor, isFloat, onnxType, TfType } from './tf-tensor.js';
+import { allocHost, elementwise, type HostTensor, isFloat, onnxType, TfType } from './tf-tensor.js';
 
 /** One ONNX op on all inputs, output type `T`; folded with `f` when given. */
 function simple(onnx: string, f?: (...xs: number[]) => number): OpConverter {
@@ -32,7 +35,11 @@ function simple(onnx: string, f?: (...xs: number[]) => number): OpConverter {
       );
     },
     ...(f
-      ? { fold: (n: TfNode, xs: readonly HostTensor[]) => [elementwise(xs[0]!.type, xs, f, n.name)] }
+      ? {
+          fold: (n: TfNode, xs: readonly HostTensor[], budget: ConstantBudget) => [
+            elementwise(budget, xs[0]!.type, xs, f, n.name),
+          ],
+        }
       : {}),
   };
 }
@@ -47,7 +54,7 @@ function compare(onnx: string, f: (a: number, b: number) => boolean): OpConverte
         [out(n, c, TfType.DT_BOOL)],
       );
     },
-    fold: (n, xs) => [elementwise(TfType.DT_BOOL, xs, (a, b) => Number(f(a!, b!)), n.name)],
+    fold: (n, xs, budget) => [elementwise(budget, TfType.DT_BOOL, xs, (a, b) => Number(f(a!, b!)), n.name)],
   };
 }
 
@@ -65,7 +72,7 @@ const floorDiv: OpConverter = {
     const q = c.apply('Floor', [c.apply('Div', [x!, y!], `${n.name}/q`)], `${n.name}/floor`);
     c.emit('Cast', [q], [out(n, c, type)], { to: { int: onnxType(type, n.name) } });
   },
-  fold: (n, xs) => [elementwise(xs[0]!.type, xs, (a, b) => Math.floor(a! / b!), n.name)],
+  fold: (n, xs, budget) => [elementwise(budget, xs[0]!.type, xs, (a, b) => Math.floor(a! / b!), n.name)],
 };
 
 const floorMod: OpConverter = {
@@ -79,7 +86,9 @@ const floorMod: OpConverter = {
     const q = c.apply('Floor', [c.apply('Div', [a!, b!], `${n.name}/q`)], `${n.name}/floor`);
     c.emit('Sub', [a!, c.apply('Mul', [q, b!], `${n.name}/m`)], [out(n, c, type)]);
   },
-  fold: (n, xs) => [elementwise(xs[0]!.type, xs, (a, b) => a! - Math.floor(a! / b!) * b!, n.name)],
+  fold: (n, xs, budget) => [
+    elementwise(budget, xs[0]!.type, xs, (a, b) => a! - Math.floor(a! / b!) * b!, n.name),
+  ],
 };
 
 const squaredDifference: OpConverter = {
@@ -87,7 +96,7 @@ const squaredDifference: OpConverter = {
     const d = c.apply('Sub', [c.value(input(n, 0)), c.value(input(n, 1))], `${n.name}/d`);
     c.emit('Mul', [d, d], [out(n, c, typeOf(n, c))]);
   },
-  fold: (n, xs) => [elementwise(xs[0]!.type, xs, (a, b) => (a! - b!) ** 2, n.name)],
+  fold: (n, xs, budget) => [elementwise(budget, xs[0]!.type, xs, (a, b) => (a! - b!) ** 2, n.name)],
 };
 
 const unary = (onnx: string, f?: (x: number) => number) => simple(onnx, f && ((x) => f(x!)));
@@ -97,21 +106,23 @@ const cast: OpConverter = {
     const to = attrType(n, 'DstT') ?? TfType.DT_FLOAT;
     c.emit('Cast', [c.value(input(n, 0))], [out(n, c, to)], { to: { int: onnxType(to, n.name) } });
   },
-  fold: (n, [x]) => {
+  fold: (n, [x], budget) => {
     const to = attrType(n, 'DstT') ?? TfType.DT_FLOAT;
     const f = isFloat(to)
       ? (v: number) => v
       : to === TfType.DT_BOOL
         ? (v: number) => Number(v !== 0)
         : Math.trunc;
-    return [hostTensor(to, x!.dims, Array.from(x!.values, f))];
+    const values = allocHost(budget, to, x!.dims, n.name);
+    for (let i = 0; i < values.length; i++) values[i] = f(x!.values[i]!);
+    return [{ type: to, dims: x!.dims, values }];
   },
 };
 
 function reduce(onnx: string): OpConverter {
   return {
     emit(n, c) {
-      const axes = Array.from(constInput(n, c, 1, 'axes').values);
+      const axes = constList(n, c, 1, 'axes');
       const keep = { keepdims: { int: Number(attrBool(n, 'keep_dims')) } };
       const x = c.value(input(n, 0));
       const target = out(n, c, typeOf(n, c));

@@ -4,26 +4,30 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
+import type { ConstantBudget } from './budget.js';
 import {
+  attrCount,
   attrInt,
   attrInts,
   attrType,
   constInput,
+  constList,
   input,
   int64Input,
+  listOf,
   type OpConverter,
   out,
   typeOf,
 } from './tf-attr.js';
 import {
-  checkedCount,
+  allocHost,
   count,
   type HostTensor,
-  hostTensor,
   onnxType,
-  permute,
+  reshaped,
   stridesOf,
   TfType,
+  transposed,
 } from './tf-tensor.js';
 
 /** Normalises a possibly negative axis for rank r. */
@@ -33,14 +37,14 @@ const reshape: OpConverter = {
   emit(n, c) {
     c.emit('Reshape', [c.value(input(n, 0)), int64Input(n, c, 1)], [out(n, c, typeOf(n, c))]);
   },
-  fold: (_n, [x, shape]) => {
-    const dims = Array.from(shape!.values);
+  fold: (n, [x, shape]) => {
+    const dims = listOf(n, shape!, 'shape');
     const known = count(dims.filter((d) => d !== -1));
     return [
-      hostTensor(
-        x!.type,
+      reshaped(
+        x!,
         dims.map((d) => (d === -1 ? x!.values.length / known : d)),
-        x!.values,
+        n.name,
       ),
     ];
   },
@@ -48,29 +52,20 @@ const reshape: OpConverter = {
 
 const transpose: OpConverter = {
   emit(n, c) {
-    const perm = Array.from(constInput(n, c, 1, 'perm').values);
+    const perm = constList(n, c, 1, 'perm');
     c.emit('Transpose', [c.value(input(n, 0))], [out(n, c, typeOf(n, c))], { perm: { ints: perm } });
   },
-  fold: (_n, [x, perm]) => {
-    const p = Array.from(perm!.values);
-    return [
-      hostTensor(
-        x!.type,
-        p.map((i) => x!.dims[i]!),
-        permute(x!.values, x!.dims, p),
-      ),
-    ];
-  },
+  fold: (n, [x, perm], budget) => [transposed(budget, x!, listOf(n, perm!, 'perm'), n.name)],
 };
 
 const expandDims: OpConverter = {
   emit(n, c) {
     c.emit('Unsqueeze', [c.value(input(n, 0)), int64Input(n, c, 1)], [out(n, c, typeOf(n, c))]);
   },
-  fold: (_n, [x, axis]) => {
+  fold: (n, [x, axis]) => {
     const dims = [...x!.dims];
     dims.splice(axisOf(axis!.values[0]!, dims.length + 1), 0, 1);
-    return [hostTensor(x!.type, dims, x!.values)];
+    return [reshaped(x!, dims, n.name)];
   },
 };
 
@@ -84,25 +79,41 @@ const squeeze: OpConverter = {
   fold: (n, [x]) => {
     const axes = attrInts(n, 'squeeze_dims').map((a) => axisOf(a, x!.dims.length));
     const dims = x!.dims.filter((d, i) => (axes.length > 0 ? !axes.includes(i) : d !== 1));
-    return [hostTensor(x!.type, dims, x!.values)];
+    return [reshaped(x!, dims, n.name)];
   },
 };
 
-/** Concatenates host tensors along `axis`. */
-function concatHost(parts: readonly HostTensor[], axis: number): HostTensor {
+/** Concatenates host tensors along `axis`. @throws VaccelError `EINVAL` when their shapes differ off the axis. */
+function concatHost(
+  budget: ConstantBudget,
+  parts: readonly HostTensor[],
+  axis: number,
+  where: string,
+): HostTensor {
+  if (parts.length === 0) throw new VaccelError('EINVAL', `${where}: nothing to concatenate`);
   const rank = parts[0]!.dims.length;
   const a = axisOf(axis, rank);
+  if (!(a >= 0 && a < rank))
+    throw new VaccelError('EINVAL', `${where}: axis ${axis} is outside rank ${rank}`);
+  for (const p of parts)
+    if (p.dims.length !== rank || p.dims.some((d, i) => i !== a && d !== parts[0]!.dims[i]))
+      throw new VaccelError(
+        'EINVAL',
+        `${where}: shapes [${parts[0]!.dims}] and [${p.dims}] do not concatenate on axis ${a}`,
+      );
   const dims = [...parts[0]!.dims];
-  dims[a] = parts.reduce((s, p) => s + (p.dims[a] ?? 1), 0);
+  dims[a] = parts.reduce((s, p) => s + p.dims[a]!, 0);
+  const values = allocHost(budget, parts[0]!.type, dims, where);
   const outer = count(dims.slice(0, a));
-  const values: number[] = [];
+  let at = 0;
   for (let o = 0; o < outer; o++) {
     for (const p of parts) {
       const inner = count(p.dims.slice(a));
-      for (let i = 0; i < inner; i++) values.push(p.values[o * inner + i]!);
+      values.set(p.values.subarray(o * inner, (o + 1) * inner), at);
+      at += inner;
     }
   }
-  return hostTensor(parts[0]!.type, dims, values);
+  return { type: parts[0]!.type, dims, values };
 }
 
 const concat: OpConverter = {
@@ -111,7 +122,7 @@ const concat: OpConverter = {
     const parts = n.inputs.slice(0, -1).map((i) => c.value(i));
     c.emit('Concat', parts, [out(n, c, typeOf(n, c))], { axis: { int: axis } });
   },
-  fold: (_n, xs) => [concatHost(xs.slice(0, -1), xs[xs.length - 1]!.values[0]!)],
+  fold: (n, xs, budget) => [concatHost(budget, xs.slice(0, -1), xs[xs.length - 1]!.values[0]!, n.name)],
 };
 
 const pack: OpConverter = {
@@ -121,17 +132,19 @@ const pack: OpConverter = {
     const parts = n.inputs.map((i) => c.apply('Unsqueeze', [c.value(i), axes], `${n.name}/u`));
     c.emit('Concat', parts, [out(n, c, typeOf(n, c))], { axis: { int: axis } });
   },
-  fold: (n, xs) => {
+  fold: (n, xs, budget) => {
     const axis = attrInt(n, 'axis', 0);
-    const rank = xs[0]!.dims.length + 1;
+    const rank = (xs[0]?.dims.length ?? 0) + 1;
     return [
       concatHost(
+        budget,
         xs.map((x) => {
           const dims = [...x.dims];
           dims.splice(axisOf(axis, rank), 0, 1);
-          return hostTensor(x.type, dims, x.values);
+          return reshaped(x, dims, n.name);
         }),
         axis,
+        n.name,
       ),
     ];
   },
@@ -139,7 +152,7 @@ const pack: OpConverter = {
 
 const unpack: OpConverter = {
   emit(n, c) {
-    const num = attrInt(n, 'num');
+    const num = attrCount(n, 'num');
     const axis = attrInt(n, 'axis', 0);
     const type = typeOf(n, c);
     const parts = Array.from({ length: num }, (_, k) => c.fresh(`${n.name}/${k}`));
@@ -155,10 +168,10 @@ function split(sizesGiven: boolean): OpConverter {
     emit(n, c) {
       const [xi, ai] = sizesGiven ? [0, 2] : [1, 0];
       const axis = constInput(n, c, ai, 'axis').values[0]!;
-      const num = attrInt(n, 'num_split');
+      const num = attrCount(n, 'num_split');
       const inputs = [c.value(input(n, xi))];
       if (sizesGiven) {
-        const sizes = Array.from(constInput(n, c, 1, 'size_splits').values);
+        const sizes = constList(n, c, 1, 'size_splits');
         if (sizes.includes(-1)) throw new VaccelError('ENOTSUP', `node ${n.name} (SplitV): a size of -1`);
         inputs.push(c.literal(`${n.name}/split`, sizes));
       }
@@ -195,7 +208,7 @@ const gatherNd: OpConverter = {
 function pad(withValue: boolean): OpConverter {
   return {
     emit(n, c) {
-      const p = Array.from(constInput(n, c, 1, 'paddings').values);
+      const p = constList(n, c, 1, 'paddings');
       const pads = [...p.filter((_, i) => i % 2 === 0), ...p.filter((_, i) => i % 2 === 1)];
       const inputs = [c.value(input(n, 0)), c.literal(`${n.name}/pads`, pads)];
       if (withValue) inputs.push(c.value(input(n, 2)));
@@ -209,9 +222,9 @@ const sparseToDense: OpConverter = {
   emit(n) {
     throw new VaccelError('ENOTSUP', `node ${n.name} (SparseToDense): only constant inputs are supported`);
   },
-  fold: (_n, [indices, shape, values, fill]) => {
-    const dims = Array.from(shape!.values);
-    const result = new Float64Array(checkedCount(dims)).fill(fill!.values[0]!);
+  fold: (n, [indices, shape, values, fill], budget) => {
+    const dims = listOf(n, shape!, 'output_shape');
+    const result = allocHost(budget, values!.type, dims, n.name).fill(fill!.values[0]!);
     const strides = stridesOf(dims);
     const rows = indices!.dims.length === 0 ? 1 : indices!.dims[0]!;
     const width = indices!.dims.length > 1 ? indices!.dims[1]! : 1;
@@ -228,7 +241,7 @@ const sparseToDense: OpConverter = {
       }
       result[at] = values!.values.length === 1 ? values!.values[0]! : values!.values[r]!;
     }
-    return [hostTensor(values!.type, dims, result)];
+    return [{ type: values!.type, dims, values: result }];
   },
 };
 
@@ -252,7 +265,7 @@ const stridedSlice: OpConverter = {
       if (attrInt(n, mask, 0) !== 0)
         throw new VaccelError('ENOTSUP', `node ${n.name} (StridedSlice): ${mask} is not supported`);
     const [begin, end, strides] = [1, 2, 3].map((i) =>
-      Array.from(constInput(n, c, i, ['begin', 'end', 'strides'][i - 1]!).values),
+      constList(n, c, i, ['begin', 'end', 'strides'][i - 1]!),
     );
     const [beginMask, endMask, shrink] = ['begin_mask', 'end_mask', 'shrink_axis_mask'].map((m) =>
       attrInt(n, m, 0),

@@ -8,12 +8,14 @@ import { VaccelError } from '@vaccel/core';
 import type { TensorProto as OnnxTensor } from '../gen/onnx_pb.js';
 import { type TensorProto, DataType as TfType } from '../gen/tensorflow_graph_pb.js';
 import { initializer, DataType as OnnxType } from '../graph.js';
+import { type ConstantBudget, MAX_CONSTANT_ELEMENTS } from './budget.js';
 
-export { TfType };
+export { MAX_CONSTANT_ELEMENTS, TfType };
 
 /**
  * A constant: values held as float32 for floating types, and as plain numbers (float64) for every
- * integer and bool type, which is exact for the shape arithmetic constants are used for.
+ * integer and bool type, which is exact for the shape arithmetic constants are used for. Values are
+ * never written once the tensor is made, so tensors of the same elements share them.
  */
 export interface HostTensor {
   readonly type: TfType;
@@ -21,14 +23,17 @@ export interface HostTensor {
   readonly values: Float32Array | Float64Array;
 }
 
-/** Largest constant the converter materialises (2^28 elements: 1 GiB of float32). */
-export const MAX_CONSTANT_ELEMENTS = 2 ** 28;
+/** Highest rank of a constant (TensorFlow's own limit is 254; real graphs stay under 8). */
+export const MAX_RANK = 64;
 
 /**
  * Elements of a constant of shape `dims`. A graph (perhaps a guest's) may declare any shape: this
- * caps what the converter allocates. @throws VaccelError `EINVAL` for a bad or too large shape.
+ * caps what the converter allocates, whatever its byte budget. @throws VaccelError `EINVAL` for a
+ * bad or too large shape.
  */
 export function checkedCount(dims: readonly number[]): number {
+  if (dims.length > MAX_RANK)
+    throw new VaccelError('EINVAL', `a constant has rank ${dims.length}, more than ${MAX_RANK}`);
   if (!dims.every((d) => Number.isSafeInteger(d) && d >= 0))
     throw new VaccelError('EINVAL', `a constant has an invalid shape [${dims}]`);
   const n = count(dims);
@@ -75,30 +80,96 @@ export const isFloat = (type: TfType): boolean =>
 
 export const count = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
 
-/** A host tensor of `type` from numbers (rounded to the type's precision class). */
-export function hostTensor(type: TfType, dims: readonly number[], values: ArrayLike<number>): HostTensor {
+/** Bytes the converter holds per element of `type` (see {@link HostTensor}). */
+export const hostBytes = (type: TfType): number => (isFloat(type) ? 4 : 8);
+
+/**
+ * A zeroed array for a constant of `type` and shape `dims`, charged to `budget` before it exists.
+ * Every host constant's array is made here. @throws VaccelError `EINVAL` for a bad shape, `E2BIG`
+ * over the budget.
+ */
+export function allocHost(
+  budget: ConstantBudget,
+  type: TfType,
+  dims: readonly number[],
+  where: string,
+): Float32Array | Float64Array {
+  const n = checkedCount(dims);
+  budget.reserve(n * hostBytes(type), `${where}: a ${typeName(type)} constant of shape [${dims}]`);
+  return isFloat(type) ? new Float32Array(n) : new Float64Array(n);
+}
+
+/** A host tensor of `type` from numbers (rounded to the type's precision class); one value fills it. */
+export function hostTensor(
+  budget: ConstantBudget,
+  type: TfType,
+  dims: readonly number[],
+  values: ArrayLike<number>,
+  where = 'a constant',
+): HostTensor {
   const n = checkedCount(dims);
   if (values.length !== n && values.length !== 1)
-    throw new VaccelError('EINVAL', `a constant of shape [${dims}] has ${values.length} values`);
-  const out = isFloat(type) ? new Float32Array(n) : new Float64Array(n);
+    throw new VaccelError('EINVAL', `${where}: a constant of shape [${dims}] has ${values.length} values`);
+  const out = allocHost(budget, type, dims, where);
   if (values.length === 1) out.fill(values[0]!);
   else out.set(values);
   return { type, dims: [...dims], values: out };
 }
 
-/** Reads `count` elements of `type` from little-endian bytes. */
-export function fromBytes(type: TfType, bytes: Uint8Array, n: number, where: string): ArrayLike<number> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const size = { 1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 9: 8, 10: 1, 17: 2, 19: 2, 22: 4, 23: 8 }[
-    type as number
-  ];
-  if (size === undefined) throw new VaccelError('ENOTSUP', `${where}: constants of type ${typeName(type)}`);
+/** `t` in shape `dims` (same element count), sharing its values. @throws VaccelError `EINVAL`. */
+export function reshaped(t: HostTensor, dims: readonly number[], where: string): HostTensor {
+  if (checkedCount(dims) !== t.values.length)
+    throw new VaccelError('EINVAL', `${where}: a constant of shape [${t.dims}] cannot take shape [${dims}]`);
+  return { type: t.type, dims: [...dims], values: t.values };
+}
+
+/** `t` as `type`: its own values when both types are held alike, else a copy (charged). */
+export function retyped(budget: ConstantBudget, t: HostTensor, type: TfType, where: string): HostTensor {
+  if (isFloat(type) === isFloat(t.type)) return { type, dims: t.dims, values: t.values };
+  return hostTensor(budget, type, t.dims, t.values, where);
+}
+
+/** Bytes per element of each type a constant's bytes may be stored in. */
+const storedSizes: Partial<Record<TfType, number>> = {
+  [TfType.DT_FLOAT]: 4,
+  [TfType.DT_DOUBLE]: 8,
+  [TfType.DT_INT32]: 4,
+  [TfType.DT_UINT8]: 1,
+  [TfType.DT_INT16]: 2,
+  [TfType.DT_INT8]: 1,
+  [TfType.DT_INT64]: 8,
+  [TfType.DT_BOOL]: 1,
+  [TfType.DT_UINT16]: 2,
+  [TfType.DT_HALF]: 2,
+  [TfType.DT_UINT32]: 4,
+  [TfType.DT_UINT64]: 8,
+};
+
+/** Bytes per stored element of `type`, undefined for types a constant cannot hold. */
+export const storedSize = (type: TfType): number | undefined => storedSizes[type];
+
+/**
+ * Decodes little-endian `bytes` of `stored` elements into a host array for a constant of `type`
+ * and shape `dims`; the sizes are checked, then the array charged to `budget`, before it exists.
+ */
+export function fromBytes(
+  budget: ConstantBudget,
+  stored: TfType,
+  bytes: Uint8Array,
+  dims: readonly number[],
+  type: TfType,
+  where: string,
+): Float32Array | Float64Array {
+  const size = storedSize(stored);
+  if (size === undefined) throw new VaccelError('ENOTSUP', `${where}: constants of type ${typeName(stored)}`);
+  const n = checkedCount(dims);
   if (bytes.byteLength < n * size)
-    throw new VaccelError('EINVAL', `${where}: ${bytes.byteLength} bytes for ${n} ${typeName(type)}s`);
-  const out = new Float64Array(n);
+    throw new VaccelError('EINVAL', `${where}: ${bytes.byteLength} bytes for ${n} ${typeName(stored)}s`);
+  const out = allocHost(budget, type, dims, where);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let i = 0; i < n; i++) {
     const at = i * size;
-    switch (type) {
+    switch (stored) {
       case TfType.DT_FLOAT:
         out[i] = view.getFloat32(at, true);
         break;
@@ -146,32 +217,66 @@ export function halfToFloat(h: number): number {
   return sign * 2 ** (exp - 15) * (1 + frac / 1024);
 }
 
-/** Decodes a `TensorProto` (packed content or the typed `*_val` lists, a single value broadcast). */
-export function decodeTensorProto(t: TensorProto, where: string): HostTensor {
+/** The typed `*_val` list a `TensorProto` holds its values in (the first non-empty one), as numbers. */
+function valueList(t: TensorProto): { length: number; at(i: number): number } | undefined {
+  const lists: readonly { length: number; at(i: number): number }[] = [
+    { length: t.floatVal.length, at: (i) => t.floatVal[i]! },
+    { length: t.doubleVal.length, at: (i) => t.doubleVal[i]! },
+    { length: t.intVal.length, at: (i) => t.intVal[i]! },
+    { length: t.int64Val.length, at: (i) => Number(t.int64Val[i]!) },
+    { length: t.boolVal.length, at: (i) => Number(t.boolVal[i]!) },
+    { length: t.halfVal.length, at: (i) => halfToFloat(t.halfVal[i]!) },
+    { length: t.uint32Val.length, at: (i) => t.uint32Val[i]! },
+    { length: t.uint64Val.length, at: (i) => Number(t.uint64Val[i]!) },
+  ];
+  return lists.find((l) => l.length > 0);
+}
+
+const dimsOf = (t: TensorProto, where: string): number[] => {
   if (t.tensorShape?.unknownRank) throw new VaccelError('EINVAL', `${where}: constant of unknown rank`);
-  const dims = (t.tensorShape?.dim ?? []).map((d) => Number(d.size));
-  const n = count(dims);
+  return (t.tensorShape?.dim ?? []).map((d) => Number(d.size));
+};
+
+/** A constant of one value repeated over a shape: kept as such, never expanded by the converter. */
+export interface SplatTensor {
+  readonly type: TfType;
+  readonly dims: readonly number[];
+  readonly value: number;
+}
+
+/**
+ * Elements from which a single-valued `TensorProto` is kept as a {@link SplatTensor} (written out
+ * as ONNX ConstantOfShape) instead of being expanded on the host. Smaller ones are expanded: shape
+ * arithmetic folds on them.
+ */
+export const SPLAT_MIN_ELEMENTS = 2 ** 16;
+
+/** The splat a big single-valued `TensorProto` is (no content, at most one `*_val`), else undefined. */
+export function splatOf(t: TensorProto, where: string): SplatTensor | undefined {
+  if (t.tensorContent.byteLength > 0 || t.stringVal.length > 0) return undefined;
+  const dims = dimsOf(t, where);
+  if (checkedCount(dims) < SPLAT_MIN_ELEMENTS) return undefined;
+  const list = valueList(t);
+  if (list && list.length > 1) return undefined;
+  return { type: t.dtype, dims, value: list ? list.at(0) : 0 };
+}
+
+/**
+ * Decodes a `TensorProto` (packed content or the typed `*_val` lists, the last value repeated to
+ * fill the shape as TensorFlow does), charging its array to `budget` before it exists.
+ */
+export function decodeTensorProto(t: TensorProto, where: string, budget: ConstantBudget): HostTensor {
+  const dims = dimsOf(t, where);
+  const n = checkedCount(dims);
   if (t.tensorContent.byteLength > 0)
-    return hostTensor(t.dtype, dims, fromBytes(t.dtype, t.tensorContent, n, where));
-  const list: ArrayLike<number> | undefined = [
-    t.floatVal,
-    t.doubleVal,
-    t.intVal,
-    t.int64Val.map(Number),
-    t.boolVal.map(Number),
-    t.halfVal.map(halfToFloat),
-    t.uint32Val,
-    t.uint64Val.map(Number),
-  ].find((l) => l.length > 0);
+    return { type: t.dtype, dims, values: fromBytes(budget, t.dtype, t.tensorContent, dims, t.dtype, where) };
   if (t.stringVal.length > 0) throw new VaccelError('ENOTSUP', `${where}: string constants`);
-  if (n === 0) return hostTensor(t.dtype, dims, []);
-  if (!list) return hostTensor(t.dtype, dims, [0]);
-  if (list.length !== n && list.length !== 1) {
-    // TensorFlow repeats the last value to fill the tensor.
-    const filled = Array.from({ length: n }, (_, i) => list[Math.min(i, list.length - 1)]!);
-    return hostTensor(t.dtype, dims, filled);
-  }
-  return hostTensor(t.dtype, dims, list);
+  const list = valueList(t);
+  const values = allocHost(budget, t.dtype, dims, where);
+  if (!list || n === 0) return { type: t.dtype, dims, values };
+  if (list.length === 1) values.fill(list.at(0));
+  else for (let i = 0; i < n; i++) values[i] = list.at(Math.min(i, list.length - 1));
+  return { type: t.dtype, dims, values };
 }
 
 /** The ONNX initializer for a constant, in its own type. */
@@ -184,15 +289,20 @@ export function toInitializer(name: string, t: HostTensor, where: string): OnnxT
 export function typedArray(type: OnnxType, values: ArrayLike<number>): ArrayBufferView {
   switch (type) {
     case OnnxType.FLOAT:
-      return Float32Array.from(values);
+      // A host float constant is already float32, and never written: the initializer shares it.
+      return values instanceof Float32Array ? values : Float32Array.from(values);
     case OnnxType.DOUBLE:
       return Float64Array.from(values);
     case OnnxType.FLOAT16:
       return Uint16Array.from(values, floatToHalf);
     case OnnxType.INT64:
-      return BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v))));
-    case OnnxType.UINT64:
-      return BigUint64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v))));
+    case OnnxType.UINT64: {
+      // Element by element: no array of BigInts as long as the constant on the JS heap.
+      const out =
+        type === OnnxType.INT64 ? new BigInt64Array(values.length) : new BigUint64Array(values.length);
+      for (let i = 0; i < values.length; i++) out[i] = BigInt(Math.trunc(values[i]!));
+      return out;
+    }
     case OnnxType.INT32:
       return Int32Array.from(values);
     case OnnxType.UINT32:
@@ -232,16 +342,16 @@ export function floatToHalf(value: number): number {
 /** Row-major strides of `dims`. */
 export const stridesOf = (dims: readonly number[]): number[] => dims.map((_, i) => count(dims.slice(i + 1)));
 
-/** Permutes a dense row-major array: output dim i is input dim perm[i]. */
+/** Permutes a dense row-major array: output dim i is input dim perm[i], written into `out`. */
 export function permute<T extends Float32Array | Float64Array>(
   values: T,
   dims: readonly number[],
   perm: readonly number[],
+  out: T = new (values.constructor as new (n: number) => T)(values.length),
 ): T {
   const outDims = perm.map((p) => dims[p]!);
   const inStrides = stridesOf(dims);
   const strides = perm.map((p) => inStrides[p]!);
-  const out = new (values.constructor as new (n: number) => T)(values.length);
   const index = new Array<number>(outDims.length).fill(0);
   for (let o = 0; o < out.length; o++) {
     let src = 0;
@@ -253,6 +363,23 @@ export function permute<T extends Float32Array | Float64Array>(
     }
   }
   return out;
+}
+
+/** `t` transposed by `perm` (a permutation of its axes), into a charged array. @throws VaccelError `EINVAL`. */
+export function transposed(
+  budget: ConstantBudget,
+  t: HostTensor,
+  perm: readonly number[],
+  where: string,
+): HostTensor {
+  if (perm.length !== t.dims.length || !t.dims.every((_, i) => perm.includes(i)))
+    throw new VaccelError('EINVAL', `${where}: [${perm}] is not a permutation of the axes of [${t.dims}]`);
+  const dims = perm.map((p) => t.dims[p]!);
+  return {
+    type: t.type,
+    dims,
+    values: permute(t.values, t.dims, perm, allocHost(budget, t.type, dims, where)),
+  };
 }
 
 /** Numpy broadcasting of two shapes. @throws VaccelError `EINVAL` when they do not broadcast. */
@@ -267,16 +394,17 @@ export function broadcastDims(a: readonly number[], b: readonly number[], where:
   });
 }
 
-/** Applies `f` element-wise over broadcast inputs (host constant folding). */
+/** Applies `f` element-wise over broadcast inputs (host constant folding), into a charged array. */
 export function elementwise(
+  budget: ConstantBudget,
   type: TfType,
   inputs: readonly HostTensor[],
   f: (...xs: number[]) => number,
   where: string,
 ): HostTensor {
   const dims = inputs.reduce<number[]>((d, t) => broadcastDims(d, t.dims, where), []);
-  const n = checkedCount(dims);
-  const out = new Float64Array(n);
+  const out = allocHost(budget, type, dims, where);
+  const n = out.length;
   const outStrides = stridesOf(dims);
   const views = inputs.map((t) => {
     const s = stridesOf(t.dims);
@@ -297,5 +425,5 @@ export function elementwise(
     }
     out[o] = f(...args);
   }
-  return hostTensor(type, dims, out);
+  return { type, dims, values: out };
 }

@@ -9,7 +9,7 @@
 import { VaccelError } from '@vaccel/core';
 import type { NodeProto, TensorProto } from '../gen/onnx_pb.js';
 import { DataType, initializer, modelBytes, node, valueInfo } from '../graph.js';
-import { permute } from './tf-tensor.js';
+import { checkedCount, permute } from './tf-tensor.js';
 
 /** A layer of `modelTopology.model_config.config.layers`. */
 interface KerasLayer {
@@ -41,9 +41,12 @@ export function decodeWeights(
   const weights = new Map<string, { shape: number[]; values: Float32Array }>();
   let at = 0;
   for (const spec of model.weightsManifest.flatMap((group) => group.weights)) {
-    const count = spec.shape.reduce((a, b) => a * b, 1);
-    const values = new Float32Array(count);
+    const count = checkedCount(spec.shape);
     const q = spec.quantization;
+    // The shards must hold the weight before its array is made (a manifest's shape is any number).
+    if (at + count * (q ? 1 : 4) > data.byteLength)
+      throw new VaccelError('EINVAL', `weight ${spec.name}: the shards end before its ${count} values`);
+    const values = new Float32Array(count);
     if (q) {
       if (q.dtype !== 'uint8' || q.min === undefined || q.scale === undefined)
         throw new VaccelError('ENOTSUP', `weight ${spec.name}: quantization ${q.dtype} is not supported`);
