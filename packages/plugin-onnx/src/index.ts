@@ -8,7 +8,9 @@
  *   described models; COCO NanoDet, MoveNet Lightning and MediaPipe's selfie segmenter ship.
  * - `model_load` / `model_run` / `model_unload` on any ONNX model registered as a resource, and
  *   TensorFlow graphs (frozen GraphDef or TF.js graph model, converted at load) — also as
- *   `tf_model_load` / `tf_model_run` / `tf_model_unload`.
+ *   `tf_model_load` / `tf_model_run` / `tf_model_unload`. These models are a guest's: they pass
+ *   model intake (no external data, a budget on constants) and run in runner processes under a
+ *   memory cap, so a model that crashes or takes too much fails its own call only.
  * - `blas_sgemm` through cached in-memory Gemm graphs (MLAS), ahead of sgemm-js by priority.
  * @module
  */
@@ -19,6 +21,7 @@ import {
   BUILTIN_PLUGIN_NAMES,
   type ClassifyArgs,
   classifyHandlers,
+  type ModelInfo,
   modelHandlers,
   type OpContext,
   OpType,
@@ -35,15 +38,10 @@ import {
 import { sgemmKernel } from '@vaccel/core/plugins';
 import * as ort from 'onnxruntime-node';
 import { Classifier, readModelBlobs } from './classifier.js';
+import { intakeOptions, modelHost } from './contained/options.js';
 import type { ModelTask } from './descriptor.js';
 import { onnxModelOffThread } from './model-formats.js';
-import {
-  createSession,
-  describeSession,
-  type OrtSession,
-  runSession,
-  type SessionSettings,
-} from './session.js';
+import type { SessionSettings } from './session.js';
 import { OrtSgemm } from './sgemm.js';
 import { VisionModel } from './vision.js';
 
@@ -51,6 +49,7 @@ import { VisionModel } from './vision.js';
 const INLINE_SGEMM_FLOPS = 2 * 16 ** 3;
 
 export { Classifier, type ClassifyResult, type ClassifyTimings, readModelBlobs } from './classifier.js';
+export { runnerChannel } from './contained/pool.js';
 export {
   type DecoderSpec,
   type InputSpec,
@@ -60,9 +59,18 @@ export {
   parseLabels,
 } from './descriptor.js';
 export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from './graph.js';
+export { admitModel, DEFAULT_INTAKE, type IntakeLimits } from './intake.js';
 export { onnxModelOf, onnxModelOffThread } from './model-formats.js';
-export { MAX_INPUT_PIXELS, preprocess } from './preprocess.js';
-export { gemmModel, OrtSgemm } from './sgemm.js';
+export {
+  checkImagePixels,
+  DEFAULT_MAX_IMAGE_PIXELS,
+  type ImageHeader,
+  imageHeader,
+  MAX_INPUT_PIXELS,
+  maxImagePixels,
+  preprocess,
+} from './preprocess.js';
+export { BLOCK_FLOPS, gemmModel, OrtSgemm, type SgemmRunContext } from './sgemm.js';
 export { VISION_DEFAULTS, VisionModel, type VisionTimings } from './vision.js';
 
 /** The model classification uses when none is given: the one shipped in `models/`. */
@@ -94,8 +102,28 @@ export interface OnnxPluginOptions {
   visionModels?: Partial<Record<VisionTask, string>>;
   /** Execution providers, best first (default `VACCEL_ONNX_PROVIDERS` `:`-list, else `cpu`). */
   executionProviders?: readonly string[];
-  /** Threads per op (default `VACCEL_ONNX_THREADS`, else all cores). */
+  /** Threads per op (default `VACCEL_ONNX_THREADS`, else all cores); model runners share them. */
   threads?: number;
+  /**
+   * Runner processes for guests' models (model_load, tf_model_load), started on first use
+   * (default `VACCEL_MODEL_RUNNERS`, else 2, or 1 on one core). 0 runs them in this process,
+   * where a model that crashes ONNX Runtime or exhausts memory takes the process with it: for
+   * trusted callers only.
+   */
+  modelRunners?: number;
+  /**
+   * Bytes of address space each model runner may add to its baseline (RLIMIT_AS, set with
+   * util-linux `prlimit`); Infinity for no cap (default `VACCEL_MODEL_MEMORY_LIMIT`, e.g. `2GiB`
+   * or `unlimited`, else the smaller of 2 GiB and total memory / (2 × runners)).
+   */
+  modelMemoryLimit?: number;
+  /**
+   * Most bytes the constants of one model may declare, checked at intake for every model a
+   * resource supplies (default `VACCEL_MODEL_MAX_CONSTANT_BYTES`, else 256 MiB).
+   */
+  maxConstantBytes?: number;
+  /** Most bytes one model run's outputs may take, else `E2BIG` (default `VACCEL_MODEL_OUTPUT_LIMIT`, else 256 MiB). */
+  maxModelOutputBytes?: number;
   env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -103,7 +131,7 @@ export interface OnnxPluginOptions {
 export const availableProviders = (): string[] => ort.listSupportedBackends().map((b) => b.name);
 
 interface LoadedModel {
-  session: Promise<OrtSession>;
+  info: Promise<ModelInfo>;
   refs: number;
 }
 
@@ -122,10 +150,15 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       'ENOTSUP',
       `onnx: execution providers ${missing.join(', ') || '(none)'} unavailable; this build has ${available.join(', ')}`,
     );
-  const settings: SessionSettings = { executionProviders: providers, intraOpThreads: threads };
+  const settings: SessionSettings = {
+    executionProviders: providers,
+    intraOpThreads: threads,
+    intake: intakeOptions(options, env),
+  };
+  const host = modelHost(options, env, settings, availableParallelism());
   const defaultModel = options.defaultModel ?? env.VACCEL_ONNX_MODEL ?? DEFAULT_MODEL_DIR;
-  const runSgemm = (args: SgemmArgs) =>
-    sgemmFlops(args.m, args.n, args.k) <= INLINE_SGEMM_FLOPS ? sgemmKernel(args) : sgemm.run(args);
+  const runSgemm = (args: SgemmArgs, ctx: OpContext) =>
+    sgemmFlops(args.m, args.n, args.k) <= INLINE_SGEMM_FLOPS ? sgemmKernel(args) : sgemm.run(args, ctx);
   const visionDefaults: Record<VisionTask, string> = {
     detect: options.visionModels?.detect ?? env.VACCEL_ONNX_DETECT_MODEL ?? DEFAULT_VISION_MODELS.detect,
     pose: options.visionModels?.pose ?? env.VACCEL_ONNX_POSE_MODEL ?? DEFAULT_VISION_MODELS.pose,
@@ -200,7 +233,8 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     const model = models.get(digest);
     if (model && --model.refs === 0) {
       models.delete(digest);
-      await (await model.session.catch(() => undefined))?.release();
+      await model.info.catch(() => undefined);
+      await host.release(digest);
     }
   };
 
@@ -208,21 +242,25 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     async load(modelId, ctx) {
       const resource = ctx.resource(modelId);
       const key = `${ctx.session.id}:${modelId}`;
+      const what = `model ${modelId}`;
       let entry = models.get(resource.digest);
       if (!entry) {
-        const session = onnxModelOffThread(resource.blobs, `model ${modelId}`, ctx.signal).then((bytes) =>
-          createSession(bytes, settings, `model ${modelId}`),
+        const call = { signal: ctx.signal, logger: ctx.logger };
+        const info = onnxModelOffThread(resource.blobs, what, ctx.signal).then((bytes) =>
+          host.load(resource.digest, bytes, what, call),
         );
-        entry = { session, refs: 0 };
+        entry = { info, refs: 0 };
         models.set(resource.digest, entry);
-        session.catch(() => models.delete(resource.digest));
+        info.catch(() => {
+          if (models.get(resource.digest) === entry) models.delete(resource.digest);
+        });
       }
-      const session = await entry.session;
+      const info = await entry.info;
       if (!loaded.has(key)) {
         loaded.set(key, resource.digest);
         entry.refs++;
       }
-      return describeSession(session);
+      return info;
     },
     async run({ modelId, inputs, outputs }, ctx) {
       const digest = loaded.get(`${ctx.session.id}:${modelId}`);
@@ -232,7 +270,11 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
           'EINVAL',
           `model_run: model ${modelId} is not loaded in this session; load it first`,
         );
-      return runSession(await entry.session, inputs, outputs, `model ${modelId}`);
+      await entry.info;
+      return host.run(digest!, inputs, outputs, `model ${modelId}`, {
+        signal: ctx.signal,
+        logger: ctx.logger,
+      });
     },
     async unload(modelId, ctx) {
       const key = `${ctx.session.id}:${modelId}`;
@@ -294,6 +336,7 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       visionModels.clear();
       await Promise.allSettled(visions.map(async (m) => (await m).release()));
       for (const key of [...loaded.keys()]) await unloadKey(key);
+      await host.close();
     },
   };
 }
