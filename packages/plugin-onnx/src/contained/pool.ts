@@ -4,7 +4,8 @@
  * natively (a 125-byte model, ConstantOfShape [30000, 30000] → ReduceSum, takes 3.5 GiB a run).
  *
  * - Each runner is a `node` process on `runner.ts`, tied to this process (`spawnTied`: it dies
- *   with it), in an empty, read-only working directory, with no environment of the agent's. Once
+ *   with it), with no environment of the agent's, in an empty working directory of its own that
+ *   is deleted once it has started (a relative path then resolves nowhere). Once
  *   it has loaded ONNX Runtime it reports its virtual size, and `prlimit --pid` caps its address
  *   space (RLIMIT_AS) at that size plus the memory budget. The cap is set then rather than at
  *   spawn because the baseline is not ours to choose: `node` with onnxruntime-node maps ~1 GB,
@@ -194,7 +195,6 @@ export class ModelRunners implements ModelHost {
   private readonly maxQueued: number;
   private readonly sessionsPerRunner: number;
   private readonly maxReplyBytes: number;
-  private jail: string | undefined;
   private closed = false;
 
   constructor(private readonly options: RunnerPoolOptions) {
@@ -259,7 +259,6 @@ export class ModelRunners implements ModelHost {
       runner.kill(closed);
     }
     await Promise.all(exits);
-    if (this.jail) rmSync(this.jail, { recursive: true, force: true });
     this.models.clear();
   }
 
@@ -392,16 +391,6 @@ export class ModelRunners implements ModelHost {
     }
   }
 
-  private jailDir(): string {
-    if (!this.jail) {
-      // ONNX Runtime resolves a relative path in a model given as bytes against the working
-      // directory. Intake refuses such models; should one get past it, it finds nothing here.
-      this.jail = mkdtempSync(join(tmpdir(), 'vaccel-models-'));
-      chmodSync(this.jail, 0o500);
-    }
-    return this.jail;
-  }
-
   private spawn(): void {
     const fromSource = import.meta.url.endsWith('.ts');
     const entry = fileURLToPath(new URL(`./runner.${fromSource ? 'ts' : 'js'}`, import.meta.url));
@@ -414,13 +403,20 @@ export class ModelRunners implements ModelHost {
       MALLOC_ARENA_MAX: '2',
     };
     if (process.env.LD_LIBRARY_PATH) env.LD_LIBRARY_PATH = process.env.LD_LIBRARY_PATH;
+    // ONNX Runtime resolves a relative path in a model given as bytes against the working
+    // directory. Intake refuses such models; should one get past it, it finds nothing here, and
+    // nothing at all once the folder is gone (removed when the runner reports ready).
+    const jail = mkdtempSync(join(tmpdir(), 'vaccel-runner-'));
+    chmodSync(jail, 0o500);
     const child = spawnTied(process.execPath, [...loader, entry, JSON.stringify(this.options.runner)], {
-      cwd: this.jailDir(),
+      cwd: jail,
       env,
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
     });
+    const unjail = () => rmSync(jail, { recursive: true, force: true });
     const socket = child.stdio[3] as Socket | null;
     if (!socket || child.pid === undefined) {
+      unjail();
       child.once('error', () => {});
       this.failQueued(new VaccelError('EPROTO', 'onnx: a model runner could not be started'));
       return;
@@ -429,12 +425,18 @@ export class ModelRunners implements ModelHost {
       child,
       socket,
       this.maxReplyBytes,
-      (r, vmSize) => void this.ready(r, vmSize),
+      (r, vmSize) => {
+        unjail();
+        void this.ready(r, vmSize);
+      },
       (r, why) => this.broken(r, why),
     );
     this.runners.push(runner);
     child.once('error', () => {}); // 'exit' follows
-    child.once('exit', (code, signal) => this.exited(runner, code, signal));
+    child.once('exit', (code, signal) => {
+      unjail();
+      this.exited(runner, code, signal);
+    });
     runnerChannel.publish({ event: 'spawn', pid: runner.pid });
   }
 
