@@ -12,6 +12,7 @@
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { FrameAdmission } from './admission.js';
 import { encodeHeader, type Frame, FrameDecoder, type OversizedFrame } from './frame.js';
 import { BufferPool } from './pool.js';
 import { SlabReader } from './reader.js';
@@ -76,7 +77,7 @@ const COPY_BELOW = ALIGN_FROM;
 export class Channel {
   /** The stream frames travel on (after a takeover, the new Socket). */
   readonly stream: Duplex;
-  #decoder: { idle: boolean };
+  #decoder: { idle: boolean; abandon(): void };
   #closed = false;
   /** Parts queued this tick; small runs are joined at flush. */
   #queued: Uint8Array[] = [];
@@ -88,6 +89,7 @@ export class Channel {
     stream: Duplex,
     readonly maxFrame: number,
     handlers: ChannelHandlers,
+    admission?: FrameAdmission,
   ) {
     let closedWith: Error | undefined;
     const guarded =
@@ -103,14 +105,14 @@ export class Channel {
       };
     const onFrame = guarded(handlers.frame);
     const onOversized = guarded(handlers.oversized);
-    const reader = new SlabReader(maxFrame, onFrame, onOversized, sharedPool);
+    const reader = new SlabReader(maxFrame, onFrame, onOversized, sharedPool, admission);
     const adopted = takeOver(stream, reader);
     if (adopted) {
       this.stream = adopted;
       this.#decoder = reader;
     } else {
       this.stream = stream;
-      const decoder = new FrameDecoder(maxFrame, onFrame, onOversized);
+      const decoder = new FrameDecoder(maxFrame, onFrame, onOversized, admission);
       this.#decoder = decoder;
       stream.on('data', (chunk: Uint8Array) => decoder.push(chunk));
     }
@@ -119,6 +121,7 @@ export class Channel {
       this.#closed = true;
       if (closedWith === undefined && !this.#decoder.idle)
         closedWith = new TtrpcClosedError('connection closed mid-frame');
+      this.#decoder.abandon();
       handlers.close(closedWith);
     };
     this.stream.on('error', (error) => {

@@ -106,6 +106,8 @@ export class ServerCall implements CallContext {
   queue: MessageQueue | undefined;
   /** Returns the request's pooled buffer (borrowing methods only). */
   recycle: (() => void) | undefined;
+  /** Bytes of its frames admitted against the server's budget, released when the handler settles. */
+  admitted = 0;
 
   constructor(
     readonly id: number,

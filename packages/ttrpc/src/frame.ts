@@ -2,6 +2,7 @@
  * ttRPC framing: the 10-byte header and an incremental decoder (see PROTOCOL.md).
  * @module
  */
+import { ADMIT_FROM, type FrameAdmission } from './admission.js';
 import { ALIGN_FROM, ALIGNMENT } from './wire.js';
 
 /** Header size in bytes. */
@@ -40,6 +41,8 @@ export interface Frame {
    * more, and the buffer is reused for a later frame. Not calling it is always safe.
    */
   recycle?: () => void;
+  /** Bytes a server's {@link FrameAdmission} admitted for this payload (whoever owns the frame releases them). */
+  admitted?: number;
 }
 
 /** A frame whose announced length was over the limit; its payload was discarded. */
@@ -48,6 +51,8 @@ export interface OversizedFrame {
   type: number;
   flags: number;
   length: number;
+  /** True when the frame was within the size limit but its admission was refused. */
+  refused?: boolean;
 }
 
 /** Encodes a frame header (big-endian length and stream id). */
@@ -93,7 +98,7 @@ export function alignedPayload(view: Uint8Array): Uint8Array {
 export class FrameDecoder {
   readonly #header = new Uint8Array(HEADER_SIZE);
   #headerFill = 0;
-  #current: { streamId: number; type: number; flags: number; length: number } | undefined;
+  #current: { streamId: number; type: number; flags: number; length: number; admitted: number } | undefined;
   #payload: Uint8Array | undefined;
   #payloadFill = 0;
   #discard = 0;
@@ -102,11 +107,19 @@ export class FrameDecoder {
     private readonly maxFrame: number,
     private readonly onFrame: (frame: Frame) => void,
     private readonly onOversized: (frame: OversizedFrame) => void,
+    private readonly admission?: FrameAdmission,
   ) {}
 
   /** True when no partial frame is pending (a close here is a clean close). */
   get idle(): boolean {
     return this.#headerFill === 0 && this.#current === undefined && this.#discard === 0;
+  }
+
+  /** The stream ended: releases what a partial frame had been admitted. */
+  abandon(): void {
+    if (this.#current?.admitted) this.admission?.release(this.#current.admitted);
+    this.#current = undefined;
+    this.#payload = undefined;
   }
 
   /** Feeds bytes. Callbacks run synchronously for every frame completed by them. */
@@ -154,20 +167,27 @@ export class FrameDecoder {
 
   #begin(header: Uint8Array): void {
     const frame = decodeHeader(header);
-    if (frame.length > this.maxFrame) {
+    const refused =
+      frame.length <= this.maxFrame &&
+      frame.length >= ADMIT_FROM &&
+      this.admission !== undefined &&
+      !this.admission.admit(frame.length);
+    if (frame.length > this.maxFrame || refused) {
       this.#discard = frame.length;
-      this.onOversized(frame);
+      this.onOversized(refused ? { ...frame, refused } : frame);
       return;
     }
-    this.#current = frame;
+    this.#current = { ...frame, admitted: frame.length >= ADMIT_FROM && this.admission ? frame.length : 0 };
     if (frame.length === 0) this.#emit(new Uint8Array(0));
   }
 
   #emit(payload: Uint8Array): void {
-    const { streamId, type, flags } = this.#current!;
+    const { streamId, type, flags, admitted } = this.#current!;
     this.#current = undefined;
     this.#payload = undefined;
     this.#payloadFill = 0;
-    this.onFrame({ streamId, type, flags, payload });
+    this.onFrame(
+      admitted ? { streamId, type, flags, payload, admitted } : { streamId, type, flags, payload },
+    );
   }
 }

@@ -2,6 +2,7 @@
  * `@vaccel/ttrpc`: a ttRPC client and server over any Node Duplex (see PROTOCOL.md).
  * @module
  */
+export { ADMIT_FROM, type FrameAdmission } from './admission.js';
 export { type CallOptions, Client, type ClientOptions } from './client.js';
 export { type Payload, payloadLength } from './envelope.js';
 export {

@@ -12,6 +12,7 @@
  * - Oversized frames are read into a scratch buffer and dropped, so the stream stays in sync.
  * @internal
  */
+import { ADMIT_FROM, type FrameAdmission } from './admission.js';
 import { alignedPayload, decodeHeader, type Frame, HEADER_SIZE, type OversizedFrame } from './frame.js';
 import type { BufferPool } from './pool.js';
 import { ALIGN_FROM } from './wire.js';
@@ -26,6 +27,7 @@ interface Direct {
   flags: number;
   buffer: Uint8Array;
   fill: number;
+  admitted: number;
 }
 
 export class SlabReader {
@@ -45,7 +47,14 @@ export class SlabReader {
     private readonly onFrame: (frame: Frame) => void,
     private readonly onOversized: (frame: OversizedFrame) => void,
     private readonly pool?: BufferPool,
+    private readonly admission?: FrameAdmission,
   ) {}
+
+  /** The stream ended: releases what a partial frame had been admitted. */
+  abandon(): void {
+    if (this.#direct?.admitted) this.admission?.release(this.#direct.admitted);
+    this.#direct = undefined;
+  }
 
   /** True when no partial frame is pending (a close here is a clean close). */
   get idle(): boolean {
@@ -78,7 +87,7 @@ export class SlabReader {
       direct.fill += n;
       if (direct.fill === direct.buffer.byteLength) {
         this.#direct = undefined;
-        const { streamId, type, flags, buffer: payload } = direct;
+        const { streamId, type, flags, buffer: payload, admitted } = direct;
         const pool = this.pool;
         let recycled = false;
         const recycle = pool
@@ -88,7 +97,11 @@ export class SlabReader {
               pool.give(payload);
             }
           : undefined;
-        this.onFrame({ streamId, type, flags, payload, recycle });
+        this.onFrame(
+          admitted
+            ? { streamId, type, flags, payload, recycle, admitted }
+            : { streamId, type, flags, payload, recycle },
+        );
       }
       return;
     }
@@ -127,27 +140,36 @@ export class SlabReader {
       const at = this.#start;
       const { length, streamId, type, flags } = decodeHeader(slab, at);
       const available = this.#end - at - HEADER_SIZE;
-      if (length > this.maxFrame) {
+      // Asked once per frame: a frame this big is either complete here or read into its own
+      // buffer below, so its header is never parsed twice.
+      const admit = length >= ADMIT_FROM && length <= this.maxFrame && this.admission !== undefined;
+      const refused = admit && !this.admission!.admit(length);
+      if (length > this.maxFrame || refused) {
         const skip = Math.min(length, available);
         this.#start = at + HEADER_SIZE + skip;
         this.#discard = length - skip;
-        this.onOversized({ streamId, type, flags, length });
+        this.onOversized(
+          refused ? { streamId, type, flags, length, refused } : { streamId, type, flags, length },
+        );
         continue;
       }
+      const admitted = admit ? length : 0;
       const from = at + HEADER_SIZE;
       if (length <= available) {
         this.#start = from + length;
         const view = slab.subarray(from, from + length);
         const payload = alignedPayload(view);
         if (payload === view && length > 0) this.#lent = true;
-        this.onFrame({ streamId, type, flags, payload });
+        this.onFrame(
+          admitted ? { streamId, type, flags, payload, admitted } : { streamId, type, flags, payload },
+        );
         continue;
       }
       // Incomplete. Read the rest straight into the frame's own buffer when it does not fit.
       if (from + length > slab.byteLength || length >= ALIGN_FROM) {
         const buffer = this.pool ? this.pool.take(length) : new Uint8Array(length);
         buffer.set(slab.subarray(from, this.#end));
-        this.#direct = { streamId, type, flags, buffer, fill: available };
+        this.#direct = { streamId, type, flags, buffer, fill: available, admitted };
         this.#start = this.#end;
       }
       return;

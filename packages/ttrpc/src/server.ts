@@ -5,6 +5,7 @@
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Any } from '@bufbuild/protobuf/wkt';
+import type { FrameAdmission } from './admission.js';
 import { Channel } from './channel.js';
 import { type CallContext, Connection, ServerCall } from './connection.js';
 
@@ -50,6 +51,8 @@ export interface ServerOptions {
   errorToStatus?(error: unknown, ctx: CallContext): StatusReply;
   /** Called for each new connection, before its first request (attach state to `context`). */
   onConnection?(connection: Connection): void;
+  /** A memory budget big frame payloads are admitted against before they are read (see admission.ts). */
+  admission?: FrameAdmission;
 }
 
 /** How long {@link Server.shutdown} waits for peers to close their side before cutting them off. */
@@ -116,22 +119,27 @@ export class Server {
   /** Serves one connection on any Duplex. */
   serve(stream: Duplex): Connection {
     const connection = new Connection();
-    connection.channel = new Channel(stream, this.#maxFrame, {
-      frame: (frame) => this.#onFrame(connection, frame),
-      oversized: (frame) => this.#onOversized(connection, frame),
-      close: (error) => {
-        connection.markClosed();
-        this.#connections.delete(connection);
-        const cancelled = new TtrpcError(Code.CANCELLED, 'connection closed');
-        for (const call of connection.calls.values()) {
-          call.settled = true;
-          if (call.deadlineEntry) this.#deadlines.remove(call.deadlineEntry);
-          call.abort(cancelled);
-        }
-        connection.calls.clear();
-        connection.emit('close', connection.closeReason ?? error);
+    connection.channel = new Channel(
+      stream,
+      this.#maxFrame,
+      {
+        frame: (frame) => this.#onFrame(connection, frame),
+        oversized: (frame) => this.#onOversized(connection, frame),
+        close: (error) => {
+          connection.markClosed();
+          this.#connections.delete(connection);
+          const cancelled = new TtrpcError(Code.CANCELLED, 'connection closed');
+          for (const call of connection.calls.values()) {
+            call.settled = true;
+            if (call.deadlineEntry) this.#deadlines.remove(call.deadlineEntry);
+            call.abort(cancelled);
+          }
+          connection.calls.clear();
+          connection.emit('close', connection.closeReason ?? error);
+        },
       },
-    });
+      this.options.admission,
+    );
     this.#connections.add(connection);
     this.options.onConnection?.(connection);
     return connection;
@@ -206,18 +214,52 @@ export class Server {
   }
 
   #onOversized(connection: Connection, frame: OversizedFrame): void {
-    const message = `frame of ${frame.length} bytes is over the limit of ${this.#maxFrame}`;
+    const status: StatusReply = frame.refused
+      ? (this.options.admission?.refusal?.(frame.length) ?? {
+          code: Code.RESOURCE_EXHAUSTED,
+          message: `frame of ${frame.length} bytes refused: the server is short of memory`,
+        })
+      : {
+          code: Code.RESOURCE_EXHAUSTED,
+          message: `frame of ${frame.length} bytes is over the limit of ${this.#maxFrame}`,
+        };
     if (frame.type === FrameType.Request)
-      this.#fail(connection, frame.streamId, Code.RESOURCE_EXHAUSTED, message);
+      this.#fail(connection, frame.streamId, status.code, status.message, status.details);
     else if (frame.type === FrameType.Data)
-      connection.calls.get(frame.streamId)?.queue?.fail(new TtrpcError(Code.RESOURCE_EXHAUSTED, message));
+      connection.calls
+        .get(frame.streamId)
+        ?.queue?.fail(new TtrpcError(status.code, status.message, status.details));
     // Other types are ignored, as the reference server ignores frame types it does not serve.
   }
 
   #onFrame(connection: Connection, frame: Frame): void {
+    try {
+      this.#dispatch(connection, frame);
+    } finally {
+      // Admitted bytes no call took over (the frame started nothing, or was dropped) go back now.
+      if (frame.admitted) this.options.admission?.release(frame.admitted);
+    }
+  }
+
+  /** Hands a frame's admitted bytes over to the call it belongs to. */
+  #adopt(call: ServerCall, frame: Frame): void {
+    call.admitted += frame.admitted ?? 0;
+    frame.admitted = 0;
+  }
+
+  /** The call's handler settled: its frames' admitted bytes go back. */
+  #finish(call: ServerCall): void {
+    if (call.admitted === 0) return;
+    this.options.admission?.release(call.admitted);
+    call.admitted = 0;
+  }
+
+  #dispatch(connection: Connection, frame: Frame): void {
     if (frame.type === FrameType.Data) {
-      const queue = connection.calls.get(frame.streamId)?.queue;
+      const call = connection.calls.get(frame.streamId);
+      const queue = call?.queue;
       if (!queue) return; // a stream we already answered: ignore its late data
+      this.#adopt(call, frame);
       if (!(frame.flags & FrameFlag.NoData)) queue.push(frame.payload);
       if (frame.flags & FrameFlag.RemoteClosed) queue.end();
       return;
@@ -234,7 +276,10 @@ export class Server {
     } catch (error) {
       // A bug while dispatching one request fails that call, never the connection.
       const call = connection.calls.get(frame.streamId);
-      if (call) this.#settle(call);
+      if (call) {
+        this.#settle(call);
+        this.#finish(call);
+      }
       this.#fail(
         connection,
         frame.streamId,
@@ -307,18 +352,30 @@ export class Server {
       call.recycle = frame.recycle;
     connection.calls.set(id, call);
     if (expiry !== undefined) call.deadlineEntry = this.#deadlines.add(expiry, () => this.#expire(call));
+    this.#adopt(call, frame);
     let work: Promise<Payload> | Payload;
     try {
       work = typeof method === 'function' ? method(request.payload, call) : method.handler(call.queue!, call);
     } catch (error) {
       work = Promise.reject(error);
     }
+    // Admitted bytes are released when the handler settles, not when the call does: a handler
+    // still running after its deadline or its connection's close still holds its request.
     if (work instanceof Promise) {
       work.then(
-        (reply) => this.#respond(call, reply),
-        (error: unknown) => this.#respondError(call, error),
+        (reply) => {
+          this.#finish(call);
+          this.#respond(call, reply);
+        },
+        (error: unknown) => {
+          this.#finish(call);
+          this.#respondError(call, error);
+        },
       );
-    } else this.#respond(call, work);
+    } else {
+      this.#finish(call);
+      this.#respond(call, work);
+    }
   }
 
   /** Ends a call's bookkeeping; false if it had ended already (deadline, close). */
