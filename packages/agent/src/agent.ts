@@ -19,12 +19,15 @@ import {
   parseAddress,
   SharedMemoryService,
   serviceHandlers,
-  statusFromError,
   type TlsServerOptions,
 } from '@vaccel/remote';
 import { type CallContext, codeName, type Method, type Payload, payloadLength, Server } from '@vaccel/ttrpc';
+import { Admission } from './admission.js';
+import { guestStatus } from './boundary.js';
+import { defaultMemoryBudget, MemoryBudget } from './budget.js';
 import { HandoverSocket } from './handover.js';
 import { AgentMetrics } from './metrics.js';
+import { listenUnix } from './private-socket.js';
 import { agentService, timersService } from './service.js';
 import { sharedMemoryService } from './shared-memory.js';
 import { type ConnectionLimits, ConnectionState, type DeviceMemory } from './state.js';
@@ -38,6 +41,16 @@ export interface AgentOptions {
   maxFrame?: number;
   /** Calls in flight per connection (default 4096). */
   maxInflight?: number;
+  /**
+   * Bytes in flight for all guests together (frames, decoded images, op outputs), admitted before
+   * they are allocated (default: half the machine's memory, or of its cgroup's limit if lower).
+   */
+  maxMemory?: number;
+  /**
+   * Largest image an image op may decode, in pixels, checked on its header (default: the ONNX
+   * plugin's, `VACCEL_MAX_IMAGE_PIXELS` or 40 MP).
+   */
+  maxImagePixels?: number;
   /** Per-connection limits. */
   limits?: Partial<ConnectionLimits>;
   /** Shared secret: when set, every call must carry metadata `authorization: Bearer <token>`. */
@@ -90,6 +103,8 @@ function unixPeer(stream: unknown): { pid: number; uid: number } | undefined {
 export class Agent implements AsyncDisposable {
   readonly server: Server;
   readonly metrics: AgentMetrics;
+  /** Bytes in flight for all guests, admitted against `maxMemory`. */
+  readonly budget: MemoryBudget;
   readonly #listeners: NetServer[] = [];
   #stopping = false;
   readonly #options: AgentOptions;
@@ -111,13 +126,22 @@ export class Agent implements AsyncDisposable {
       ...options.limits,
     };
     const log = options.logger;
+    this.budget = new MemoryBudget(options.maxMemory ?? defaultMemoryBudget(), this.metrics);
+    const admission = new Admission(this.budget, this.metrics, options.maxImagePixels);
     this.server = new Server({
       maxFrame: options.maxFrame,
       maxInflight: options.maxInflight,
+      admission: this.budget.frames(guestStatus),
       errorToStatus: (error, ctx) => {
-        const status = statusFromError(error);
+        const status = guestStatus(error);
+        // The log keeps the whole message (host paths included): it is the host's.
         log.debug(
-          { conn: ctx.connection.id, method: ctx.method, code: codeName(status.code), err: status.message },
+          {
+            conn: ctx.connection.id,
+            method: ctx.method,
+            code: codeName(status.code),
+            err: (error as Error)?.message ?? String(error),
+          },
           'call failed',
         );
         return status;
@@ -153,7 +177,7 @@ export class Agent implements AsyncDisposable {
     });
     const opOf = new WeakMap<CallContext, string>();
     const methods = this.#instrument(
-      serviceHandlers(AgentService, agentService(options.vaccel, this.metrics, opOf)),
+      serviceHandlers(AgentService, agentService(options.vaccel, this.metrics, opOf, admission)),
       opOf,
     );
     // These handlers keep no view of their request once the reply is out (ops work on their args
@@ -200,7 +224,10 @@ export class Agent implements AsyncDisposable {
         `refusing plain TCP on ${formatAddress(parsed)}: it is reachable from other machines and would carry data and tokens in clear; serve TLS (tls://, --tls-cert/--tls-key) or pass --insecure`,
       );
     const device = options.deviceMemoryFd === undefined ? undefined : this.#mapDevice(options.deviceMemoryFd);
-    const listener = await listen(parsed, options.tls ? { tls: options.tls } : {});
+    const listener =
+      parsed.kind === 'unix'
+        ? await listenUnix(parsed.path, formatAddress(parsed))
+        : await listen(parsed, options.tls ? { tls: options.tls } : {});
     // Tag this listener's sockets before the ttRPC server sees them (its handler runs after ours).
     if (device)
       listener.prependListener('connection', (socket: Socket) => this.#devices.set(handleOf(socket), device));
@@ -301,9 +328,11 @@ export class Agent implements AsyncDisposable {
           this.metrics.bytesOut.inc(payloadLength(reply));
           return reply;
         } catch (error) {
-          status = codeName(statusFromError(error).code);
+          status = codeName(guestStatus(error).code);
           throw error;
         } finally {
+          // What the call was admitted (decoded images, outputs) goes back when it ends.
+          this.budget.endCall(ctx);
           const op = opOf.get(ctx) ?? '';
           this.metrics.bytesIn.inc(bytesIn);
           count(op, status);

@@ -9,9 +9,10 @@
  * same process on both sockets). Unclaimed handovers are closed after {@link HANDOVER_TTL_MS}.
  * @module
  */
-import { chmodSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { type Logger, VaccelError } from '@vaccel/core';
 import { closeQuietly, native, type Watcher } from '@vaccel/memory';
+import { PRIVATE_UMASK, withUmask } from './private-socket.js';
 
 /** Bytes of a nonce. */
 export const NONCE_BYTES = 32;
@@ -47,8 +48,8 @@ export class HandoverSocket {
     try {
       unlinkSync(path); // a socket left by an agent that died
     } catch {}
-    this.#fd = lib.listen(path, 64);
-    chmodSync(path, 0o600);
+    // 0600 from creation (the addon binds and listens in this one synchronous call).
+    this.#fd = withUmask(PRIVATE_UMASK, () => lib.listen(path, 64));
     this.#watcher = new lib.Watcher(this.#fd, () => this.#accept());
     this.#watcher.unref();
   }

@@ -40,6 +40,13 @@ when it closes.
   --max-sessions N         sessions per connection (default 1024)
   --max-inflight N         calls in flight per connection (default 4096)
   --max-resource-bytes N   resource bytes per connection (default 4294967296)
+  --max-memory BYTES       bytes in flight for all guests together (frames, decoded images, op
+                           outputs), admitted before they are allocated; over it a call gets
+                           RESOURCE_EXHAUSTED (ENOMEM). Suffixes K, M, G (KiB, MiB, GiB) allowed
+                           (default: half the memory of the machine, or of its cgroup if lower)
+  --max-image-pixels N     largest image an image op decodes, checked on its header; larger ones
+                           get RESOURCE_EXHAUSTED (E2BIG) (default: VACCEL_MAX_IMAGE_PIXELS, else
+                           40000000)
   --token-file PATH        require 'authorization: Bearer <token>' metadata with this token
   --device-memory-fd N     an inherited descriptor of the memory behind the ivshmem device of the
                            VM that connects on these addresses: it may attach it as a shared
@@ -61,6 +68,18 @@ function count(value: string | undefined, name: string): number | undefined {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0)
     throw new VaccelError('EINVAL', `--${name} must be a positive integer, got ${value}`);
+  return n;
+}
+
+const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** A byte count with an optional binary suffix: `1073741824`, `512M`, `2GiB`. */
+function byteCount(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(value.trim());
+  const n = m ? Number(m[1]) * UNITS[m[2]!.toUpperCase()]! : Number.NaN;
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new VaccelError('EINVAL', `--${name} must be a positive byte count (e.g. 2G), got ${value}`);
   return n;
 }
 
@@ -111,6 +130,8 @@ export async function main(argv: string[]): Promise<number> {
         'max-sessions': { type: 'string' },
         'max-inflight': { type: 'string' },
         'max-resource-bytes': { type: 'string' },
+        'max-memory': { type: 'string' },
+        'max-image-pixels': { type: 'string' },
         'token-file': { type: 'string' },
         'device-memory-fd': { type: 'string' },
         'no-shared-memory': { type: 'boolean', default: false },
@@ -149,6 +170,9 @@ export async function main(argv: string[]): Promise<number> {
     if (values['token-file'] && !token)
       throw new VaccelError('EINVAL', `token file ${values['token-file']} is empty`);
     const metrics = new AgentMetrics();
+    const maxImagePixels = count(values['max-image-pixels'], 'max-image-pixels');
+    // The ONNX plugin checks images itself too (for embedded use): it reads the same limit.
+    if (maxImagePixels !== undefined) process.env.VACCEL_MAX_IMAGE_PIXELS = String(maxImagePixels);
     // The agent runs ops on this host: it never forwards them to another agent.
     const vaccel = await Vaccel.open({
       logger,
@@ -169,6 +193,8 @@ export async function main(argv: string[]): Promise<number> {
       token,
       maxFrame: frameLimit(count(values['max-frame'], 'max-frame')),
       maxInflight: count(values['max-inflight'], 'max-inflight'),
+      maxMemory: byteCount(values['max-memory'], 'max-memory'),
+      maxImagePixels,
       limits: {
         ...(values['max-sessions'] ? { maxSessions: count(values['max-sessions'], 'max-sessions') } : {}),
         ...(values['max-resource-bytes']
@@ -196,7 +222,7 @@ export async function main(argv: string[]): Promise<number> {
       const { port } = metricsServer.address() as { port: number };
       logger.info({ url: `http://${m[1]!.includes(':') ? `[${m[1]}]` : m[1]}:${port}/metrics` }, 'metrics');
     }
-    logger.info({ plugins: vaccel.plugins().map((p) => p.name) }, 'ready');
+    logger.info({ plugins: vaccel.plugins().map((p) => p.name), maxMemory: agent.budget.limit }, 'ready');
     await new Promise<void>((resolve) => {
       let stopping = false;
       const stop = (signal: string): void => {

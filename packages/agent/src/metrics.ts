@@ -48,6 +48,22 @@ export class AgentMetrics {
     help: 'Bytes of resources held for guests',
     registers: [this.registry],
   });
+  readonly memoryBudget = new Gauge({
+    name: 'vaccel_agent_memory_budget_bytes',
+    help: 'Bytes in flight the agent admits at once, all guests together (--max-memory)',
+    registers: [this.registry],
+  });
+  readonly memoryInFlight = new Gauge({
+    name: 'vaccel_agent_memory_in_flight_bytes',
+    help: 'Bytes admitted against the memory budget now (frames, decoded images, op outputs)',
+    registers: [this.registry],
+  });
+  readonly refusals = new Counter({
+    name: 'vaccel_agent_refusals_total',
+    help: 'Requests refused at admission, by reason (memory_frame, memory_image, memory_sgemm, memory_output, image_pixels, sessions, resource_bytes)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
 
   /** Serves `/metrics` over HTTP on `host:port`. */
   /**

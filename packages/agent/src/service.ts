@@ -4,13 +4,16 @@
  * @module
  */
 import {
+  type Arg,
   Args,
+  isVaccelError,
   OP_ALTERNATIVES,
   OpType,
   opName,
   PluginType,
   ReadArg,
   type ResourceType,
+  type Session,
   UPSTREAM_TAG_BYTES,
   type Vaccel,
   VaccelError,
@@ -26,7 +29,9 @@ import {
   toWireArg,
 } from '@vaccel/remote';
 import type { CallContext } from '@vaccel/ttrpc';
+import type { Admission } from './admission.js';
 import type { AgentMetrics } from './metrics.js';
+import { translateResourceArg } from './op-args.js';
 import type { ConnectionState } from './state.js';
 import { tensorflowRpcs } from './tensorflow.js';
 
@@ -87,8 +92,39 @@ export function agentService(
   vaccel: Vaccel,
   metrics: AgentMetrics,
   opOf: WeakMap<CallContext, string>,
+  admission: Admission,
 ): Impl {
   const state = (ctx: CallContext): ConnectionState => ctx.connection.context as ConnectionState;
+
+  /**
+   * The runtime's id of a resource the connection holds by its own id `id`, registered with
+   * `session` (so an error about it never names the runtime's id).
+   */
+  const runtimeResourceId = (conn: ConnectionState, session: Session, id: number): number => {
+    const resource = conn.resource(BigInt(id));
+    if (!session.resources().some((r) => r.id === resource.id))
+      throw new VaccelError('ENOENT', `resource ${id} is not registered with session ${session.id}`);
+    return resource.id;
+  };
+
+  /**
+   * Runs an op for the connection: admitted first (an image's header, an SGEMM's output), and
+   * its errors told in the connection's terms (plugins name resources by the runtime's ids).
+   */
+  const runOp = async (
+    ctx: CallContext,
+    session: Session,
+    op: OpType,
+    read: Arg[],
+    write: Arg[],
+  ): Promise<void> => {
+    await admission.op(ctx, op, read);
+    try {
+      await session.doOperation(op, read, write, { signal: ctx.signal });
+    } catch (error) {
+      throw inConnectionTerms(error, state(ctx));
+    }
+  };
 
   const runGenop = async (
     sessionId: bigint,
@@ -104,7 +140,7 @@ export function agentService(
     try {
       const read = readArgs.map((arg, i) => fromWireArg(arg, 'genop read', i, resolve));
       const write = writeArgs.map((arg, i) => fromWireArg(arg, 'genop write', i, resolve));
-      const op = ReadArg.uint8(read[0], 'genop op');
+      const op = ReadArg.uint8(read[0], 'genop op') as OpType;
       opOf.set(ctx, opName(op));
       // Listing needs no session: clients probe with it right after connecting.
       if (op === OpType.ListOperations) {
@@ -113,8 +149,16 @@ export function agentService(
         out.buf = new TextEncoder().encode(JSON.stringify(ops));
         return { writeArgs: [toWireArg(out)] };
       }
-      const session = state(ctx).session(sessionId);
-      await session.doOperation(op as OpType, read.slice(1), write, { signal: ctx.signal });
+      const conn = state(ctx);
+      const session = conn.session(sessionId);
+      const args = read.slice(1);
+      translateResourceArg(op, args, (id) => runtimeResourceId(conn, session, id));
+      const given = write.map((arg) => arg.buf);
+      await runOp(ctx, session, op, args, write);
+      // Outputs the plugin sized (it replaced the buffer) are new memory until the reply is out.
+      let sized = 0;
+      for (const [i, arg] of write.entries()) if (arg.buf !== given[i]) sized += arg.buf.byteLength;
+      admission.outputs(ctx, sized);
       // Outputs the op left in a shared region (in place) go back as references, the rest in-band.
       return {
         writeArgs: write.map((arg) => {
@@ -134,13 +178,26 @@ export function agentService(
   return {
     async createSession({ flags }, ctx) {
       const conn = state(ctx);
-      if (conn.sessions.size >= conn.limits.maxSessions) {
-        throw new VaccelError('EUSERS', `more than ${conn.limits.maxSessions} sessions on this connection`);
+      // Reserved before the await: pipelined calls cannot all pass the check and then insert.
+      let reserved: () => void;
+      try {
+        reserved = conn.reserveSession();
+      } catch (error) {
+        metrics.refusals.labels({ reason: 'sessions' }).inc();
+        throw error;
       }
-      const session = await vaccel.createSession({ hint: hostHint(flags) });
-      conn.sessions.set(session.id, session);
-      metrics.sessions.inc();
-      return { sessionId: BigInt(session.id) };
+      try {
+        const session = await vaccel.createSession({ hint: hostHint(flags) });
+        if (conn.closed) {
+          await session.release();
+          throw new VaccelError('ECANCELED', 'the connection closed');
+        }
+        conn.sessions.set(session.id, session);
+        metrics.sessions.inc();
+        return { sessionId: BigInt(session.id) };
+      } finally {
+        reserved();
+      }
     },
     updateSession({ sessionId, flags }, ctx) {
       state(ctx).session(sessionId).update(hostHint(flags));
@@ -179,26 +236,40 @@ export function agentService(
           );
         size += blob.data.byteLength;
       }
-      if (conn.resourceBytes + size > conn.limits.maxResourceBytes) {
-        throw new VaccelError(
-          'E2BIG',
-          `resources on this connection would exceed ${conn.limits.maxResourceBytes} bytes`,
-        );
+      // Reserved before the await, like sessions.
+      let reserved: () => void;
+      try {
+        reserved = conn.reserveResourceBytes(size);
+      } catch (error) {
+        metrics.refusals.labels({ reason: 'resource_bytes' }).inc();
+        throw error;
       }
-      const handle = await vaccel.createResource({
-        type: resourceType as number as ResourceType,
-        blobs: blobs.map((blob, i) => ({ name: blob.name || `blob${i}`, data: blob.data })),
-      });
-      const existing = conn.resources.get(handle.id);
-      if (existing)
-        await handle.release(); // same content again: one handle per connection is enough
-      else {
-        conn.resources.set(handle.id, handle);
-        conn.resourceBytes += size;
-        metrics.resourceBytes.inc(size);
+      let id: number;
+      try {
+        // Equal content is one resource in the runtime (and one model in the plugins); the
+        // connection sees it under an id of its own.
+        const handle = await vaccel.createResource({
+          type: resourceType as number as ResourceType,
+          blobs: blobs.map((blob, i) => ({ name: blob.name || `blob${i}`, data: blob.data })),
+        });
+        if (conn.closed) {
+          await handle.release();
+          throw new VaccelError('ECANCELED', 'the connection closed');
+        }
+        const added = conn.addResource(handle);
+        if (added.kept) metrics.resourceBytes.inc(handle.size);
+        else await handle.release(); // same content again: one handle per connection is enough
+        id = added.id;
+      } finally {
+        reserved();
       }
-      session.registerResource(existing ?? handle);
-      return { resourceId: BigInt(handle.id) };
+      try {
+        session.registerResource(conn.resources.get(id)!);
+      } catch (error) {
+        await dropUnused(conn); // the session went away meanwhile
+        throw error;
+      }
+      return { resourceId: BigInt(id) };
     },
     async unregisterResource({ resourceId, sessionId }, ctx) {
       const conn = state(ctx);
@@ -219,9 +290,7 @@ export function agentService(
         Args.ucharArray(new Uint8Array(UPSTREAM_TAG_BYTES)),
         Args.ucharArray(new Uint8Array(UPSTREAM_TAG_BYTES)),
       ];
-      await state(ctx)
-        .session(sessionId)
-        .doOperation(OpType.ImageClassify, [Args.buffer(image)], write, { signal: ctx.signal });
+      await runOp(ctx, state(ctx).session(sessionId), OpType.ImageClassify, [Args.buffer(image)], write);
       return { tags: write[1]!.buf };
     },
     genop({ sessionId, readArgs, writeArgs }, ctx) {
@@ -231,6 +300,11 @@ export function agentService(
       const all: { sessionId: bigint; readArgs: GenArg[]; writeArgs: GenArg[] }[] = [];
       for await (const request of requests) all.push(request);
       if (all.length === 0) throw new VaccelError('EINVAL', 'genop stream carried no request');
+      // Chunks are joined into new buffers: admit those before they exist.
+      let joined = 0;
+      for (const { readArgs, writeArgs } of all)
+        for (const arg of [...readArgs, ...writeArgs]) if (arg.parts > 1) joined += arg.buf.byteLength;
+      admission.budget.admit(ctx, joined, 'memory_frame', 'joining the genop stream');
       const { read, write } = joinChunks(all);
       return runGenop(all[0]!.sessionId, read, write, ctx);
     },
@@ -243,7 +317,14 @@ export function agentService(
         },
       };
     },
-    ...tensorflowRpcs((id, ctx) => state(ctx).session(id), opOf),
+    ...tensorflowRpcs(
+      {
+        session: (id, ctx) => state(ctx).session(id),
+        model: (session, id, ctx) => runtimeResourceId(state(ctx), session, id),
+        run: runOp,
+      },
+      opOf,
+    ),
     tensorflowLiteModelLoad: notSupported(OpType.TfliteModelLoad),
     tensorflowLiteModelUnload: notSupported(OpType.TfliteModelUnload),
     tensorflowLiteModelRun: notSupported(OpType.TfliteModelRun),
@@ -255,12 +336,27 @@ export function agentService(
   async function dropUnused(conn: ConnectionState): Promise<void> {
     const used = new Set<number>();
     for (const session of conn.sessions.values()) for (const r of session.resources()) used.add(r.id);
-    for (const [id, handle] of conn.resources) {
-      if (used.has(id)) continue;
-      conn.resources.delete(id);
-      conn.resourceBytes -= handle.size;
+    for (const [id, handle] of [...conn.resources]) {
+      if (used.has(handle.id)) continue;
+      conn.removeResource(id);
       metrics.resourceBytes.dec(handle.size);
       await handle.release();
     }
   }
+}
+
+/** Ids of resources and models as plugins and the runtime write them: "resource 12", "model 12". */
+const RUNTIME_IDS = /\b(resource|model) (\d+)\b/g;
+
+/**
+ * An op's error with the runtime's resource ids replaced by the connection's (numbers the
+ * connection holds no resource under stay as they are: they are not resource ids of its own).
+ */
+function inConnectionTerms(error: unknown, conn: ConnectionState): unknown {
+  if (!isVaccelError(error)) return error;
+  const message = error.message.replace(RUNTIME_IDS, (whole, what: string, id: string) => {
+    const own = conn.resourceIdOf(Number(id));
+    return own === undefined ? whole : `${what} ${own}`;
+  });
+  return message === error.message ? error : new VaccelError(error.code, message, { cause: error });
 }

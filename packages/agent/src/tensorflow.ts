@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  type Arg,
   decodeTensors,
   OpType,
   opName,
@@ -26,19 +27,29 @@ const modelIdOf = (id: bigint): number => {
 
 const OK = { code: 0, message: 'ok' };
 
-/** The three TensorFlow RPCs over sessions found by `session`. */
-export function tensorflowRpcs(
-  session: (id: bigint, ctx: CallContext) => Session,
-  opOf: WeakMap<CallContext, string>,
-) {
+/** How the RPCs reach sessions and run ops (the agent service's own, see service.ts). */
+export interface TensorflowHost {
+  session(id: bigint, ctx: CallContext): Session;
+  /** The runtime's id of the connection's model resource `id`, registered with `session`. */
+  model(session: Session, id: number, ctx: CallContext): number;
+  run(ctx: CallContext, session: Session, op: OpType, read: Arg[], write: Arg[]): Promise<void>;
+}
+
+/** The three TensorFlow RPCs. */
+export function tensorflowRpcs(host: TensorflowHost, opOf: WeakMap<CallContext, string>) {
+  const target = (sessionId: bigint, modelId: bigint, ctx: CallContext) => {
+    const session = host.session(sessionId, ctx);
+    return { session, modelId: host.model(session, modelIdOf(modelId), ctx) };
+  };
   return {
     async tensorflowModelLoad(
       { sessionId, modelId }: { sessionId: bigint; modelId: bigint },
       ctx: CallContext,
     ) {
       opOf.set(ctx, opName(OpType.TfModelLoad));
-      const { read, write } = packModelLoad(modelIdOf(modelId));
-      await session(sessionId, ctx).doOperation(OpType.TfModelLoad, read, write, { signal: ctx.signal });
+      const t = target(sessionId, modelId, ctx);
+      const { read, write } = packModelLoad(t.modelId);
+      await host.run(ctx, t.session, OpType.TfModelLoad, read, write);
       return { graphDef: new Uint8Array(0), status: OK };
     },
     async tensorflowModelUnload(
@@ -46,8 +57,9 @@ export function tensorflowRpcs(
       ctx: CallContext,
     ) {
       opOf.set(ctx, opName(OpType.TfModelUnload));
-      const { read, write } = packModelUnload(modelIdOf(modelId));
-      await session(sessionId, ctx).doOperation(OpType.TfModelUnload, read, write, { signal: ctx.signal });
+      const t = target(sessionId, modelId, ctx);
+      const { read, write } = packModelUnload(t.modelId);
+      await host.run(ctx, t.session, OpType.TfModelUnload, read, write);
       return { status: OK };
     },
     async tensorflowModelRun(
@@ -72,10 +84,9 @@ export function tensorflowRpcs(
       for (const [i, node] of inNodes.entries())
         inputs[tfTensorName(node)] = tfTensorFromWire(inTensors[i]!, `input ${tfTensorName(node)}`);
       const outputs = outNodes.map(tfTensorName);
-      const { read, write } = packModelRun(modelIdOf(request.modelId), inputs, outputs);
-      await session(request.sessionId, ctx).doOperation(OpType.TfModelRun, read, write, {
-        signal: ctx.signal,
-      });
+      const t = target(request.sessionId, request.modelId, ctx);
+      const { read, write } = packModelRun(t.modelId, inputs, outputs);
+      await host.run(ctx, t.session, OpType.TfModelRun, read, write);
       const results = decodeTensors(write[0]!.buf);
       return { outTensors: outputs.map((o) => tfTensorToWire(results[o]!)), status: OK };
     },

@@ -7,8 +7,67 @@ import { VaccelError } from '@vaccel/core';
 import sharp from 'sharp';
 import type { InputSpec } from './descriptor.js';
 
-/** Largest image accepted, in pixels (a decompression-bomb guard: 16k × 16k). */
+/** Largest image sharp may ever open here, in pixels (16k × 16k): the ceiling of {@link maxImagePixels}. */
 export const MAX_INPUT_PIXELS = 16384 * 16384;
+
+/**
+ * Default largest image decoded, in pixels: 40 MP (e.g. 7300 × 5470, 120 MiB as RGB). A PNG of
+ * one colour declaring 16000 × 16000 pixels is a few hundred KiB on the wire and 730 MiB decoded,
+ * several times that while annotating: the limit is checked on the header, before any decoding.
+ */
+export const DEFAULT_MAX_IMAGE_PIXELS = 40_000_000;
+
+/**
+ * The largest image decoded now, in pixels: `VACCEL_MAX_IMAGE_PIXELS` (the agent's
+ * `--max-image-pixels` sets it), else {@link DEFAULT_MAX_IMAGE_PIXELS}; at most {@link MAX_INPUT_PIXELS}.
+ */
+export function maxImagePixels(env: Readonly<Record<string, string | undefined>> = process.env): number {
+  const given = Number(env.VACCEL_MAX_IMAGE_PIXELS);
+  const limit = Number.isSafeInteger(given) && given > 0 ? given : DEFAULT_MAX_IMAGE_PIXELS;
+  return Math.min(limit, MAX_INPUT_PIXELS);
+}
+
+/** What an image's header says (nothing decoded). */
+export interface ImageHeader {
+  width: number;
+  height: number;
+  /** Channels the decoded image has (3 for RGB, 4 with alpha, 1 for grey). */
+  channels: number;
+  /** e.g. 'png', 'jpeg'. */
+  format: string;
+}
+
+/**
+ * Reads an image's header with libvips (no pixel is decoded, whatever the size it declares).
+ * @returns undefined when the bytes are no image format sharp reads (decoding them fails too).
+ */
+export async function imageHeader(image: Uint8Array): Promise<ImageHeader | undefined> {
+  try {
+    const meta = await sharp(image, { limitInputPixels: false }).metadata();
+    if (!meta.width || !meta.height) return undefined;
+    return {
+      width: meta.width,
+      height: meta.height,
+      channels: meta.channels ?? 3,
+      format: meta.format ?? '',
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Checks a header against a pixel limit.
+ * @throws VaccelError `E2BIG` naming the size and the limit.
+ */
+export function checkImagePixels(header: { width: number; height: number }, limit: number): void {
+  const pixels = header.width * header.height;
+  if (pixels > limit)
+    throw new VaccelError(
+      'E2BIG',
+      `image of ${header.width}×${header.height} pixels (${(pixels / 1e6).toFixed(1)} MP) is over the limit of ${(limit / 1e6).toFixed(1)} MP (--max-image-pixels, VACCEL_MAX_IMAGE_PIXELS); send a smaller image`,
+    );
+}
 
 /** A preprocessed image and what it cost. */
 export interface Preprocessed {
@@ -24,7 +83,8 @@ export interface Preprocessed {
 
 /**
  * Decodes `image` and produces the model's input tensor (batch 1).
- * @throws VaccelError `EINVAL` when the bytes are not a decodable image.
+ * @throws VaccelError `EINVAL` when the bytes are not a decodable image, `E2BIG` when its header
+ * declares more pixels than {@link maxImagePixels} (nothing is decoded then).
  */
 export async function preprocess(
   image: Uint8Array,
@@ -35,9 +95,13 @@ export async function preprocess(
   const started = performance.now();
   let pixels: Buffer;
   let source: Preprocessed['source'];
+  const limit = maxImagePixels();
   try {
-    const decoder = sharp(image, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' });
-    const meta = await decoder.metadata();
+    // The header first, read without a limit so that the check below can say clearly what is
+    // wrong; libvips then refuses to decode past the limit too.
+    const meta = await sharp(image, { limitInputPixels: false, failOn: 'error' }).metadata();
+    checkImagePixels({ width: meta.width ?? 0, height: meta.height ?? 0 }, limit);
+    const decoder = sharp(image, { limitInputPixels: limit, failOn: 'error' });
     const swapped = (meta.orientation ?? 1) >= 5; // EXIF orientations 5–8 turn the image by 90°
     source = {
       width: (swapped ? meta.height : meta.width) ?? 0,
@@ -51,6 +115,7 @@ export async function preprocess(
       .raw()
       .toBuffer();
   } catch (cause) {
+    if (cause instanceof VaccelError) throw cause;
     throw new VaccelError(
       'EINVAL',
       `cannot decode image (${image.byteLength} bytes): ${(cause as Error).message.split('\n')[0]}`,

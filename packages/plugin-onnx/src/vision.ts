@@ -80,6 +80,9 @@ export class VisionModel {
       ...input.source,
     };
     const decoder = descriptor.decoder!;
+    // Resizing a mask to the image and drawing on it decode the image again at full size: not
+    // for a caller that has given up.
+    signal?.throwIfAborted();
     let result: Detection[] | Pose | Segmentation;
     let annotated: Uint8Array | undefined;
     if (decoder.kind === 'nanodet' || decoder.kind === 'boxes') {

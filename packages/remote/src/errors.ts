@@ -3,9 +3,10 @@
  *
  * Upstream's agent answers vAccel failures with status INTERNAL and a detail
  * `Any{ type_url: "type.googleapis.com/vaccel.ProtoError", value: vaccel.Error{ ffi_error: errno } }`;
- * its client maps the detail's errno back. We do the same (with a coarser gRPC code class for
- * tools that only read codes), so the same `code` comes back on either side and upstream peers
- * understand us.
+ * its client maps the detail's errno back, whatever the status code. We send the same detail, so
+ * upstream peers understand us and the same `code` comes back on either side, with a status code
+ * that follows the error's class (EINVAL → INVALID_ARGUMENT, ENOMEM → RESOURCE_EXHAUSTED, …) for
+ * tools and clients that only read codes.
  * @module
  */
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
@@ -21,15 +22,29 @@ const EBACKEND = ErrorCodes.EPROTO;
 /** What containerd/ttrpc (Go) answers for a frame over its limit. */
 const peerFrameLimit = /exceed maximum message size of (\d+)/;
 
+/** The status code each error class is answered with (INTERNAL for the rest). */
 const codeClass: Partial<Record<ErrorCode, number>> = {
+  EINVAL: Code.INVALID_ARGUMENT,
+  EBADMSG: Code.INVALID_ARGUMENT,
+  ENOEXEC: Code.INVALID_ARGUMENT,
+  EFAULT: Code.INVALID_ARGUMENT,
   ENOENT: Code.NOT_FOUND,
+  EEXIST: Code.ALREADY_EXISTS,
   EPERM: Code.PERMISSION_DENIED,
-  EACCES: Code.UNAUTHENTICATED,
+  EACCES: Code.PERMISSION_DENIED,
+  ENOMEM: Code.RESOURCE_EXHAUSTED,
+  E2BIG: Code.RESOURCE_EXHAUSTED,
+  EBUSY: Code.RESOURCE_EXHAUSTED,
   EUSERS: Code.RESOURCE_EXHAUSTED,
   EAGAIN: Code.RESOURCE_EXHAUSTED,
-  E2BIG: Code.RESOURCE_EXHAUSTED,
+  ENOSPC: Code.RESOURCE_EXHAUSTED,
+  ERANGE: Code.OUT_OF_RANGE,
+  EBADF: Code.FAILED_PRECONDITION,
   ENOTSUP: Code.UNIMPLEMENTED,
+  ENOSYS: Code.UNIMPLEMENTED,
   ETIMEDOUT: Code.DEADLINE_EXCEEDED,
+  ECANCELED: Code.CANCELLED,
+  ECONNRESET: Code.UNAVAILABLE,
 };
 
 // vaccel.Error is {type 1 (enum, FFI = 0), optional ffi_error 2 (uint32), optional status 3}; it is
@@ -69,9 +84,12 @@ export function statusFromError(error: unknown): StatusReply {
   return { code: Code.INTERNAL, message, details: [errorDetail(EBACKEND)] };
 }
 
+/** Client side, for a status without a vAccel detail (a peer that sends none). */
 const fromCode: Partial<Record<number, ErrorCode>> = {
   [Code.INVALID_ARGUMENT]: 'EINVAL',
   [Code.NOT_FOUND]: 'ENOENT',
+  [Code.ALREADY_EXISTS]: 'EEXIST',
+  [Code.OUT_OF_RANGE]: 'ERANGE',
   [Code.DEADLINE_EXCEEDED]: 'ETIMEDOUT',
   [Code.UNIMPLEMENTED]: 'ENOTSUP',
   [Code.PERMISSION_DENIED]: 'EPERM',

@@ -26,7 +26,7 @@ export function sgemmJsPlugin(options: SgemmJsOptions = {}): Plugin {
   const run = async (args: SgemmArgs, ctx: OpContext) => {
     if (options.threads === 0 || sgemmFlops(args.m, args.n, args.k) < INLINE_FLOPS) return sgemmKernel(args);
     pool ??= new KernelPool(options.threads);
-    await pool.run(args, ctx.signal);
+    await pool.run(args, ctx);
   };
   return {
     name: 'sgemm-js',

@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import type { SgemmArgs } from '../../ops/blas.js';
+import type { Logger } from '../../runtime/log.js';
 import { startModuleWorker } from '../../runtime/worker.js';
 
 const spawn = (): Worker => startModuleWorker('worker', import.meta.url);
@@ -18,10 +19,19 @@ export class KernelPool {
 
   constructor(readonly size = Math.max(1, Math.min(4, availableParallelism()))) {}
 
-  /** Runs the kernel off-thread and copies the result into `s.c`. */
-  async run(s: SgemmArgs, signal?: AbortSignal): Promise<void> {
+  /**
+   * Runs the kernel off-thread and copies the result into `s.c`. An abort terminates the worker
+   * (V8 stops it mid-loop) and rejects with the signal's reason; `logger` hears when it is gone.
+   */
+  async run(s: SgemmArgs, ctx: { signal?: AbortSignal | undefined; logger?: Logger } = {}): Promise<void> {
+    const { signal, logger } = ctx;
     signal?.throwIfAborted();
     const worker = await this.#acquire();
+    if (signal?.aborted) {
+      // Gave up while waiting for a worker: hand it on unused.
+      this.#release(worker);
+      throw signal.reason;
+    }
     // Copies of exactly the views (cloning a view would copy its whole underlying buffer).
     const message = { ...s, a: s.a.slice(), b: s.b.slice(), c: s.c.slice() };
     const result = await new Promise<Float32Array>((resolve, reject) => {
@@ -43,7 +53,11 @@ export class KernelPool {
       const onAbort = (): void => {
         settle();
         this.#discard();
-        void worker.terminate();
+        const { m, n, k } = s;
+        worker.terminate().then(
+          () => logger?.debug({ m, n, k }, 'sgemm stopped early: its caller gave up (worker terminated)'),
+          () => {},
+        );
         reject(signal?.reason);
       };
       worker.on('message', onMessage).on('error', onError);
