@@ -61,7 +61,7 @@ suite('the agent container rootfs', { skip, timeout: 180_000 }, () => {
       };
       container.stdout!.on('data', seen);
       container.stderr!.on('data', seen);
-      container.once('exit', () => resolve());
+      container.once('close', () => resolve()); // exited, and its output is all read
     });
     assert.match(output, /"msg":"ready"/, `the agent did not start in the rootfs:\n${output}`);
   });
@@ -69,9 +69,12 @@ suite('the agent container rootfs', { skip, timeout: 180_000 }, () => {
   after(async () => {
     // unshare waits for its child and ignores SIGTERM itself: stop the agent (pid 1 inside) as a
     // runtime's `stop` would, and unshare exits with it.
-    const exited = new Promise((resolve) => container.once('exit', resolve));
-    spawnSync('pkill', ['-TERM', '-P', String(container.pid)]);
-    await exited;
+    // (Unless it already exited: a failed start, which before() reported.)
+    if (container.exitCode === null && container.signalCode === null) {
+      const exited = new Promise((resolve) => container.once('exit', resolve));
+      spawnSync('pkill', ['-TERM', '-P', String(container.pid)]);
+      await exited;
+    }
     assert.match(output, /"msg":"stopped"/, 'the agent drained and stopped on SIGTERM');
     rmSync(work, { recursive: true, force: true });
   });
