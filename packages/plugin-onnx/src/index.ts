@@ -70,7 +70,7 @@ export {
   maxImagePixels,
   preprocess,
 } from './preprocess.js';
-export { BLOCK_FLOPS, gemmModel, OrtSgemm, type SgemmRunContext } from './sgemm.js';
+export { BLOCK_FLOPS, gemmModel, OrtSgemm, type SgemmRunContext, sgemmChannel } from './sgemm.js';
 export { VISION_DEFAULTS, VisionModel, type VisionTimings } from './vision.js';
 
 /** The model classification uses when none is given: the one shipped in `models/`. */

@@ -8,6 +8,7 @@
  * and an aborted signal (a deadline, a cancel, a closed connection) ends the multiplication.
  * @module
  */
+import { channel } from 'node:diagnostics_channel';
 import type { Logger, SgemmArgs } from '@vaccel/core';
 import * as ort from 'onnxruntime-node';
 import { DataType, modelBytes, node, valueInfo } from './graph.js';
@@ -22,6 +23,12 @@ const MAX_CACHED = 16;
  * GFLOP) took 785 ms, one whole run 794 ms; MLAS packs B per run, which costs nothing here.
  */
 export const BLOCK_FLOPS = 4e9;
+
+/**
+ * Publishes `{ block, blocks }` on `diagnostics_channel` `vaccel:onnx:sgemm` as each row block
+ * starts: what a test or a profiler watches to act while a multiplication is under way.
+ */
+export const sgemmChannel = channel('vaccel:onnx:sgemm');
 
 /** Where a run reports that it stopped early (or ran on after its caller gave up). */
 export interface SgemmRunContext {
@@ -100,6 +107,7 @@ export class OrtSgemm {
         logger?.debug({ blocks, done: block, m, n, k }, 'sgemm stopped early: its caller gave up');
         throw signal.reason;
       }
+      if (sgemmChannel.hasSubscribers) sgemmChannel.publish({ block, blocks });
       const r0 = block * rows;
       await this.#block(s, b, r0, Math.min(rows, m - r0));
     }
