@@ -245,8 +245,8 @@ suite('agent faults', () => {
       ); // PERMISSION_DENIED
       await assert.rejects(
         one.stub.genop({ ...genop, readArgs: [{ buf: new Uint8Array([0, 0]), size: 1, argType: 9 }] }),
-        { code: 13 },
-      );
+        { code: 3 },
+      ); // INVALID_ARGUMENT: the status follows the error
       await Promise.all([one.client.close(), two.client.close()]);
     } finally {
       await agent.stop();
