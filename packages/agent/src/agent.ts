@@ -27,7 +27,6 @@ import { guestStatus } from './boundary.js';
 import { defaultMemoryBudget, MemoryBudget } from './budget.js';
 import { HandoverSocket } from './handover.js';
 import { AgentMetrics } from './metrics.js';
-import { listenUnix } from './private-socket.js';
 import { agentService, timersService } from './service.js';
 import { sharedMemoryService } from './shared-memory.js';
 import { type ConnectionLimits, ConnectionState, type DeviceMemory } from './state.js';
@@ -224,10 +223,8 @@ export class Agent implements AsyncDisposable {
         `refusing plain TCP on ${formatAddress(parsed)}: it is reachable from other machines and would carry data and tokens in clear; serve TLS (tls://, --tls-cert/--tls-key) or pass --insecure`,
       );
     const device = options.deviceMemoryFd === undefined ? undefined : this.#mapDevice(options.deviceMemoryFd);
-    const listener =
-      parsed.kind === 'unix'
-        ? await listenUnix(parsed.path, formatAddress(parsed))
-        : await listen(parsed, options.tls ? { tls: options.tls } : {});
+    // Unix sockets are 0600 from their creation (see withUmask).
+    const listener = await listen(parsed, options.tls && parsed.kind !== 'unix' ? { tls: options.tls } : {});
     // Tag this listener's sockets before the ttRPC server sees them (its handler runs after ours).
     if (device)
       listener.prependListener('connection', (socket: Socket) => this.#devices.set(handleOf(socket), device));

@@ -12,7 +12,7 @@
 import { unlinkSync } from 'node:fs';
 import { type Logger, VaccelError } from '@vaccel/core';
 import { closeQuietly, native, type Watcher } from '@vaccel/memory';
-import { PRIVATE_UMASK, withUmask } from './private-socket.js';
+import { PRIVATE_SOCKET_MODE, withUmask } from '@vaccel/remote';
 
 /** Bytes of a nonce. */
 export const NONCE_BYTES = 32;
@@ -49,7 +49,7 @@ export class HandoverSocket {
       unlinkSync(path); // a socket left by an agent that died
     } catch {}
     // 0600 from creation (the addon binds and listens in this one synchronous call).
-    this.#fd = withUmask(PRIVATE_UMASK, () => lib.listen(path, 64));
+    this.#fd = withUmask(0o777 & ~PRIVATE_SOCKET_MODE, () => lib.listen(path, 64));
     this.#watcher = new lib.Watcher(this.#fd, () => this.#accept());
     this.#watcher.unref();
   }

@@ -46,6 +46,8 @@ export {
   connect,
   type ListenOptions,
   listen,
+  PRIVATE_SOCKET_MODE,
   type TlsClientOptions,
   type TlsServerOptions,
+  withUmask,
 } from './transport.js';

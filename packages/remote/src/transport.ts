@@ -2,7 +2,7 @@
  * Byte pipes to and from an agent: connect (guest/client side) and listen (agent side).
  * @module
  */
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { VaccelError } from '@vaccel/core';
@@ -170,9 +170,28 @@ export interface TlsServerOptions {
   ca?: string | Buffer;
 }
 
+/** The mode of the agent's unix sockets: only its own user may connect. */
+export const PRIVATE_SOCKET_MODE = 0o600;
+
+/**
+ * Runs `create` (synchronous) with the process umask set to `mask`, restored before it returns.
+ * A unix socket's file is made by bind(), inside `net.Server#listen` (or the addon's listen),
+ * synchronously: a umask around that call alone decides its mode, with no window of wider
+ * permissions that a chmod after listening would leave. The umask is process-wide, hence restored
+ * before anything else runs (files other threads make meanwhile can only come out narrower).
+ */
+export function withUmask<T>(mask: number, create: () => T): T {
+  const previous = process.umask(mask);
+  try {
+    return create();
+  } finally {
+    process.umask(previous);
+  }
+}
+
 /** Options of {@link listen}. */
 export interface ListenOptions {
-  /** File mode of a unix socket (default 0o600: only the agent's user may connect). */
+  /** File mode of a unix socket from its creation (default 0o600: only the agent's user may connect). */
   mode?: number;
   /** Serve TLS: required for `tls://`, and turns `tcp://` into TLS too. */
   tls?: TlsServerOptions;
@@ -206,12 +225,14 @@ export async function listen(address: string | Address, options: ListenOptions =
           ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
         })
       : createServer({ noDelay: true });
-  const listening = (target: Parameters<Server['listen']>[0]): Promise<Server> =>
+  const listening = (target: Parameters<Server['listen']>[0], umask?: number): Promise<Server> =>
     new Promise((resolve, reject) => {
       server.once('error', (error) =>
         reject(new VaccelError('EIO', `cannot listen on ${text}: ${error.message}`, { cause: error })),
       );
-      server.listen(target, () => resolve(server));
+      const start = () => server.listen(target, () => resolve(server));
+      if (umask === undefined) start();
+      else withUmask(umask, start);
     });
   switch (parsed.kind) {
     case 'unix': {
@@ -219,11 +240,9 @@ export async function listen(address: string | Address, options: ListenOptions =
         const existing = await lstat(parsed.path).catch(() => undefined);
         if (existing && !existing.isSocket())
           throw new VaccelError('EEXIST', `cannot listen on ${text}: a non-socket file is in the way`);
-        if (existing) await unlink(parsed.path);
+        if (existing) await unlink(parsed.path); // left by an agent that died
       }
-      await listening({ path: parsed.path });
-      if (!parsed.path.startsWith('\0')) await chmod(parsed.path, options.mode ?? 0o600);
-      return server;
+      return listening({ path: parsed.path }, 0o777 & ~(options.mode ?? PRIVATE_SOCKET_MODE));
     }
     case 'tcp':
     case 'tls':
