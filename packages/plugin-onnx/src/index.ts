@@ -119,7 +119,8 @@ export interface OnnxPluginOptions {
   modelMemoryLimit?: number;
   /**
    * Most bytes the constants of one model may declare, checked at intake for every model a
-   * resource supplies (default `VACCEL_MODEL_MAX_CONSTANT_BYTES`, else 256 MiB).
+   * resource supplies and charged while a TensorFlow graph converts (default
+   * `VACCEL_MODEL_MAX_CONSTANT_BYTES`, else 256 MiB).
    */
   maxConstantBytes?: number;
   /** Most bytes one model run's outputs may take, else `E2BIG` (default `VACCEL_MODEL_OUTPUT_LIMIT`, else 256 MiB). */
@@ -150,11 +151,8 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       'ENOTSUP',
       `onnx: execution providers ${missing.join(', ') || '(none)'} unavailable; this build has ${available.join(', ')}`,
     );
-  const settings: SessionSettings = {
-    executionProviders: providers,
-    intraOpThreads: threads,
-    intake: intakeOptions(options, env),
-  };
+  const intake = intakeOptions(options, env);
+  const settings: SessionSettings = { executionProviders: providers, intraOpThreads: threads, intake };
   const host = modelHost(options, env, settings, availableParallelism());
   const defaultModel = options.defaultModel ?? env.VACCEL_ONNX_MODEL ?? DEFAULT_MODEL_DIR;
   const runSgemm = (args: SgemmArgs, ctx: OpContext) =>
@@ -246,9 +244,12 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       let entry = models.get(resource.digest);
       if (!entry) {
         const call = { signal: ctx.signal, logger: ctx.logger };
-        const info = onnxModelOffThread(resource.blobs, what, ctx.signal).then((bytes) =>
-          host.load(resource.digest, bytes, what, call),
-        );
+        // The plugin's budget, not the process environment's: a TensorFlow graph's constants are
+        // held to the same maxConstantBytes while it converts as its ONNX at intake.
+        const info = onnxModelOffThread(resource.blobs, what, {
+          signal: ctx.signal,
+          maxConstantBytes: intake.maxConstantBytes,
+        }).then((bytes) => host.load(resource.digest, bytes, what, call));
         entry = { info, refs: 0 };
         models.set(resource.digest, entry);
         info.catch(() => {

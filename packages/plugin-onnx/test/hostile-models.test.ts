@@ -25,6 +25,7 @@ import {
   type TensorProto,
   TensorProtoSchema,
 } from '../src/gen/onnx_pb.js';
+import { GraphDefSchema, type NodeDef, DataType as TfDataType } from '../src/gen/tensorflow_graph_pb.js';
 
 const code = (expected: string) => (error: unknown) =>
   error instanceof VaccelError && error.code === expected;
@@ -369,6 +370,56 @@ suite('hostile models: budgets and fields', () => {
       (e) => code('EINVAL')(e) && /onnx.TensorProto field 99/.test((e as Error).message),
     );
     admitModel(modelWithGraph(field(5, w)), DEFAULT_INTAKE, 'm');
+  });
+
+  test("the plugin's maxConstantBytes holds TensorFlow graphs while they convert, not only at intake", async () => {
+    // y = relu(c), c a [300, 300] splat of 2.5 (one float_val): 360000 bytes of constant while
+    // converting, a ConstantOfShape once converted, so ONNX intake alone would never see them.
+    const type = { value: { case: 'type' as const, value: TfDataType.DT_FLOAT } };
+    const splat = toBinary(
+      GraphDefSchema,
+      create(GraphDefSchema, {
+        node: [
+          {
+            name: 'c',
+            op: 'Const',
+            attr: {
+              dtype: type,
+              value: {
+                value: {
+                  case: 'tensor',
+                  value: {
+                    dtype: TfDataType.DT_FLOAT,
+                    tensorShape: { dim: [{ size: 300n }, { size: 300n }] },
+                    floatVal: [2.5],
+                  },
+                },
+              },
+            },
+          },
+          { name: 'y', op: 'Relu', input: ['c'], attr: { T: type } },
+        ] as NodeDef[],
+      }),
+    );
+    const roomy = await open({ modelRunners: 0 });
+    const graph = await upload(roomy.vaccel, roomy.session, splat, 'g.pb');
+    await roomy.session.modelLoad(graph, { tensorflow: true });
+    const out = Object.values(await roomy.session.modelRun(graph, {}, { tensorflow: true }))[0]!;
+    assert.deepEqual(out.dims, [300, 300]);
+    assert.ok((out.data as Float32Array).every((v) => v === 2.5));
+    await roomy.vaccel.close();
+
+    const tight = await open({ modelRunners: 0, maxConstantBytes: 100_000 });
+    const refused = await upload(tight.vaccel, tight.session, splat, 'g.pb');
+    await assert.rejects(tight.session.modelLoad(refused, { tensorflow: true }), (e) => {
+      assert.ok(code('E2BIG')(e), String(e));
+      assert.match(
+        (e as Error).message,
+        /node c: a float32 constant of shape \[300,300\] takes 360000 bytes.* 100000 bytes in all/,
+      );
+      return true;
+    });
+    await tight.vaccel.close();
   });
 
   test('outputs over maxModelOutputBytes are E2BIG, and the runner keeps serving', async () => {
