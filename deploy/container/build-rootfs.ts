@@ -25,19 +25,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-/** The agent's workspace packages. */
-const WORKSPACES = [
-  '@vaccel/agent',
-  '@vaccel/core',
-  '@vaccel/ttrpc',
-  '@vaccel/remote',
-  '@vaccel/memory',
-  '@vaccel/plugin-onnx',
-];
 /** Where the agent runs as (uid:gid), matching the Kubernetes manifests. */
 export const AGENT_UID = 10001;
 export const NODE_IN_IMAGE = '/usr/local/bin/node';
 export const AGENT_BIN = '/app/node_modules/@vaccel/agent/bin/vaccel-agent.js';
+/** Host tools the image carries, from Debian's util-linux. */
+export const UTIL_LINUX_TOOLS = ['prlimit', 'setpriv'];
 
 const skipFile = (path: string) =>
   /\.(d\.ts|map|md)$/.test(path) || /\/(test|tests|docs?|examples?)\//.test(path);
@@ -45,6 +38,24 @@ const skipFile = (path: string) =>
 const platform = `${process.platform}/${process.arch}`;
 const skipBinary = (path: string) =>
   /onnxruntime-node\/bin\/napi-v\d+\//.test(path) && !path.includes(`/${platform}/`);
+
+/** @vaccel/agent and the workspace packages it depends on, transitively (runtime dependencies only). */
+function agentWorkspaces(workspaces: Map<string, string>): string[] {
+  const seen = new Set<string>();
+  const visit = (name: string): void => {
+    const dir = workspaces.get(name);
+    if (seen.has(name) || !dir) return;
+    seen.add(name);
+    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    for (const dep of [
+      ...Object.keys(manifest.dependencies ?? {}),
+      ...Object.keys(manifest.optionalDependencies ?? {}),
+    ])
+      if (dep.startsWith('@vaccel/')) visit(dep);
+  };
+  visit('@vaccel/agent');
+  return [...seen];
+}
 
 function workspaceDirs(): Map<string, string> {
   const dirs = new Map<string, string>();
@@ -113,10 +124,19 @@ export function buildRootfs(out: string): { files: number } {
   };
   copy(process.execPath, join(out, NODE_IN_IMAGE));
   chmodSync(join(out, NODE_IN_IMAGE), 0o755);
+  // util-linux tools the agent starts guest-model runners with: prlimit caps a runner's memory,
+  // setpriv ties it to the agent (parent-death signal).
+  const tools = UTIL_LINUX_TOOLS.map((tool) => {
+    const path = join('/usr/bin', tool);
+    if (!existsSync(path)) throw new Error(`${path} is missing: apt-get install util-linux`);
+    copy(path, join(out, path));
+    chmodSync(join(out, path), 0o755);
+    return path;
+  });
   const workspaces = workspaceDirs();
-  const natives: string[] = [process.execPath];
+  const natives: string[] = [process.execPath, ...tools];
   const external = new Set<string>();
-  for (const name of WORKSPACES) {
+  for (const name of agentWorkspaces(workspaces)) {
     const dir = workspaces.get(name);
     if (!dir || !existsSync(join(dir, 'dist')))
       throw new Error(`${name} is not built: run \`npm run build\``);

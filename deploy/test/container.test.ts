@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Vaccel } from '@vaccel/core';
+import { ResourceType, tensor, Vaccel } from '@vaccel/core';
+import { gemmModel } from '@vaccel/plugin-onnx';
 import { spawnTied } from '@vaccel/process';
 import { remotePlugin } from '@vaccel/remote';
 import { AGENT_BIN, AGENT_UID, buildRootfs, NODE_IN_IMAGE } from '../container/build-rootfs.js';
@@ -101,6 +102,18 @@ suite('the agent container rootfs', { skip, timeout: 180_000 }, () => {
       b: new Float32Array([5, 6, 7, 8]),
     });
     assert.deepEqual([...c], [19, 22, 43, 50]);
+    // A guest's own model loads and runs in a contained runner (prlimit and setpriv are in the image).
+    await using model = await vaccel.createResource({
+      type: ResourceType.Model,
+      blobs: [{ name: 'gemm.onnx', data: gemmModel(2, 2, 2, 1, 0) }],
+    });
+    session.registerResource(model);
+    await session.modelLoad(model);
+    const { Y } = await session.modelRun(model, {
+      A: tensor('float32', [2, 2], new Float32Array([1, 2, 3, 4])),
+      B: tensor('float32', [2, 2], new Float32Array([5, 6, 7, 8])),
+    });
+    assert.deepEqual([...(Y!.data as Float32Array)], [19, 22, 43, 50]);
     // The image holds only what the agent needs: no shell, one platform's ONNX Runtime.
     assert.ok(!existsSync(join(rootfs, 'bin/sh')));
     assert.ok(!existsSync(join(rootfs, 'app/node_modules/onnxruntime-node/bin/napi-v6/win32')));
