@@ -25,7 +25,7 @@ import {
   type TensorProto,
   TensorProtoSchema,
 } from '../src/gen/onnx_pb.js';
-import { GraphDefSchema, type NodeDef, DataType as TfDataType } from '../src/gen/tensorflow_graph_pb.js';
+import { GraphDefSchema, DataType as TfDataType } from '../src/gen/tensorflow_graph_pb.js';
 
 const code = (expected: string) => (error: unknown) =>
   error instanceof VaccelError && error.code === expected;
@@ -398,7 +398,7 @@ suite('hostile models: budgets and fields', () => {
             },
           },
           { name: 'y', op: 'Relu', input: ['c'], attr: { T: type } },
-        ] as NodeDef[],
+        ],
       }),
     );
     const roomy = await open({ modelRunners: 0 });
