@@ -108,7 +108,6 @@ suite('a hostile TensorFlow graph on the agent', () => {
       blobs: [{ name: 'g.pb', data: SMALL }],
     });
     session.registerResource(small);
-    // (model_load, not tf_model_load: the remote plugin's tf_model_load returns no model info.)
     await session.modelLoad(small);
     const out = await session.modelRun(small, {
       'x:0': tensor('float32', [2, 3], Float32Array.from([-1, 0, 1, 2, -3, 4])),

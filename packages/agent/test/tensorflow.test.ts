@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { ResourceType, tensor, Vaccel } from '@vaccel/core';
 import { onnxPlugin } from '@vaccel/plugin-onnx';
-import { AGENT_SERVICE_SYNC, connect, SyncAgentService, serviceClient } from '@vaccel/remote';
+import { AGENT_SERVICE_SYNC, connect, remotePlugin, SyncAgentService, serviceClient } from '@vaccel/remote';
 import { Client } from '@vaccel/ttrpc';
 import { humanModelsDir } from '../../../models/human.js';
 import { type RunningAgent, startAgent, tempDir } from './helpers.js';
@@ -23,10 +24,11 @@ const input = Float32Array.from({ length: 256 * 256 * 3 }, (_, i) => ((i * 7919)
 
 suite('TensorFlow RPCs (upstream 0.8) on the agent', () => {
   let agent: RunningAgent;
+  let address: string;
   let client: Client;
   let stub: ReturnType<typeof serviceClient<(typeof SyncAgentService)['method']>>;
   before(async () => {
-    const address = `unix://${join(tempDir(), 'agent.sock')}`;
+    address = `unix://${join(tempDir(), 'agent.sock')}`;
     agent = await startAgent(['-a', address]);
     client = new Client(await connect(address));
     stub = serviceClient(client, SyncAgentService, AGENT_SERVICE_SYNC);
@@ -79,6 +81,26 @@ suite('TensorFlow RPCs (upstream 0.8) on the agent', () => {
     );
     await stub.tensorflowModelUnload({ sessionId, modelId });
     await stub.destroySession({ sessionId });
+  });
+
+  test("tf_model_load/run/unload through the guest's RPC plugin: the load reports the graph's inputs and outputs, the run its tensors", async () => {
+    await using guest = await Vaccel.open({ plugins: [remotePlugin({ address })] });
+    await using session = await guest.createSession();
+    await using model = await guest.createResource({ type: ResourceType.Model, blobs });
+    session.registerResource(model);
+    const info = await session.modelLoad(model, { tensorflow: true });
+    assert.deepEqual(
+      info.inputs.map((i) => [i.name, i.dtype]),
+      [['input_1:0', 'float32']],
+    );
+    assert.ok(info.outputs.some((o) => o.name === 'activation_10:0'));
+    const out = await session.modelRun(
+      model,
+      { 'input_1:0': tensor('float32', [1, 256, 256, 3], input) },
+      { outputs: ['activation_10:0'], tensorflow: true },
+    );
+    assert.deepEqual(out['activation_10:0']?.dims, [1, 256, 256, 1]);
+    await session.modelUnload(model, { tensorflow: true });
   });
 
   test('a big graph converts off the event loop: other calls are answered meanwhile', async () => {
@@ -156,5 +178,27 @@ suite('TensorFlow RPCs (upstream 0.8) on the agent', () => {
     // Still serving.
     assert.equal((await run({})).outTensors.length, 1);
     await stub.destroySession({ sessionId });
+  });
+});
+
+suite('tf_model_load through the RPC plugin from an agent that describes no graph', () => {
+  let agent: RunningAgent;
+  let address: string;
+  before(async () => {
+    address = `unix://${join(tempDir(), 'agent.sock')}`;
+    const silent = fileURLToPath(new URL('./fixtures/tf-silent-plugin.ts', import.meta.url));
+    agent = await startAgent(['-a', address, '--plugins', `noop:${silent}`]);
+  });
+  after(async () => {
+    assert.equal(await agent.stop(), 0);
+  });
+
+  test('a load answered with no model info is loaded, declaring nothing', async () => {
+    await using guest = await Vaccel.open({ plugins: [remotePlugin({ address })] });
+    await using session = await guest.createSession();
+    await using model = await guest.createResource({ type: ResourceType.Model, blobs });
+    session.registerResource(model);
+    assert.deepEqual(await session.modelLoad(model, { tensorflow: true }), { inputs: [], outputs: [] });
+    await session.modelUnload(model, { tensorflow: true });
   });
 });

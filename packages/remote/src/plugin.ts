@@ -29,7 +29,7 @@ import { AGENT_SERVICE } from './light-client.js';
 import { AgentLink, type Linked } from './link.js';
 import { multiAgentPlugin, splitAddresses } from './multi.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
-import { tensorflowViaRpc } from './tf-rpc.js';
+import { EMPTY_INFO, tensorflowViaRpc } from './tf-rpc.js';
 import { tlsMaterial } from './tls-material.js';
 import type { TlsClientOptions } from './transport.js';
 
@@ -286,7 +286,9 @@ function singleAgentPlugin(
       // Upstream ops fill the caller's buffers in place; our extension ops size their outputs, and
       // the caller gets copies in memory of its own (or in the room it gave). Either way the
       // reply's buffer is reused. Outputs the agent left in shared memory come as references.
-      const inPlace = op < EXTENSION_OP_MIN;
+      // The tf_model ops are upstream's numbers with our model ops' layout (upstream serves them
+      // only as TensorFlow RPCs): their outputs (model info, tensors) are sized by the agent too.
+      const inPlace = op < EXTENSION_OP_MIN && !TF_OPS.has(op);
       sent = true;
       await linked.client.callWith(
         AGENT_SERVICE,
@@ -309,6 +311,9 @@ function singleAgentPlugin(
         callOptions(ctx),
       );
       done = true;
+      // An agent whose TensorFlow backend describes no graph answers the load with no info: it is
+      // loaded all the same, declaring nothing (as over upstream's TensorflowModelLoad).
+      if (op === OpType.TfModelLoad && write[0]?.buf.byteLength === 0) write[0].buf = EMPTY_INFO;
     } catch (error) {
       // An agent that answered is done with the staged copies; one that timed out or went away
       // may still write into them, so they stay taken (the region goes with its connection).

@@ -16,7 +16,12 @@ import type { AgentService as SyncAgentService } from './gen/agent_sync_pb.js';
 import type { ServiceClient } from './service.js';
 import { tfNode, tfTensorFromWire, tfTensorName, tfTensorToWire } from './tf-tensors.js';
 
-const EMPTY_INFO = new TextEncoder().encode(JSON.stringify({ inputs: [], outputs: [] }));
+/**
+ * The model info of a TensorFlow load whose agent describes nothing (upstream's
+ * TensorflowModelLoad answers an empty graph_def): loaded, declaring no inputs or outputs.
+ * @internal
+ */
+export const EMPTY_INFO = new TextEncoder().encode(JSON.stringify({ inputs: [], outputs: [] }));
 
 /** Runs a TensorFlow op through upstream's RPCs; `modelId` is already the agent's. */
 export async function tensorflowViaRpc(
