@@ -4,11 +4,12 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { type Classification, type ResourceBlob, VaccelError } from '@vaccel/core';
-import * as ort from 'onnxruntime-node';
+import { type Classification, type ResourceBlob, type Tensor, VaccelError } from '@vaccel/core';
 import { type ModelDescriptor, parseDescriptor, parseLabels } from './descriptor.js';
+import type { ModelCallOptions } from './model-host.js';
+import { inProcessSession, type ModelSession, type SessionOpener } from './model-session.js';
 import { preprocess } from './preprocess.js';
-import { createSession, type OrtSession, type SessionSettings } from './session.js';
+import type { SessionSettings } from './session.js';
 
 /** Where the time of one classification went, in ms. */
 export interface ClassifyTimings {
@@ -65,9 +66,24 @@ function softmaxTopK(values: Float32Array, logits: boolean, k: number): { index:
 export interface DescribedModel {
   descriptor: ModelDescriptor;
   labels: string[];
-  session: OrtSession;
+  session: ModelSession;
   inputName: string;
 }
+
+/**
+ * Where a described model's session runs: settings for one in this process (the host's own
+ * models), or an opener (a guest's model, on the plugin's runners).
+ */
+export type SessionSource = SessionSettings | SessionOpener;
+
+const openerOf = (source: SessionSource): SessionOpener =>
+  typeof source === 'function' ? source : inProcessSession(source);
+
+/** The image tensor a descriptor's input takes. @internal */
+export const imageTensor = (data: Float32Array | Int32Array, dims: readonly number[]): Tensor =>
+  data instanceof Int32Array
+    ? { dtype: 'int32', dims: [...dims], data }
+    : { dtype: 'float32', dims: [...dims], data };
 
 /**
  * Opens a described model (`model.json` + its ONNX file + labels) for `task`.
@@ -76,7 +92,7 @@ export interface DescribedModel {
  */
 export async function openDescribedModel(
   blobs: readonly ResourceBlob[],
-  settings: SessionSettings,
+  source: SessionSource,
   what: string,
   task: ModelDescriptor['task'],
 ): Promise<DescribedModel> {
@@ -99,7 +115,7 @@ export async function openDescribedModel(
       'EINVAL',
       `${what}: ${DESCRIPTOR} names labels ${descriptor.labels}, which are missing`,
     );
-  const session = await createSession(onnx, settings, what);
+  const session = await openerOf(source)(onnx, what);
   const inputName = descriptor.input.name ?? session.inputNames[0]!;
   if (!session.inputNames.includes(inputName)) {
     await session.release();
@@ -113,38 +129,52 @@ export class Classifier {
   private constructor(
     readonly descriptor: ModelDescriptor,
     readonly labels: readonly string[],
-    private readonly session: OrtSession,
+    private readonly session: ModelSession,
     private readonly inputName: string,
     private readonly outputName: string,
   ) {}
 
   /**
-   * Loads a classifier from a model's blobs: `model.json` + its ONNX file + labels.
+   * Loads a classifier from a model's blobs: `model.json` + its ONNX file + labels. `source` says
+   * where its session runs: settings for this process, or an opener (see {@link SessionSource}).
    * @throws VaccelError `EINVAL` when the descriptor, model or labels do not fit together.
    */
   static async load(
     blobs: readonly ResourceBlob[],
-    settings: SessionSettings,
+    source: SessionSource,
     what = 'model',
   ): Promise<Classifier> {
-    const model = await openDescribedModel(blobs, settings, what, 'classification');
+    const model = await openDescribedModel(blobs, source, what, 'classification');
     const outputName = model.descriptor.outputName ?? model.session.outputNames[0]!;
-    if (!model.session.outputNames.includes(outputName))
+    if (!model.session.outputNames.includes(outputName)) {
+      await model.session.release();
       throw new VaccelError('EINVAL', `${what}: the model has no output ${outputName}`);
+    }
     return new Classifier(model.descriptor, model.labels, model.session, model.inputName, outputName);
   }
 
-  /** Classifies encoded image bytes. @throws VaccelError `EINVAL` for undecodable images. */
-  async classify(image: Uint8Array, topK: number, signal?: AbortSignal): Promise<ClassifyResult> {
+  /**
+   * Classifies encoded image bytes. `options.signal` stops the work (a contained run at once);
+   * `options.logger` hears what a model runner said before it died.
+   * @throws VaccelError `EINVAL` for undecodable images or a model whose output is not float32.
+   */
+  async classify(image: Uint8Array, topK: number, options: ModelCallOptions = {}): Promise<ClassifyResult> {
     const started = performance.now();
-    const input = await preprocess(image, this.descriptor.input, signal);
+    const input = await preprocess(image, this.descriptor.input, options.signal);
     const inferStart = performance.now();
     const out = await this.session.run(
-      { [this.inputName]: new ort.Tensor('float32', input.tensor, input.dims) },
+      { [this.inputName]: imageTensor(input.tensor, input.dims) },
       [this.outputName],
+      options,
     );
     const inference = performance.now() - inferStart;
-    const scores = out[this.outputName]!.data as Float32Array;
+    const output = out[this.outputName];
+    if (output?.dtype !== 'float32' || !(output.data instanceof Float32Array))
+      throw new VaccelError(
+        'EINVAL',
+        `${this.descriptor.name}: output ${this.outputName} is ${output?.dtype ?? 'missing'}, not float32`,
+      );
+    const scores = output.data;
     const classes = softmaxTopK(scores, this.descriptor.outputKind === 'logits', topK).map(
       ({ index, score }) => ({
         label: this.labels[index] ?? `class ${index}`,

@@ -3,7 +3,8 @@
  * list is an option, so a GPU provider drops in) and sharp.
  *
  * - `image_classify` / top-k classification with any ImageNet-style ONNX model described by a
- *   `model.json` ({@link parseDescriptor}); a default model ships with the package.
+ *   `model.json` ({@link parseDescriptor}); a default model ships with the package. A model a
+ *   guest gives (a resource) runs contained, like model_load's (see below); shipped ones in process.
  * - `image_detect` / `image_pose` / `image_segment` (upstream layouts and typed results) with
  *   described models; COCO NanoDet, MoveNet Lightning and MediaPipe's selfie segmenter ship.
  * - `model_load` / `model_run` / `model_unload` on any ONNX model registered as a resource, and
@@ -41,6 +42,7 @@ import { Classifier, readModelBlobs } from './classifier.js';
 import { intakeOptions, modelHost } from './contained/options.js';
 import type { ModelTask } from './descriptor.js';
 import { onnxModelOffThread } from './model-formats.js';
+import { hostedSession } from './model-session.js';
 import type { SessionSettings } from './session.js';
 import { OrtSgemm } from './sgemm.js';
 import { VisionModel } from './vision.js';
@@ -105,7 +107,8 @@ export interface OnnxPluginOptions {
   /** Threads per op (default `VACCEL_ONNX_THREADS`, else all cores); model runners share them. */
   threads?: number;
   /**
-   * Runner processes for guests' models (model_load, tf_model_load), started on first use
+   * Runner processes for guests' models (model_load, tf_model_load, and a model resource given
+   * to an image op), started on first use
    * (default `VACCEL_MODEL_RUNNERS`, else 2, or 1 on one core). 0 runs them in this process,
    * where a model that crashes ONNX Runtime or exhausts memory takes the process with it: for
    * trusted callers only.
@@ -168,6 +171,7 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
   const models = new Map<string, LoadedModel>(); // by resource digest
   const loaded = new Map<string, string>(); // `${session}:${resource}` → digest
 
+  const callOf = (ctx: OpContext) => ({ signal: ctx.signal, logger: ctx.logger });
   const cached = <T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> => {
     let value = map.get(key);
     if (!value) {
@@ -189,15 +193,18 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
         return Classifier.load(await readModelBlobs(defaultModel), settings, defaultModel);
       });
     }
+    // A guest's model: its session on the model host (a runner, under the memory cap), under a
+    // key of its own, apart from the same bytes loaded with model_load.
     const resource = ctx.resource(modelId);
+    const key = `classify:${resource.digest}`;
     return cached(classifiers, resource.digest, () =>
-      Classifier.load(resource.blobs, settings, `model ${modelId}`),
+      Classifier.load(resource.blobs, hostedSession(host, key, callOf(ctx)), `model ${modelId}`),
     );
   };
 
   const classify = async ({ image, topK, modelId }: ClassifyArgs, ctx: OpContext) => {
     const classifier = await classifierFor(modelId, ctx);
-    const { classes, timings } = await classifier.classify(image, topK, ctx.signal);
+    const { classes, timings } = await classifier.classify(image, topK, callOf(ctx));
     ctx.logger.debug({ model: classifier.descriptor.name, ...timings }, 'classified');
     return classes;
   };
@@ -211,14 +218,20 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       );
     }
     const resource = ctx.resource(modelId);
-    return cached(visionModels, `${task}:${resource.digest}`, () =>
-      VisionModel.load(resource.blobs, settings, VISION_TASKS[task], `model ${modelId}`),
+    const key = `${task}:${resource.digest}`;
+    return cached(visionModels, key, () =>
+      VisionModel.load(
+        resource.blobs,
+        hostedSession(host, key, callOf(ctx)),
+        VISION_TASKS[task],
+        `model ${modelId}`,
+      ),
     );
   };
   const vision = (task: VisionTask) =>
     visionHandlers(task, async ({ image, modelId, options }, ctx) => {
       const model = await visionModelFor(task, modelId, ctx);
-      const { timings, ...result } = await model.run(image, options, ctx.signal);
+      const { timings, ...result } = await model.run(image, options, callOf(ctx));
       ctx.logger.debug({ model: model.descriptor.name, ...timings }, task);
       return result;
     });

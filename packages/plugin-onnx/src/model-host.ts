@@ -1,7 +1,7 @@
 /**
- * Where the plugin runs the models guests load with model_load / tf_model_load: in runner
- * processes ({@link ModelRunners}, the default) or, for trusted callers only, in this process
- * ({@link InProcessModels}). Both take ONNX bytes through model intake first.
+ * Where the plugin runs the models guests load with model_load / tf_model_load or give an image
+ * op: in runner processes ({@link ModelRunners}, the default) or, for trusted callers only, in
+ * this process ({@link InProcessModels}). Both take ONNX bytes through model intake first.
  * @module
  * @internal
  */

@@ -5,9 +5,8 @@
  */
 import type { Detection, Pose, ResourceBlob, Segmentation, VisionOptions, VisionResult } from '@vaccel/core';
 import { VaccelError } from '@vaccel/core';
-import * as ort from 'onnxruntime-node';
 import { drawDetections, drawMask, drawPose, resizeMask } from './annotate.js';
-import { type DescribedModel, openDescribedModel } from './classifier.js';
+import { type DescribedModel, imageTensor, openDescribedModel, type SessionSource } from './classifier.js';
 import {
   decodeBoxes,
   decodeKeypoints,
@@ -18,8 +17,8 @@ import {
   type OutputTensor,
 } from './decoders.js';
 import type { ModelTask } from './descriptor.js';
+import type { ModelCallOptions } from './model-host.js';
 import { preprocess } from './preprocess.js';
-import type { SessionSettings } from './session.js';
 
 /** Defaults of {@link VisionOptions}. */
 export const VISION_DEFAULTS = {
@@ -44,35 +43,39 @@ export class VisionModel {
     return this.model.descriptor;
   }
 
-  /** Opens a model for `task` from its blobs. @throws VaccelError `EINVAL` if it does not fit. */
-  static async load(
-    blobs: readonly ResourceBlob[],
-    settings: SessionSettings,
-    task: ModelTask,
-    what: string,
-  ) {
-    return new VisionModel(await openDescribedModel(blobs, settings, what, task));
+  /**
+   * Opens a model for `task` from its blobs; `source` says where its session runs (see
+   * {@link SessionSource}). @throws VaccelError `EINVAL` if it does not fit.
+   */
+  static async load(blobs: readonly ResourceBlob[], source: SessionSource, task: ModelTask, what: string) {
+    return new VisionModel(await openDescribedModel(blobs, source, what, task));
   }
 
-  /** Runs the model on encoded image bytes. */
+  /**
+   * Runs the model on encoded image bytes. `call.signal` stops the work (a contained run at
+   * once); `call.logger` hears what a model runner said before it died.
+   */
   async run(
     image: Uint8Array,
     options: VisionOptions,
-    signal?: AbortSignal,
+    call: ModelCallOptions = {},
   ): Promise<VisionResult<Detection[] | Pose | Segmentation> & { timings: VisionTimings }> {
+    const { signal } = call;
     const started = performance.now();
     const { descriptor, session, inputName, labels } = this.model;
     const input = await preprocess(image, descriptor.input, signal);
     const inferStart = performance.now();
-    const type = input.tensor instanceof Int32Array ? 'int32' : 'float32';
-    const results = await session.run({ [inputName]: new ort.Tensor(type, input.tensor, input.dims) });
+    const results = await session.run({ [inputName]: imageTensor(input.tensor, input.dims) }, [], call);
     signal?.throwIfAborted();
     const inference = performance.now() - inferStart;
     const outputs: OutputTensor[] = session.outputNames.map((name) => {
-      const t = results[name]!;
-      if (t.type !== 'float32')
-        throw new VaccelError('EINVAL', `${descriptor.name}: output ${name} is ${t.type}, not float32`);
-      return { dims: t.dims, data: t.data as Float32Array };
+      const t = results[name];
+      if (t?.dtype !== 'float32' || !(t.data instanceof Float32Array))
+        throw new VaccelError(
+          'EINVAL',
+          `${descriptor.name}: output ${name} is ${t?.dtype ?? 'missing'}, not float32`,
+        );
+      return { dims: t.dims, data: t.data };
     });
     const frame: Frame = {
       inputWidth: descriptor.input.width,

@@ -8,6 +8,8 @@ import {
   admitModel,
   DataType,
   DEFAULT_INTAKE,
+  DEFAULT_MODEL_DIR,
+  DEFAULT_VISION_MODELS,
   initializer,
   modelBytes,
   node,
@@ -16,6 +18,7 @@ import {
   valueInfo,
 } from '@vaccel/plugin-onnx';
 import fc from 'fast-check';
+import sharp from 'sharp';
 import {
   AttributeProtoSchema,
   AttributeProto_AttributeType as AttributeType,
@@ -26,6 +29,7 @@ import {
   TensorProtoSchema,
 } from '../src/gen/onnx_pb.js';
 import { GraphDefSchema, DataType as TfDataType } from '../src/gen/tensorflow_graph_pb.js';
+import { photo } from './helpers.js';
 
 const code = (expected: string) => (error: unknown) =>
   error instanceof VaccelError && error.code === expected;
@@ -513,6 +517,127 @@ suite('hostile models: containment', () => {
       await vaccel.close();
     }
     assert.deepEqual(results, [XW, XW]);
+  });
+});
+
+/**
+ * A classifier-shaped model (x [1, 8, 8, 3] → scores [1, 3], the sum of each colour channel) whose
+ * scores also add the sum of ConstantOfShape [k, k] (zeros): 4·k² bytes of memory per run.
+ */
+const classifierModel = (k: number) =>
+  modelBytes({
+    name: 'channel-sums',
+    nodes: [
+      node('ReduceSum', ['x', 'hw'], ['sums'], { keepdims: { int: 0 } }),
+      node('ConstantOfShape', ['shape'], ['big']),
+      node('ReduceSum', ['big'], ['zero'], { keepdims: { int: 0 } }),
+      node('Add', ['sums', 'zero'], ['y']),
+    ],
+    inputs: [valueInfo('x', DataType.FLOAT, [1, 8, 8, 3])],
+    outputs: [valueInfo('y', DataType.FLOAT, [1, 3])],
+    initializers: [
+      initializer('hw', DataType.INT64, [2], new BigInt64Array([1n, 2n])),
+      initializer('shape', DataType.INT64, [2], new BigInt64Array([BigInt(k), BigInt(k)])),
+    ],
+  });
+
+/** {@link classifierModel} as a guest uploads it: descriptor, ONNX and labels. */
+async function uploadClassifier(vaccel: Vaccel, session: Session, k: number) {
+  const descriptor = {
+    name: `channel-sums-${k}`,
+    task: 'classification',
+    labels: 'labels.txt',
+    input: { shape: [1, 8, 8, 3], scale: 1 / 255 },
+    output: { kind: 'logits' },
+  };
+  const model = await vaccel.createResource({
+    type: ResourceType.Model,
+    blobs: [
+      { name: 'model.json', data: new TextEncoder().encode(JSON.stringify(descriptor)) },
+      { name: 'model.onnx', data: classifierModel(k) },
+      { name: 'labels.txt', data: new TextEncoder().encode('red\ngreen\nblue\n') },
+    ],
+  });
+  session.registerResource(model);
+  return model;
+}
+
+/** A reddish 8 × 8 PNG: red scores highest. */
+const reddish = async () =>
+  new Uint8Array(
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 200, g: 60, b: 20 } } })
+      .png()
+      .toBuffer(),
+  );
+
+suite('hostile models: image ops on guest models', () => {
+  test("a classifier whose run takes GiBs is ENOMEM under the runners' memory cap; the plugin goes on serving", async () => {
+    const { vaccel, session } = await open({ modelMemoryLimit: 2 ** 30 });
+    const image = await reddish();
+    const bomb = await uploadClassifier(vaccel, session, 30_000);
+    const ran = runnerEvent((e) => e.event === 'call' && e.kind === 'run');
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(session.imageClassify(image, { model: bomb, topK: 3 }), (e) => {
+        assert.ok(code('ENOMEM')(e), String(e));
+        assert.match((e as Error).message, /memory/);
+        return true;
+      });
+    }
+    await ran; // in a runner, not here
+    const fine = await uploadClassifier(vaccel, session, 2);
+    const classes = await session.imageClassify(image, { model: fine, topK: 3 });
+    assert.deepEqual(
+      classes.map((c) => c.label),
+      ['red', 'green', 'blue'],
+    );
+    assert.equal((await session.imageClassify(photo('cat.jpg'), { topK: 1 }))[0]?.label, 'Neutral');
+    await runMatmul(vaccel, session);
+    await vaccel.close();
+  });
+
+  test('a guest classifier and segmenter give the same results contained as in-process, and as the shipped models', async () => {
+    const shipped = await open({ modelRunners: 0 });
+    const cat = photo('cat.jpg');
+    const person = photo('person.jpg');
+    const expected = {
+      classes: await shipped.session.imageClassify(cat, { topK: 5 }),
+      mask: (await shipped.session.imageSegment(person)).result,
+    };
+    await shipped.vaccel.close();
+    for (const modelRunners of [0, 1]) {
+      const { vaccel, session } = await open({ modelRunners });
+      const runs: unknown[] = [];
+      const onEvent = (e: unknown) => {
+        if ((e as { kind?: string }).kind === 'run') runs.push(e);
+      };
+      runnerChannel.subscribe(onEvent);
+      try {
+        await using classifier = await vaccel.createResource({
+          type: ResourceType.Model,
+          paths: DEFAULT_MODEL_DIR,
+        });
+        await using segmenter = await vaccel.createResource({
+          type: ResourceType.Model,
+          paths: DEFAULT_VISION_MODELS.segment,
+        });
+        session.registerResource(classifier);
+        session.registerResource(segmenter);
+        const classes = await session.imageClassify(cat, { topK: 5, model: classifier });
+        assert.deepEqual(
+          classes.map((c) => c.label),
+          expected.classes.map((c) => c.label),
+        );
+        for (const [i, c] of classes.entries())
+          assert.ok(Math.abs(c.score - expected.classes[i]!.score) < 1e-6, `${c.label} ${c.score}`);
+        const { result } = await session.imageSegment(person, { model: segmenter });
+        assert.deepEqual(result, expected.mask);
+        // Guest models run on the runners when there are any, here when there are none.
+        assert.equal(runs.length, modelRunners === 0 ? 0 : 2);
+      } finally {
+        runnerChannel.unsubscribe(onEvent);
+        await vaccel.close();
+      }
+    }
   });
 });
 
