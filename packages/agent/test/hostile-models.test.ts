@@ -216,7 +216,7 @@ suite('hostile models on the agent', () => {
       await attacker.session.modelLoad(bomb);
       const blast = attacker.session.modelRun(bomb, {});
       blast.catch(() => {}); // asserted below
-      // While the bomb is in the agent's hands: the other guest's calls.
+      // The other guest's calls, sent while the bomb's call is out (not asserted to overlap it: no race).
       await bystander.session.noop();
       await runMatmul(bystander.session);
       await assert.rejects(blast, (e) => {
