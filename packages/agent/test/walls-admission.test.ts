@@ -21,7 +21,7 @@ import { Client, FrameFlag, FrameType, TtrpcError } from '@vaccel/ttrpc';
 import sharp from 'sharp';
 import { GATE_PLUGIN, gatedNoop, openGate } from './gate.js';
 import { freePort, tempDir } from './helpers.js';
-import { guest, logEvent, metric, metricReaches, RawPeer, startReadyAgent } from './walls-helpers.js';
+import { guest, metric, metricReaches, RawPeer, startReadyAgent } from './walls-helpers.js';
 
 const MiB = 2 ** 20;
 

@@ -12,8 +12,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnTied } from '@vaccel/process';
 import { promisify } from 'node:util';
+import { spawnTied } from '@vaccel/process';
 
 export { PEER_SERVICE, peerMethods } from './peer-service.js';
 
