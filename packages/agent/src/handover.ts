@@ -18,14 +18,34 @@ import { PRIVATE_SOCKET_MODE, withUmask } from '@vaccel/remote';
 export const NONCE_BYTES = 32;
 /** How long an unclaimed handover (or a silent handover connection) is kept. */
 export const HANDOVER_TTL_MS = 10_000;
-/** Handover connections and unclaimed handovers kept at once (a flood gets closed). */
-const MAX_PENDING = 64;
+/** Bounds of a handover socket. */
+export interface HandoverLimits {
+  /** Handover connections and unclaimed handovers kept at once, all peers together (default 256). */
+  maxConnections: number;
+  /**
+   * Of those, from one process (SO_PEERCRED's pid; default 4): a guest hands over one region at a
+   * time, so a process holding more is flooding, and is refused without crowding out the others.
+   */
+  maxPerPeer: number;
+  /** Told of each connection refused (it is closed at once). */
+  refused?(reason: 'handover_connections' | 'handover_peer', peer: { pid: number; uid: number }): void;
+}
+
+const DEFAULT_LIMITS: HandoverLimits = { maxConnections: 256, maxPerPeer: 4 };
 
 /** A descriptor handed over, and who sent it. */
 export interface Handover {
   fd: number;
   pid: number;
   uid: number;
+}
+
+interface Client {
+  fd: number;
+  /** The process that connected (SO_PEERCRED). */
+  pid: number;
+  watcher: Watcher;
+  timer: NodeJS.Timeout;
 }
 
 interface Waiting {
@@ -36,27 +56,30 @@ export class HandoverSocket {
   readonly #fd: number;
   readonly #watcher: Watcher;
   readonly #pending = new Map<string, Handover & { timer: NodeJS.Timeout }>();
+  /** Connections and unclaimed handovers held for each sending process. */
+  readonly #perPeer = new Map<number, number>();
   readonly #waiting = new Map<string, Waiting>();
-  readonly #clients = new Set<{ fd: number; watcher: Watcher; timer: NodeJS.Timeout }>();
+  readonly #clients = new Set<Client>();
   #closed = false;
 
   private constructor(
     readonly path: string,
     private readonly logger: Logger,
+    private readonly limits: HandoverLimits,
   ) {
     const lib = native();
     try {
       unlinkSync(path); // a socket left by an agent that died
     } catch {}
     // 0600 from creation (the addon binds and listens in this one synchronous call).
-    this.#fd = withUmask(0o777 & ~PRIVATE_SOCKET_MODE, () => lib.listen(path, 64));
+    this.#fd = withUmask(0o777 & ~PRIVATE_SOCKET_MODE, () => lib.listen(path, 128));
     this.#watcher = new lib.Watcher(this.#fd, () => this.#accept());
     this.#watcher.unref();
   }
 
   /** Listens at `path` (0600, like the agent's socket). @throws when the addon is missing. */
-  static open(path: string, logger: Logger): HandoverSocket {
-    return new HandoverSocket(path, logger);
+  static open(path: string, logger: Logger, limits: Partial<HandoverLimits> = {}): HandoverSocket {
+    return new HandoverSocket(path, logger, { ...DEFAULT_LIMITS, ...limits });
   }
 
   /**
@@ -69,6 +92,7 @@ export class HandoverSocket {
     const ready = this.#pending.get(key);
     if (ready) {
       this.#pending.delete(key);
+      this.#release(ready.pid);
       clearTimeout(ready.timer);
       return Promise.resolve({ fd: ready.fd, pid: ready.pid, uid: ready.uid });
     }
@@ -109,6 +133,7 @@ export class HandoverSocket {
       closeQuietly(handover.fd);
     }
     this.#pending.clear();
+    this.#perPeer.clear();
     try {
       unlinkSync(this.path);
     } catch {}
@@ -125,13 +150,33 @@ export class HandoverSocket {
         return;
       }
       if (fd === null) return;
-      if (this.#clients.size + this.#pending.size >= MAX_PENDING) {
+      let peer: { pid: number; uid: number };
+      try {
+        peer = lib.peerCredentials(fd);
+      } catch (error) {
         closeQuietly(fd);
-        this.logger.warn({}, 'too many pending region handovers; closing a new one');
+        this.logger.warn({ err: String(error) }, 'handover peer unknown; closing it');
         continue;
       }
-      const client = {
+      const { maxConnections, maxPerPeer } = this.limits;
+      const fromPeer = this.#perPeer.get(peer.pid) ?? 0;
+      const global = this.#clients.size + this.#pending.size >= maxConnections;
+      if (global || fromPeer >= maxPerPeer) {
+        closeQuietly(fd);
+        const reason = global ? 'handover_connections' : 'handover_peer';
+        this.logger.warn(
+          { reason, pid: peer.pid, uid: peer.uid, limit: global ? maxConnections : maxPerPeer },
+          global
+            ? 'too many pending region handovers; closing a new one'
+            : 'too many pending region handovers from one process; closing a new one',
+        );
+        this.limits.refused?.(reason, { pid: peer.pid, uid: peer.uid });
+        continue;
+      }
+      this.#perPeer.set(peer.pid, fromPeer + 1);
+      const client: Client = {
         fd,
+        pid: peer.pid,
         watcher: new lib.Watcher(fd, () => this.#receive(client)),
         timer: setTimeout(() => this.#drop(client), HANDOVER_TTL_MS),
       };
@@ -141,7 +186,7 @@ export class HandoverSocket {
     }
   }
 
-  #receive(client: { fd: number; watcher: Watcher; timer: NodeJS.Timeout }): void {
+  #receive(client: Client): void {
     const lib = native();
     const nonce = new Uint8Array(NONCE_BYTES + 1);
     let got: ReturnType<typeof lib.recvmsg>;
@@ -177,18 +222,31 @@ export class HandoverSocket {
       closeQuietly(earlier.fd);
       closeQuietly(handover.fd);
       this.#pending.delete(key);
+      this.#release(earlier.pid);
       return;
     }
+    // An unclaimed handover counts against its sender (the connection it came on just stopped).
+    this.#perPeer.set(handover.pid, (this.#perPeer.get(handover.pid) ?? 0) + 1);
     const timer = setTimeout(() => {
+      if (this.#pending.get(key)?.timer !== timer) return;
       this.#pending.delete(key);
+      this.#release(handover.pid);
       closeQuietly(handover.fd);
     }, HANDOVER_TTL_MS);
     timer.unref();
     this.#pending.set(key, { ...handover, timer });
   }
 
-  #drop(client: { fd: number; watcher: Watcher; timer: NodeJS.Timeout }): void {
+  /** One connection or unclaimed handover of process `pid` is gone. */
+  #release(pid: number): void {
+    const left = (this.#perPeer.get(pid) ?? 1) - 1;
+    if (left === 0) this.#perPeer.delete(pid);
+    else this.#perPeer.set(pid, left);
+  }
+
+  #drop(client: Client): void {
     if (!this.#clients.delete(client)) return;
+    this.#release(client.pid);
     clearTimeout(client.timer);
     client.watcher.close();
     closeQuietly(client.fd);

@@ -60,42 +60,35 @@ export class AgentMetrics {
   });
   readonly refusals = new Counter({
     name: 'vaccel_agent_refusals_total',
-    help: 'Requests refused at admission, by reason (memory_frame, memory_image, memory_sgemm, memory_output, image_pixels, sessions, resource_bytes, compute_queue)',
+    help: 'Requests refused at admission, by reason (memory_frame, memory_image, memory_sgemm, memory_output, image_pixels, sessions, resource_bytes)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
 
-  // The compute scheduler (scheduler.ts). Tenant labels are tenant classes (a bounded set: every
-  // connection is "guest" today), never connection ids, so a guest opening connections cannot
-  // grow the registry.
-  readonly computeSlots = new Gauge({
-    name: 'vaccel_agent_compute_slots',
-    help: 'Compute runs the agent allows at once, all guests together (--compute-slots)',
+  readonly connectionsDropped = new Counter({
+    name: 'vaccel_agent_connections_dropped_total',
+    help: 'Connections refused or closed by a bound, by reason (max_connections, max_peer_connections, idle_timeout, frame_timeout, handover_connections, handover_peer)',
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly computeBusy = new Gauge({
-    name: 'vaccel_agent_compute_slots_busy',
-    help: 'Compute runs going on now',
+  readonly readPauses = new Counter({
+    name: 'vaccel_agent_read_pauses_total',
+    help: 'Times a connection stopped being read because its peer left too many reply bytes unread (--max-unsent-bytes)',
     registers: [this.registry],
   });
-  readonly tenantQueued = new Gauge({
-    name: 'vaccel_agent_tenant_queue_depth',
-    help: 'Compute calls waiting for a slot, by tenant class',
-    labelNames: ['tenant'] as const,
+  /** What the connection gauges below read at scrape time (set by the agent). */
+  connectionsNow: () => { unsent: number; paused: number } = () => ({ unsent: 0, paused: 0 });
+  readonly unsentBytes: Gauge = new Gauge({
+    name: 'vaccel_agent_unsent_bytes',
+    help: 'Reply bytes written to guests and not yet read by them, all connections together',
     registers: [this.registry],
+    collect: (): void => this.unsentBytes.set(this.connectionsNow().unsent),
   });
-  readonly tenantWait = new Histogram({
-    name: 'vaccel_agent_tenant_wait_seconds',
-    help: 'Time compute calls waited for a slot, by tenant class',
-    labelNames: ['tenant'] as const,
-    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  readonly pausedConnections: Gauge = new Gauge({
+    name: 'vaccel_agent_paused_connections',
+    help: 'Connections not being read now because their peer does not read its replies',
     registers: [this.registry],
-  });
-  readonly tenantRejections = new Counter({
-    name: 'vaccel_agent_tenant_rejections_total',
-    help: 'Compute calls refused because their tenant had --max-queued queued or running, by tenant class',
-    labelNames: ['tenant'] as const,
-    registers: [this.registry],
+    collect: (): void => this.pausedConnections.set(this.connectionsNow().paused),
   });
 
   /** Serves `/metrics` over HTTP on `host:port`. */

@@ -55,6 +55,19 @@ export class ConnectionState {
     readonly device?: DeviceMemory,
   ) {}
 
+  /**
+   * True when the connection holds nothing a guest would lose by being cut off: no session, no
+   * resource, no region. Such a connection may be closed when it is also silent.
+   */
+  get holdsNothing(): boolean {
+    return (
+      this.sessions.size === 0 &&
+      this.#pendingSessions === 0 &&
+      this.resources.size === 0 &&
+      this.regions.count === 0
+    );
+  }
+
   /** A session of this connection. @throws VaccelError EINVAL for ids ≤ 0, ENOENT for others' or unknown ids. */
   session(id: bigint): Session {
     const session = this.sessions.get(checkId(id, 'session'));

@@ -35,7 +35,6 @@ export {
   EXTENSION_OP_MIN,
   isOpType,
   OP_ALTERNATIVES,
-  type OpCost,
   type OpInfo,
   OpType,
   opByName,

@@ -26,6 +26,27 @@ export interface ChannelHandlers {
   close(error?: Error): void;
 }
 
+/**
+ * Bounds a server puts on one channel (see {@link Channel.bound}); each is off until set.
+ */
+export interface ChannelBounds {
+  /**
+   * Bytes written and not yet taken by the kernel (queued frames plus the stream's
+   * `writableLength`) at which the channel stops reading, until the peer has read them. Replies
+   * of calls already running are still written; a big frame that would take the unsent bytes past
+   * twice this is refused (RESOURCE_EXHAUSTED), unless nothing is unsent.
+   */
+  maxUnsent?: number;
+  /** Milliseconds a frame may take from its first byte to its last; past it the channel is destroyed. */
+  frameTimeout?: number;
+  /** Reading stopped: `unsent` bytes wait for the peer. */
+  paused?(unsent: number): void;
+  /** Reading started again. */
+  resumed?(): void;
+  /** A frame was not finished within `frameTimeout` (the channel is destroyed next). */
+  stalled?(): void;
+}
+
 /** Internals of a net.Socket the takeover relies on (stable since Node 0.x). */
 interface SocketInternals {
   _handle?: { readStop?(): number; reading?: boolean; useUserBuffer?: unknown } | null;
@@ -37,7 +58,7 @@ interface SocketInternals {
  * wrapper is left without a handle; an accepted socket's server bookkeeping moves along, so
  * `net.Server#close` still waits for it. Returns undefined when the socket cannot be taken over.
  */
-function takeOver(socket: Duplex, reader: SlabReader): Socket | undefined {
+function takeOver(socket: Duplex, reader: SlabReader, afterRead: () => void): Socket | undefined {
   if (!(socket instanceof Socket) || socket.connecting || socket.destroyed) return undefined;
   const old = socket as Socket & SocketInternals;
   const handle = old._handle;
@@ -57,6 +78,7 @@ function takeOver(socket: Duplex, reader: SlabReader): Socket | undefined {
       buffer: () => reader.nextBuffer(),
       callback: (n: number) => {
         reader.didRead(n);
+        afterRead();
         return true;
       },
     },
@@ -84,6 +106,14 @@ export class Channel {
   #queuedSmall = 0;
   #queuedDone: (() => void)[] = [];
   #flushScheduled = false;
+  /** Bytes queued this tick, not yet handed to the stream. */
+  #queuedBytes = 0;
+  #bounds: ChannelBounds = {};
+  #paused = false;
+  #frameTimer: NodeJS.Timeout | undefined;
+  #closedWith: ((error: Error) => void) | undefined;
+  /** When the last frame was read or written, on the `performance.now()` clock. */
+  lastActive = performance.now();
 
   constructor(
     stream: Duplex,
@@ -95,6 +125,7 @@ export class Channel {
     const guarded =
       <F>(fn: (frame: F) => void) =>
       (frame: F): void => {
+        this.lastActive = performance.now();
         try {
           fn(frame);
         } catch (error) {
@@ -106,7 +137,7 @@ export class Channel {
     const onFrame = guarded(handlers.frame);
     const onOversized = guarded(handlers.oversized);
     const reader = new SlabReader(maxFrame, onFrame, onOversized, sharedPool, admission);
-    const adopted = takeOver(stream, reader);
+    const adopted = takeOver(stream, reader, () => this.#watchFrame());
     if (adopted) {
       this.stream = adopted;
       this.#decoder = reader;
@@ -114,11 +145,18 @@ export class Channel {
       this.stream = stream;
       const decoder = new FrameDecoder(maxFrame, onFrame, onOversized, admission);
       this.#decoder = decoder;
-      stream.on('data', (chunk: Uint8Array) => decoder.push(chunk));
+      stream.on('data', (chunk: Uint8Array) => {
+        decoder.push(chunk);
+        this.#watchFrame();
+      });
     }
+    this.#closedWith = (error) => {
+      closedWith ??= error;
+    };
     const finish = (): void => {
       if (this.#closed) return;
       this.#closed = true;
+      clearTimeout(this.#frameTimer);
       if (closedWith === undefined && !this.#decoder.idle)
         closedWith = new TtrpcClosedError('connection closed mid-frame');
       this.#decoder.abandon();
@@ -128,9 +166,73 @@ export class Channel {
       closedWith ??= error;
     });
     this.stream.on('end', () => this.stream.destroy());
+    // The peer read what was unsent: read its requests again.
+    this.stream.on('drain', () => this.#maybeResume());
     this.stream.on('close', finish);
     // A stream handed over paused (e.g. after a transport handshake) must flow now.
     this.stream.resume();
+  }
+
+  /**
+   * Sets the channel's bounds (see {@link ChannelBounds}): a server calls it once, as the
+   * connection starts. Off by default, so a client's channel has none.
+   */
+  bound(bounds: ChannelBounds): void {
+    this.#bounds = bounds;
+    this.#watchFrame();
+  }
+
+  /** Bytes written and not yet taken by the kernel: queued this tick plus the stream's buffer. */
+  get unsent(): number {
+    return this.#queuedBytes + this.stream.writableLength;
+  }
+
+  /** True while reading is stopped because the peer does not read what it was sent. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * A frame's first byte starts its clock; its last byte (or the reader's going idle) stops it.
+   * One timer per channel, only while a frame is partly read: a frame that never finishes would
+   * hold its buffer (up to the frame limit) for as long as the peer likes.
+   */
+  #watchFrame(): void {
+    const timeout = this.#bounds.frameTimeout;
+    if (timeout === undefined) return;
+    if (this.#decoder.idle) {
+      if (this.#frameTimer !== undefined) {
+        clearTimeout(this.#frameTimer);
+        this.#frameTimer = undefined;
+      }
+      return;
+    }
+    if (this.#frameTimer !== undefined || this.closed) return;
+    this.#frameTimer = setTimeout(() => {
+      this.#frameTimer = undefined;
+      if (this.#decoder.idle || this.closed) return;
+      this.#closedWith?.(new TtrpcClosedError(`a frame was not finished within ${timeout} ms`));
+      this.#bounds.stalled?.();
+      this.stream.destroy();
+    }, timeout);
+    this.#frameTimer.unref();
+  }
+
+  /** Stops reading once the unsent bytes reach the bound (new requests wait in the kernel). */
+  #maybePause(): void {
+    const max = this.#bounds.maxUnsent;
+    if (max === undefined || this.#paused || this.unsent < max || this.closed) return;
+    this.#paused = true;
+    this.stream.pause();
+    this.#bounds.paused?.(this.unsent);
+  }
+
+  #maybeResume(): void {
+    if (!this.#paused || this.closed) return;
+    if (this.unsent >= (this.#bounds.maxUnsent ?? Number.POSITIVE_INFINITY)) return;
+    this.#paused = false;
+    this.stream.resume();
+    this.#bounds.resumed?.();
   }
 
   /** True once the underlying stream closed. */
@@ -161,9 +263,24 @@ export class Channel {
         `frame payload of ${length} bytes is over the limit of ${this.maxFrame}`,
       );
     }
+    this.lastActive = performance.now();
+    const max = this.#bounds.maxUnsent;
+    if (max !== undefined && length >= COPY_BELOW) {
+      // A peer that does not read must not make us hold reply after reply: past twice the bound a
+      // big frame is refused (its bytes go back now), unless it is the only one waiting. Small
+      // frames (statuses) always pass: reading is paused, so there are at most maxInflight of them.
+      const unsent = this.unsent;
+      if (unsent > 0 && unsent + length > 2 * max) {
+        throw new TtrpcError(
+          Code.RESOURCE_EXHAUSTED,
+          `the peer is not reading: ${unsent} bytes are unsent (bound ${max}); a frame of ${length} bytes was dropped`,
+        );
+      }
+    }
     this.#queue(encodeHeader(length, streamId, type, flags));
     for (const part of parts) if (part.byteLength > 0) this.#queue(part);
     if (written) this.#queuedDone.push(written);
+    this.#maybePause();
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       process.nextTick(() => this.#flush());
@@ -172,6 +289,7 @@ export class Channel {
 
   #queue(part: Uint8Array): void {
     this.#queued.push(part);
+    this.#queuedBytes += part.byteLength;
     if (part.byteLength < COPY_BELOW) this.#queuedSmall += part.byteLength;
   }
 
@@ -183,11 +301,16 @@ export class Channel {
     this.#queuedSmall = 0;
     const done = this.#queuedDone;
     this.#queuedDone = [];
+    this.#queuedBytes = 0;
+    const bounded = this.#bounds.maxUnsent !== undefined;
     const callback =
-      done.length === 0
+      done.length === 0 && !bounded
         ? undefined
         : () => {
             for (const fn of done) fn();
+            // 'drain' comes only after a write over the stream's high-water mark: a bound below it
+            // is checked here, as each flush leaves.
+            if (bounded) this.#maybeResume();
           };
     if (this.stream.destroyed) {
       callback?.();

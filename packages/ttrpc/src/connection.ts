@@ -6,16 +6,13 @@
  */
 import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Duplex } from 'node:stream';
-import type { Channel } from './channel.js';
+import type { Channel, ChannelBounds } from './channel.js';
 import type { DeadlineEntry } from './deadlines.js';
 import type { MessageQueue } from './queue.js';
 import { Code, TtrpcError } from './status.js';
 
-/**
- * What a handler (or an interceptor) knows about its call. `C` is the type of its connection's
- * {@link Connection.context}, for servers that type it (`Server<C>`).
- */
-export interface CallContext<C = unknown> {
+/** What a handler knows about its call. */
+export interface CallContext {
   readonly service: string;
   readonly method: string;
   /**
@@ -31,7 +28,7 @@ export interface CallContext<C = unknown> {
   readonly metadata: ReadonlyMap<string, string>;
   /** When the call's deadline expires, on the `performance.now()` clock; undefined for none. */
   readonly deadline: number | undefined;
-  readonly connection: Connection<C>;
+  readonly connection: Connection;
 }
 
 let nextConnectionId = 1;
@@ -40,10 +37,10 @@ let nextConnectionId = 1;
 export type CloseReason = Error | undefined;
 
 /** One client connection. `context` is yours: set it in `onConnection`. */
-export class Connection<C = unknown> extends EventEmitter<{ close: [reason: CloseReason] }> {
+export class Connection extends EventEmitter<{ close: [reason: CloseReason] }> {
   readonly id = nextConnectionId++;
-  /** Per-connection state owned by the application (set by `onConnection`, before any call). */
-  context!: C;
+  /** Per-connection state owned by the application. */
+  context: unknown;
   /** @internal */ readonly calls = new Map<number, ServerCall>();
   /** @internal */ channel!: Channel;
   /** @internal */ closeReason: CloseReason;
@@ -58,6 +55,30 @@ export class Connection<C = unknown> extends EventEmitter<{ close: [reason: Clos
   /** Calls being handled now. */
   get inflight(): number {
     return this.calls.size;
+  }
+
+  /** Bytes written to the peer and not yet taken by the kernel (queued replies included). */
+  get unsentBytes(): number {
+    return this.channel.unsent;
+  }
+
+  /** When a frame was last read or written on it, on the `performance.now()` clock. */
+  get lastActive(): number {
+    return this.channel.lastActive;
+  }
+
+  /** True while reading is stopped because the peer does not read what it was sent. */
+  get readPaused(): boolean {
+    return this.channel.paused;
+  }
+
+  /**
+   * Bounds what the peer can make the server hold: a bound on unsent bytes past which the
+   * connection stops being read (backpressure), and a deadline for each frame's arrival. Call it
+   * in `onConnection`; each bound is off until set.
+   */
+  bound(bounds: ChannelBounds): void {
+    this.channel.bound(bounds);
   }
 
   /** True once closed. */

@@ -32,7 +32,6 @@ export {
   Connection,
   type Method,
   Server,
-  type ServerInterceptor,
   type ServerOptions,
   type StatusReply,
   type UnaryHandler,

@@ -1,6 +1,8 @@
 /**
  * A bounded async queue of client-stream messages. A consumer that falls more than `limit`
- * messages behind fails the stream rather than letting memory grow without bound.
+ * messages behind fails the stream rather than letting memory grow without bound, and so does a
+ * stream that carries more than `maxBytes` in all: a consumer that keeps every message (to join
+ * them) is never behind, so only a bound on the stream's total holds its memory.
  * @internal
  */
 import { Code, TtrpcError } from './status.js';
@@ -11,14 +13,26 @@ export class MessageQueue implements AsyncIterable<Uint8Array> {
   #failWaiter: ((error: unknown) => void) | undefined;
   #ended = false;
   #error: unknown;
+  #bytes = 0;
 
   constructor(
     private readonly limit: number,
     private readonly maxFrame: number,
+    private readonly maxBytes = Number.POSITIVE_INFINITY,
   ) {}
 
   push(item: Uint8Array): void {
     if (this.#ended || this.#error) return;
+    this.#bytes += item.byteLength;
+    if (this.#bytes > this.maxBytes) {
+      this.fail(
+        new TtrpcError(
+          Code.RESOURCE_EXHAUSTED,
+          `stream carried more than ${this.maxBytes} bytes (the server's bound on one stream)`,
+        ),
+      );
+      return;
+    }
     if (this.#waiter) {
       const waiter = this.#waiter;
       this.#waiter = undefined;
@@ -48,6 +62,7 @@ export class MessageQueue implements AsyncIterable<Uint8Array> {
 
   fail(error: unknown): void {
     this.#error = error;
+    this.#items.length = 0; // what was buffered goes back now
     this.#failWaiter?.(error);
   }
 

@@ -41,36 +41,23 @@ export interface StatusReply {
   details?: readonly Any[];
 }
 
-/**
- * Wraps every call of a server, as containerd/ttrpc's `UnaryServerInterceptor` does: it runs
- * before the handler, decides whether and when `next()` runs it (auth, admission, scheduling) and
- * sees how it ended (metrics). What it throws or rejects with is the call's error, mapped by
- * `errorToStatus` like a handler's. `request` is the call's encoded payload for unary methods
- * (undefined for client streams, whose payloads arrive later).
- */
-export type ServerInterceptor<C = unknown> = (
-  ctx: CallContext<C>,
-  next: () => Promise<Payload>,
-  request: Uint8Array | undefined,
-) => Promise<Payload>;
-
 /** Options of a {@link Server}. */
-export interface ServerOptions<C = unknown> {
+export interface ServerOptions {
   /** Largest frame payload accepted or sent (default 256 MiB). */
   maxFrame?: number;
+  /**
+   * Bytes one client stream may carry in all (its data frames' payloads) before it fails with
+   * RESOURCE_EXHAUSTED (default: `maxFrame`). Its handler may keep every message it reads.
+   */
+  maxStreamBytes?: number;
   /** Calls in flight per connection before new ones get RESOURCE_EXHAUSTED (default 4096). */
   maxInflight?: number;
   /** Maps a handler's thrown error to a status (default: TtrpcError as is, else UNKNOWN). */
   errorToStatus?(error: unknown, ctx: CallContext): StatusReply;
   /** Called for each new connection, before its first request (attach state to `context`). */
-  onConnection?(connection: Connection<C>): void;
+  onConnection?(connection: Connection): void;
   /** A memory budget big frame payloads are admitted against before they are read (see admission.ts). */
   admission?: FrameAdmission;
-  /**
-   * Run around every call, first outermost (default none: a call then costs no extra promise).
-   * They see the typed connection context `C` set by `onConnection`.
-   */
-  interceptors?: readonly ServerInterceptor<C>[];
 }
 
 /** How long {@link Server.shutdown} waits for peers to close their side before cutting them off. */
@@ -84,20 +71,17 @@ const SHUTDOWN_GRACE_MS = 2000;
  * server.listen(net.createServer().listen(path));
  * ```
  */
-export class Server<C = unknown> {
+export class Server {
   readonly #services = new Map<string, Map<string, Method>>();
   readonly #borrowing = new Map<string, ReadonlySet<string>>();
-  readonly #connections = new Set<Connection<C>>();
+  readonly #connections = new Set<Connection>();
   readonly #listeners = new Set<NetServer>();
   readonly #maxFrame: number;
   readonly #maxInflight: number;
   readonly #deadlines = new Deadlines();
   #draining = false;
 
-  readonly #interceptors: readonly ServerInterceptor<C>[];
-
-  constructor(private readonly options: ServerOptions<C> = {}) {
-    this.#interceptors = [...(options.interceptors ?? [])];
+  constructor(private readonly options: ServerOptions = {}) {
     this.#maxFrame = checkMaxFrame(options.maxFrame, 'Server');
     this.#maxInflight = options.maxInflight ?? 4096;
   }
@@ -118,7 +102,7 @@ export class Server<C = unknown> {
   }
 
   /** Open connections. */
-  connections(): Connection<C>[] {
+  connections(): Connection[] {
     return [...this.#connections];
   }
 
@@ -138,8 +122,8 @@ export class Server<C = unknown> {
   }
 
   /** Serves one connection on any Duplex. */
-  serve(stream: Duplex): Connection<C> {
-    const connection = new Connection<C>();
+  serve(stream: Duplex): Connection {
+    const connection = new Connection();
     connection.channel = new Channel(
       stream,
       this.#maxFrame,
@@ -368,7 +352,8 @@ export class Server<C = unknown> {
       this.#fail(connection, id, Code.DEADLINE_EXCEEDED, this.#deadlineMessage(call));
       return;
     }
-    if (streaming) call.queue = new MessageQueue(64, this.#maxFrame);
+    if (streaming)
+      call.queue = new MessageQueue(64, this.#maxFrame, this.options.maxStreamBytes ?? this.#maxFrame);
     if (frame.recycle && this.#borrowing.get(request.service)?.has(request.method))
       call.recycle = frame.recycle;
     connection.calls.set(id, call);
@@ -376,16 +361,7 @@ export class Server<C = unknown> {
     this.#adopt(call, frame);
     let work: Promise<Payload> | Payload;
     try {
-      const handle = () =>
-        typeof method === 'function' ? method(request.payload, call) : method.handler(call.queue!, call);
-      work =
-        this.#interceptors.length === 0
-          ? handle()
-          : this.#intercept(
-              call as ServerCall & CallContext<C>,
-              handle,
-              typeof method === 'function' ? request.payload : undefined,
-            );
+      work = typeof method === 'function' ? method(request.payload, call) : method.handler(call.queue!, call);
     } catch (error) {
       work = Promise.reject(error);
     }
@@ -406,23 +382,6 @@ export class Server<C = unknown> {
       this.#finish(call);
       this.#respond(call, work);
     }
-  }
-
-  /** Runs `handle` inside the interceptor chain, first interceptor outermost. */
-  #intercept(
-    ctx: CallContext<C>,
-    handle: () => Promise<Payload> | Payload,
-    request: Uint8Array | undefined,
-  ): Promise<Payload> {
-    const chain = this.#interceptors;
-    const step = (i: number): Promise<Payload> => {
-      try {
-        return i === chain.length ? Promise.resolve(handle()) : chain[i]!(ctx, () => step(i + 1), request);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-    };
-    return step(0);
   }
 
   /** Ends a call's bookkeeping; false if it had ended already (deadline, close). */
