@@ -21,13 +21,21 @@ import {
   serviceHandlers,
   type TlsServerOptions,
 } from '@vaccel/remote';
-import { type CallContext, codeName, type Method, type Payload, payloadLength, Server } from '@vaccel/ttrpc';
+import {
+  type CallContext,
+  type Connection,
+  codeName,
+  payloadLength,
+  Server,
+  type ServerInterceptor,
+} from '@vaccel/ttrpc';
 import { Admission } from './admission.js';
 import { guestStatus } from './boundary.js';
 import { type ConnectionBounds, ConnectionGovernor, DEFAULT_BOUNDS } from './bounds.js';
 import { defaultMemoryBudget, MemoryBudget } from './budget.js';
 import { HandoverSocket } from './handover.js';
 import { AgentMetrics } from './metrics.js';
+import { Scheduler, Tenant } from './scheduler.js';
 import { agentService, timersService } from './service.js';
 import { sharedMemoryService } from './shared-memory.js';
 import { type ConnectionLimits, ConnectionState, type DeviceMemory } from './state.js';
@@ -58,6 +66,12 @@ export interface AgentOptions {
   metrics?: AgentMetrics;
   /** Connection caps, timeouts and backpressure (see bounds.ts; defaults in DEFAULT_BOUNDS). */
   bounds?: Partial<ConnectionBounds>;
+  /** Compute runs at once, all guests together (default: the cores; see scheduler.ts). */
+  computeSlots?: number;
+  /** Compute calls one guest (connection) may have queued or running before EBUSY (default 64). */
+  maxQueued?: number;
+  /** False runs every op the moment it arrives, unscheduled, as before issue 22 (default true). */
+  scheduling?: boolean;
   /**
    * Offer shared memory to local guests (default true where the @vaccel/memory addon loads): the
    * first unix address gets a handover socket beside it, `<path>.shm`.
@@ -110,7 +124,9 @@ function peerKey(socket: Socket): string | undefined {
 }
 
 export class Agent implements AsyncDisposable {
-  readonly server: Server;
+  readonly server: Server<ConnectionState>;
+  /** The compute pool and its per-guest queues. */
+  readonly scheduler: Scheduler;
   readonly metrics: AgentMetrics;
   /** Bytes in flight for all guests, admitted against `maxMemory`. */
   readonly budget: MemoryBudget;
@@ -139,7 +155,18 @@ export class Agent implements AsyncDisposable {
     this.#governor = new ConnectionGovernor({ ...DEFAULT_BOUNDS, ...options.bounds }, this.metrics, log);
     this.budget = new MemoryBudget(options.maxMemory ?? defaultMemoryBudget(), this.metrics);
     const admission = new Admission(this.budget, this.metrics, options.maxImagePixels);
-    this.server = new Server({
+    this.scheduler = new Scheduler({
+      slots: options.computeSlots,
+      maxQueued: options.maxQueued,
+      disabled: options.scheduling === false,
+      metrics: this.metrics,
+    });
+    // A tenant is a connection: the token is one shared secret and names no group to share by.
+    const tenants = new WeakMap<Connection<ConnectionState>, Tenant>();
+    const opOf = new WeakMap<CallContext, string>();
+    this.server = new Server<ConnectionState>({
+      // Outermost first: metrics see every outcome, refusals by the token check included.
+      interceptors: [this.#measure(opOf), this.#authorize()],
       maxFrame: options.maxFrame,
       maxInflight: options.maxInflight,
       maxStreamBytes: options.bounds?.maxStreamBytes,
@@ -169,6 +196,7 @@ export class Agent implements AsyncDisposable {
           this.#devices.get(handleOf(socket)),
         );
         connection.context = state;
+        tenants.set(connection, new Tenant(String(connection.id), 'guest'));
         this.metrics.connections.inc();
         log.info({ conn: connection.id }, 'guest connected');
         connection.on('close', (reason) => {
@@ -189,10 +217,17 @@ export class Agent implements AsyncDisposable {
         });
       },
     });
-    const opOf = new WeakMap<CallContext, string>();
-    const methods = this.#instrument(
-      serviceHandlers(AgentService, agentService(options.vaccel, this.metrics, opOf, admission)),
-      opOf,
+    const methods = serviceHandlers(
+      AgentService,
+      agentService(options.vaccel, this.metrics, opOf, admission, (ctx, op, bytes, run) =>
+        this.scheduler.run(
+          tenants.get(ctx.connection as Connection<ConnectionState>)!,
+          op,
+          bytes,
+          ctx.signal,
+          run,
+        ),
+      ),
     );
     // These handlers keep no view of their request once the reply is out (ops work on their args
     // and return), so big requests are read into reused buffers. Resources (RegisterResource)
@@ -205,18 +240,12 @@ export class Agent implements AsyncDisposable {
     this.server.register(HEALTH_SERVICE, {
       Check: () => new Uint8Array([0x08, this.ready ? 1 : 2]),
     });
-    this.server.register(
-      AgentServiceV071.typeName,
-      this.#instrument(serviceHandlers(AgentServiceV071, timersService()), opOf),
-    );
+    this.server.register(AgentServiceV071.typeName, serviceHandlers(AgentServiceV071, timersService()));
     this.server.register(
       SharedMemoryService.typeName,
-      this.#instrument(
-        serviceHandlers(
-          SharedMemoryService,
-          sharedMemoryService(() => this.#handover),
-        ),
-        opOf,
+      serviceHandlers(
+        SharedMemoryService,
+        sharedMemoryService(() => this.#handover),
       ),
     );
   }
@@ -296,74 +325,69 @@ export class Agent implements AsyncDisposable {
     this.close();
   }
 
-  /** Wraps every method with auth, metrics and per-call logging. */
-  #instrument(methods: Record<string, Method>, opOf: WeakMap<CallContext, string>): Record<string, Method> {
+  /** The token check, on every call but the health probe's (probes carry no token). */
+  #authorize(): ServerInterceptor<ConnectionState> {
     const { token } = this.#options;
     const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
-    const authorize = (ctx: CallContext): void => {
-      if (!expected) return;
+    return (ctx, next) => {
+      if (!expected || ctx.service === HEALTH_SERVICE) return next();
       const given = Buffer.from(ctx.metadata.get('authorization') ?? '');
-      if (given.byteLength !== expected.byteLength || !timingSafeEqual(given, expected)) {
-        throw new VaccelError(
-          'EACCES',
-          'missing or wrong agent token (metadata "authorization: Bearer <token>")',
+      if (given.byteLength !== expected.byteLength || !timingSafeEqual(given, expected))
+        return Promise.reject(
+          new VaccelError(
+            'EACCES',
+            'missing or wrong agent token (metadata "authorization: Bearer <token>")',
+          ),
         );
+      return next();
+    };
+  }
+
+  /**
+   * Per-call metrics (requests by method, op and status; latency; bytes) and the end of the
+   * call's memory admission, for every call but the health probe's.
+   */
+  #measure(opOf: WeakMap<CallContext, string>): ServerInterceptor<ConnectionState> {
+    // prom-client children per label set, looked up once: labels() hashes its arguments.
+    const counters = new Map<string, { inc(): void }>();
+    const histograms = new Map<string, { observe(value: number): void }>();
+    const count = (method: string, op: string, status: string) => {
+      const key = `${method}\n${op}\n${status}`;
+      let child = counters.get(key);
+      if (!child) {
+        child = this.metrics.requests.labels({ method, op, status });
+        counters.set(key, child);
+      }
+      child.inc();
+    };
+    const observe = (method: string, op: string, seconds: number) => {
+      const key = `${method}\n${op}`;
+      let child = histograms.get(key);
+      if (!child) {
+        child = this.metrics.latency.labels({ method, op });
+        histograms.set(key, child);
+      }
+      child.observe(seconds);
+    };
+    return async (ctx, next, request) => {
+      if (ctx.service === HEALTH_SERVICE) return next();
+      const started = performance.now();
+      let status = 'OK';
+      try {
+        const reply = await next();
+        this.metrics.bytesOut.inc(payloadLength(reply));
+        return reply;
+      } catch (error) {
+        status = codeName(guestStatus(error).code);
+        throw error;
+      } finally {
+        // What the call was admitted (decoded images, outputs) goes back when it ends.
+        this.budget.endCall(ctx);
+        const op = opOf.get(ctx) ?? '';
+        this.metrics.bytesIn.inc(request?.byteLength ?? 0);
+        count(ctx.method, op, status);
+        observe(ctx.method, op, (performance.now() - started) / 1e3);
       }
     };
-    const out: Record<string, Method> = {};
-    for (const [name, method] of Object.entries(methods)) {
-      // prom-client children per label set, looked up once: labels() hashes its arguments.
-      const counters = new Map<string, { inc(): void }>();
-      const histograms = new Map<string, { observe(value: number): void }>();
-      const count = (op: string, status: string) => {
-        const key = `${op}\n${status}`;
-        let child = counters.get(key);
-        if (!child) {
-          child = this.metrics.requests.labels({ method: name, op, status });
-          counters.set(key, child);
-        }
-        child.inc();
-      };
-      const observe = (op: string, seconds: number) => {
-        let child = histograms.get(op);
-        if (!child) {
-          child = this.metrics.latency.labels({ method: name, op });
-          histograms.set(op, child);
-        }
-        child.observe(seconds);
-      };
-      const measure = async (
-        ctx: CallContext,
-        bytesIn: number,
-        run: () => Promise<Payload>,
-      ): Promise<Payload> => {
-        const started = performance.now();
-        let status = 'OK';
-        try {
-          authorize(ctx);
-          const reply = await run();
-          this.metrics.bytesOut.inc(payloadLength(reply));
-          return reply;
-        } catch (error) {
-          status = codeName(guestStatus(error).code);
-          throw error;
-        } finally {
-          // What the call was admitted (decoded images, outputs) goes back when it ends.
-          this.budget.endCall(ctx);
-          const op = opOf.get(ctx) ?? '';
-          this.metrics.bytesIn.inc(bytesIn);
-          count(op, status);
-          observe(op, (performance.now() - started) / 1e3);
-        }
-      };
-      out[name] =
-        typeof method === 'function'
-          ? (payload, ctx) => measure(ctx, payload.byteLength, async () => method(payload, ctx))
-          : {
-              kind: 'client-stream',
-              handler: (payloads, ctx) => measure(ctx, 0, () => method.handler(payloads, ctx)),
-            };
-    }
-    return out;
   }
 }

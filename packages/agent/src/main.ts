@@ -3,6 +3,7 @@
  * @module
  */
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import {
   isVaccelError,
@@ -47,6 +48,15 @@ when it closes.
   --max-image-pixels N     largest image an image op decodes, checked on its header; larger ones
                            get RESOURCE_EXHAUSTED (E2BIG) (default: VACCEL_MAX_IMAGE_PIXELS, else
                            40000000)
+  --compute-slots N        compute ops (model runs, image ops, big SGEMMs, AES and other ops on
+                           64 KiB of args or more) running at once, all guests together; the rest
+                           wait in per-guest FIFO queues served in fair order (by CPU time used);
+                           cheap ops (noop, sessions, resources, listing, health) never wait
+                           (default: the cores, ${availableParallelism()} here). ONNX Runtime gets
+                           cores ÷ slots threads per run unless VACCEL_ONNX_THREADS says otherwise
+  --max-queued N           compute calls one guest connection may have queued or running; more get
+                           RESOURCE_EXHAUSTED (EBUSY) (default 64)
+  --no-scheduling          run every op the moment it arrives (no compute pool; for comparison)
   --max-connections N      guest connections held at once, all peers together; a new one over
                            it is closed at once, logged and counted (default 1024)
   --max-peer-connections N guest connections held at once per peer (a unix peer's uid, a TCP
@@ -173,6 +183,9 @@ export async function main(argv: string[]): Promise<number> {
         'max-handovers': { type: 'string' },
         'max-peer-handovers': { type: 'string' },
         'token-file': { type: 'string' },
+        'compute-slots': { type: 'string' },
+        'max-queued': { type: 'string' },
+        'no-scheduling': { type: 'boolean', default: false },
         'device-memory-fd': { type: 'string' },
         'no-shared-memory': { type: 'boolean', default: false },
         metrics: { type: 'string' },
@@ -213,6 +226,14 @@ export async function main(argv: string[]): Promise<number> {
     const maxImagePixels = count(values['max-image-pixels'], 'max-image-pixels');
     // The ONNX plugin checks images itself too (for embedded use): it reads the same limit.
     if (maxImagePixels !== undefined) process.env.VACCEL_MAX_IMAGE_PIXELS = String(maxImagePixels);
+    const computeSlots = count(values['compute-slots'], 'compute-slots') ?? availableParallelism();
+    const scheduling = !values['no-scheduling'];
+    // ONNX Runtime threads of all runs together stay within the cores: each of the slots' runs
+    // gets its share (2 cores, 2 slots: one thread per run; measured in docs/security.md).
+    if (scheduling && !process.env.VACCEL_ONNX_THREADS)
+      process.env.VACCEL_ONNX_THREADS = String(
+        Math.max(1, Math.floor(availableParallelism() / computeSlots)),
+      );
     // The agent runs ops on this host: it never forwards them to another agent.
     const vaccel = await Vaccel.open({
       logger,
@@ -245,6 +266,9 @@ export async function main(argv: string[]): Promise<number> {
         maxPeerHandovers: count(values['max-peer-handovers'], 'max-peer-handovers'),
       }),
       maxImagePixels,
+      computeSlots,
+      maxQueued: count(values['max-queued'], 'max-queued'),
+      scheduling,
       limits: {
         ...(values['max-sessions'] ? { maxSessions: count(values['max-sessions'], 'max-sessions') } : {}),
         ...(values['max-resource-bytes']

@@ -60,8 +60,41 @@ export class AgentMetrics {
   });
   readonly refusals = new Counter({
     name: 'vaccel_agent_refusals_total',
-    help: 'Requests refused at admission, by reason (memory_frame, memory_image, memory_sgemm, memory_output, image_pixels, sessions, resource_bytes)',
+    help: 'Requests refused at admission, by reason (memory_frame, memory_image, memory_sgemm, memory_output, image_pixels, sessions, resource_bytes, compute_queue)',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  // The compute scheduler (scheduler.ts). Tenant labels are tenant classes (a bounded set: every
+  // connection is "guest" today), never connection ids, so a guest opening connections cannot
+  // grow the registry.
+  readonly computeSlots = new Gauge({
+    name: 'vaccel_agent_compute_slots',
+    help: 'Compute runs the agent allows at once, all guests together (--compute-slots)',
+    registers: [this.registry],
+  });
+  readonly computeBusy = new Gauge({
+    name: 'vaccel_agent_compute_slots_busy',
+    help: 'Compute runs going on now',
+    registers: [this.registry],
+  });
+  readonly tenantQueued = new Gauge({
+    name: 'vaccel_agent_tenant_queue_depth',
+    help: 'Compute calls waiting for a slot, by tenant class',
+    labelNames: ['tenant'] as const,
+    registers: [this.registry],
+  });
+  readonly tenantWait = new Histogram({
+    name: 'vaccel_agent_tenant_wait_seconds',
+    help: 'Time compute calls waited for a slot, by tenant class',
+    labelNames: ['tenant'] as const,
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly tenantRejections = new Counter({
+    name: 'vaccel_agent_tenant_rejections_total',
+    help: 'Compute calls refused because their tenant had --max-queued queued or running, by tenant class',
+    labelNames: ['tenant'] as const,
     registers: [this.registry],
   });
 

@@ -87,12 +87,24 @@ export function timersService(): ServiceImpl<(typeof AgentServiceV071)['method']
   };
 }
 
+/**
+ * Runs an op's work now or when the compute pool has room for it (scheduler.ts): the op and its
+ * args' size say which.
+ */
+export type Schedule = (
+  ctx: CallContext,
+  op: OpType,
+  argBytes: number,
+  run: () => Promise<void>,
+) => Promise<void>;
+
 /** Builds the service implementation over a runtime. */
 export function agentService(
   vaccel: Vaccel,
   metrics: AgentMetrics,
   opOf: WeakMap<CallContext, string>,
   admission: Admission,
+  schedule: Schedule = (_ctx, _op, _bytes, run) => run(),
 ): Impl {
   const state = (ctx: CallContext): ConnectionState => ctx.connection.context as ConnectionState;
 
@@ -108,8 +120,14 @@ export function agentService(
   };
 
   /**
-   * Runs an op for the connection: admitted first (an image's header, an SGEMM's output), and
-   * its errors told in the connection's terms (plugins name resources by the runtime's ids).
+   * Runs an op for the connection: scheduled (a compute op waits for a slot of the compute pool,
+   * in its tenant's queue), admitted (an image's header, an SGEMM's output) once it is about to
+   * run, so queued calls hold no more than their request, and its errors told in the
+   * connection's terms (plugins name resources by the runtime's ids).
+   *
+   * Scheduling happens here, not in a ttRPC interceptor before the handler: which op a genop is,
+   * and how big its args are (shared-memory references included), is known only once its
+   * request is decoded and its references resolved.
    */
   const runOp = async (
     ctx: CallContext,
@@ -118,12 +136,17 @@ export function agentService(
     read: Arg[],
     write: Arg[],
   ): Promise<void> => {
-    await admission.op(ctx, op, read);
-    try {
-      await session.doOperation(op, read, write, { signal: ctx.signal });
-    } catch (error) {
-      throw inConnectionTerms(error, state(ctx));
-    }
+    let argBytes = 0;
+    for (const arg of read) argBytes += arg.buf.byteLength;
+    for (const arg of write) argBytes += arg.buf.byteLength;
+    await schedule(ctx, op, argBytes, async () => {
+      await admission.op(ctx, op, read);
+      try {
+        await session.doOperation(op, read, write, { signal: ctx.signal });
+      } catch (error) {
+        throw inConnectionTerms(error, state(ctx));
+      }
+    });
   };
 
   const runGenop = async (

@@ -28,6 +28,8 @@ export interface Gate extends AsyncDisposable {
   readonly env: Record<string, string>;
   /** Resolves once the op labelled `label` has entered the gate (it is running in the agent). */
   entered(label: string): Promise<HeldOp>;
+  /** Labels of the ops that have entered so far, in the order they entered. */
+  readonly arrivals: readonly string[];
   /** Stops listening; ops still held fail with EIO. Idempotent. */
   close(): Promise<void>;
 }
@@ -36,6 +38,7 @@ export interface Gate extends AsyncDisposable {
 export async function openGate(): Promise<Gate> {
   const path = join(tempDir(), 'gate.sock');
   const arrived = new Map<string, HeldOp>();
+  const arrivals: string[] = [];
   const waiting = new Map<string, (op: HeldOp) => void>();
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
@@ -67,6 +70,7 @@ export async function openGate(): Promise<Gate> {
       };
       if (arrived.has(label)) throw new Error(`gate: label ${label} entered twice`);
       arrived.set(label, op);
+      arrivals.push(label);
       waiting.get(label)?.(op);
       waiting.delete(label);
     });
@@ -81,6 +85,7 @@ export async function openGate(): Promise<Gate> {
   };
   return {
     env: { [GATE_ENV]: path },
+    arrivals,
     entered(label) {
       const op = arrived.get(label);
       if (op) return Promise.resolve(op);
@@ -98,6 +103,17 @@ export type Outcome = { ok: true } | { ok: false; error: unknown };
 /** Starts a noop that enters the agent's gate as `label`; resolves with how it ended. */
 export function gatedNoop(session: Session, label: string, options: { signal?: AbortSignal } = {}) {
   return session.doOperation(OpType.Noop, [Args.string(label)], [], options).then(
+    (): Outcome => ({ ok: true }),
+    (error: unknown): Outcome => ({ ok: false, error }),
+  );
+}
+
+/**
+ * Starts a compute op (the gate plugin's image_depth, which the agent schedules into a compute
+ * slot) that enters the gate as `label` once it runs; resolves with how it ended.
+ */
+export function gatedCompute(session: Session, label: string, options: { signal?: AbortSignal } = {}) {
+  return session.doOperation(OpType.ImageDepth, [Args.string(label)], [], options).then(
     (): Outcome => ({ ok: true }),
     (error: unknown): Outcome => ({ ok: false, error }),
   );

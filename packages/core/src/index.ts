@@ -35,6 +35,7 @@ export {
   EXTENSION_OP_MIN,
   isOpType,
   OP_ALTERNATIVES,
+  type OpCost,
   type OpInfo,
   OpType,
   opByName,

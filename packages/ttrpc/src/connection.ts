@@ -11,8 +11,11 @@ import type { DeadlineEntry } from './deadlines.js';
 import type { MessageQueue } from './queue.js';
 import { Code, TtrpcError } from './status.js';
 
-/** What a handler knows about its call. */
-export interface CallContext {
+/**
+ * What a handler (or an interceptor) knows about its call. `C` is the type of its connection's
+ * {@link Connection.context}, for servers that type it (`Server<C>`).
+ */
+export interface CallContext<C = unknown> {
   readonly service: string;
   readonly method: string;
   /**
@@ -28,7 +31,7 @@ export interface CallContext {
   readonly metadata: ReadonlyMap<string, string>;
   /** When the call's deadline expires, on the `performance.now()` clock; undefined for none. */
   readonly deadline: number | undefined;
-  readonly connection: Connection;
+  readonly connection: Connection<C>;
 }
 
 let nextConnectionId = 1;
@@ -37,10 +40,10 @@ let nextConnectionId = 1;
 export type CloseReason = Error | undefined;
 
 /** One client connection. `context` is yours: set it in `onConnection`. */
-export class Connection extends EventEmitter<{ close: [reason: CloseReason] }> {
+export class Connection<C = unknown> extends EventEmitter<{ close: [reason: CloseReason] }> {
   readonly id = nextConnectionId++;
-  /** Per-connection state owned by the application. */
-  context: unknown;
+  /** Per-connection state owned by the application (set by `onConnection`, before any call). */
+  context!: C;
   /** @internal */ readonly calls = new Map<number, ServerCall>();
   /** @internal */ channel!: Channel;
   /** @internal */ closeReason: CloseReason;

@@ -32,6 +32,7 @@ export {
   Connection,
   type Method,
   Server,
+  type ServerInterceptor,
   type ServerOptions,
   type StatusReply,
   type UnaryHandler,

@@ -41,8 +41,21 @@ export interface StatusReply {
   details?: readonly Any[];
 }
 
+/**
+ * Wraps every call of a server, as containerd/ttrpc's `UnaryServerInterceptor` does: it runs
+ * before the handler, decides whether and when `next()` runs it (auth, admission, scheduling) and
+ * sees how it ended (metrics). What it throws or rejects with is the call's error, mapped by
+ * `errorToStatus` like a handler's. `request` is the call's encoded payload for unary methods
+ * (undefined for client streams, whose payloads arrive later).
+ */
+export type ServerInterceptor<C = unknown> = (
+  ctx: CallContext<C>,
+  next: () => Promise<Payload>,
+  request: Uint8Array | undefined,
+) => Promise<Payload>;
+
 /** Options of a {@link Server}. */
-export interface ServerOptions {
+export interface ServerOptions<C = unknown> {
   /** Largest frame payload accepted or sent (default 256 MiB). */
   maxFrame?: number;
   /**
@@ -55,9 +68,14 @@ export interface ServerOptions {
   /** Maps a handler's thrown error to a status (default: TtrpcError as is, else UNKNOWN). */
   errorToStatus?(error: unknown, ctx: CallContext): StatusReply;
   /** Called for each new connection, before its first request (attach state to `context`). */
-  onConnection?(connection: Connection): void;
+  onConnection?(connection: Connection<C>): void;
   /** A memory budget big frame payloads are admitted against before they are read (see admission.ts). */
   admission?: FrameAdmission;
+  /**
+   * Run around every call, first outermost (default none: a call then costs no extra promise).
+   * They see the typed connection context `C` set by `onConnection`.
+   */
+  interceptors?: readonly ServerInterceptor<C>[];
 }
 
 /** How long {@link Server.shutdown} waits for peers to close their side before cutting them off. */
@@ -71,17 +89,20 @@ const SHUTDOWN_GRACE_MS = 2000;
  * server.listen(net.createServer().listen(path));
  * ```
  */
-export class Server {
+export class Server<C = unknown> {
   readonly #services = new Map<string, Map<string, Method>>();
   readonly #borrowing = new Map<string, ReadonlySet<string>>();
-  readonly #connections = new Set<Connection>();
+  readonly #connections = new Set<Connection<C>>();
   readonly #listeners = new Set<NetServer>();
   readonly #maxFrame: number;
   readonly #maxInflight: number;
   readonly #deadlines = new Deadlines();
   #draining = false;
 
-  constructor(private readonly options: ServerOptions = {}) {
+  readonly #interceptors: readonly ServerInterceptor<C>[];
+
+  constructor(private readonly options: ServerOptions<C> = {}) {
+    this.#interceptors = [...(options.interceptors ?? [])];
     this.#maxFrame = checkMaxFrame(options.maxFrame, 'Server');
     this.#maxInflight = options.maxInflight ?? 4096;
   }
@@ -102,7 +123,7 @@ export class Server {
   }
 
   /** Open connections. */
-  connections(): Connection[] {
+  connections(): Connection<C>[] {
     return [...this.#connections];
   }
 
@@ -122,8 +143,8 @@ export class Server {
   }
 
   /** Serves one connection on any Duplex. */
-  serve(stream: Duplex): Connection {
-    const connection = new Connection();
+  serve(stream: Duplex): Connection<C> {
+    const connection = new Connection<C>();
     connection.channel = new Channel(
       stream,
       this.#maxFrame,
@@ -361,7 +382,16 @@ export class Server {
     this.#adopt(call, frame);
     let work: Promise<Payload> | Payload;
     try {
-      work = typeof method === 'function' ? method(request.payload, call) : method.handler(call.queue!, call);
+      const handle = () =>
+        typeof method === 'function' ? method(request.payload, call) : method.handler(call.queue!, call);
+      work =
+        this.#interceptors.length === 0
+          ? handle()
+          : this.#intercept(
+              call as ServerCall & CallContext<C>,
+              handle,
+              typeof method === 'function' ? request.payload : undefined,
+            );
     } catch (error) {
       work = Promise.reject(error);
     }
@@ -382,6 +412,23 @@ export class Server {
       this.#finish(call);
       this.#respond(call, work);
     }
+  }
+
+  /** Runs `handle` inside the interceptor chain, first interceptor outermost. */
+  #intercept(
+    ctx: CallContext<C>,
+    handle: () => Promise<Payload> | Payload,
+    request: Uint8Array | undefined,
+  ): Promise<Payload> {
+    const chain = this.#interceptors;
+    const step = (i: number): Promise<Payload> => {
+      try {
+        return i === chain.length ? Promise.resolve(handle()) : chain[i]!(ctx, () => step(i + 1), request);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    };
+    return step(0);
   }
 
   /** Ends a call's bookkeeping; false if it had ended already (deadline, close). */

@@ -62,7 +62,51 @@ export interface OpInfo {
   readonly name: string;
   /** True for vaccel-ts extension ops that upstream peers do not know. */
   readonly extension: boolean;
+  /** How much work one call is, for schedulers (see {@link OpCost}). */
+  readonly cost: OpCost;
 }
+
+/**
+ * How much work one call of an op is, for a scheduler that keeps heavy work in a bounded pool:
+ * - `cheap`: bookkeeping (noop, listing, unloading), answered at once;
+ * - `data`: work in proportion to its args (SGEMM, AES, min/max, vector ops): cheap when they are
+ *   small, compute when big;
+ * - `compute`: a model, a decoder or a program runs, whatever the size of the args.
+ */
+export type OpCost = 'cheap' | 'data' | 'compute';
+
+const COSTS: Partial<Record<OpType, OpCost>> = {
+  [OpType.Exec]: 'compute',
+  [OpType.ExecWithResource]: 'compute',
+  [OpType.ImageClassify]: 'compute',
+  [OpType.ImageDetect]: 'compute',
+  [OpType.ImageSegment]: 'compute',
+  [OpType.ImagePose]: 'compute',
+  [OpType.ImageDepth]: 'compute',
+  [OpType.TfModelLoad]: 'compute',
+  [OpType.TfModelRun]: 'compute',
+  [OpType.TfliteModelLoad]: 'compute',
+  [OpType.TfliteModelRun]: 'compute',
+  [OpType.TorchModelLoad]: 'compute',
+  [OpType.TorchModelRun]: 'compute',
+  [OpType.TorchSgemm]: 'data',
+  [OpType.BlasSgemm]: 'data',
+  [OpType.FpgaArrayCopy]: 'data',
+  [OpType.FpgaMmult]: 'data',
+  [OpType.FpgaParallel]: 'data',
+  [OpType.FpgaVectorAdd]: 'data',
+  [OpType.MinMax]: 'data',
+  [OpType.OpenCv]: 'compute',
+  [OpType.AesEncrypt]: 'data',
+  [OpType.AesDecrypt]: 'data',
+  [OpType.ImageClassifyTopK]: 'compute',
+  [OpType.ModelLoad]: 'compute',
+  [OpType.ModelRun]: 'compute',
+  [OpType.ImageDetectBoxes]: 'compute',
+  [OpType.ImagePoseKeypoints]: 'compute',
+  [OpType.ImageSegmentMask]: 'compute',
+  // Noop, the unloads and ListOperations are cheap (the default).
+};
 
 const snakeCase = (key: string): string =>
   key
@@ -82,7 +126,12 @@ const nameOverrides: Partial<Record<OpType, string>> = {
 const table: ReadonlyMap<number, OpInfo> = new Map(
   Object.entries(OpType).map(([key, op]) => [
     op,
-    Object.freeze({ op, name: nameOverrides[op] ?? snakeCase(key), extension: op >= EXTENSION_OP_MIN }),
+    Object.freeze({
+      op,
+      name: nameOverrides[op] ?? snakeCase(key),
+      extension: op >= EXTENSION_OP_MIN,
+      cost: COSTS[op] ?? 'cheap',
+    }),
   ]),
 );
 const byName: ReadonlyMap<string, OpInfo> = new Map([...table.values()].map((info) => [info.name, info]));
