@@ -6,7 +6,7 @@ import { after, before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chooseAccelerator, probeAccelerator } from '../src/accel.js';
 import { buildGuest, type GuestImage } from '../src/build.js';
-import { vmSkipReason } from './helpers.js';
+import { GUEST_TIMEOUT_S, SUITE_TIMEOUT_MS, vmSkipReason } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 let dir: string;
@@ -72,7 +72,15 @@ suite('choosing KVM or TCG', () => {
     const device = join(dir, 'kvm-works');
     writeFileSync(device, '');
     const qemu = fakeQemu('qemu-prints', 'echo "Linux version 6.1.0"; exec sleep 1000');
-    const choice = await chooseAccelerator({ kernel: '/k', env: {}, device, qemu, cacheFile: false });
+    // A guard, not a speed check: the stand-in prints at once, however busy the machine is.
+    const choice = await chooseAccelerator({
+      kernel: '/k',
+      env: {},
+      device,
+      qemu,
+      cacheFile: false,
+      timeoutMs: 600_000,
+    });
     assert.deepEqual(choice, { accelerator: 'kvm', reason: 'a probe guest ran under KVM' });
   });
 
@@ -90,7 +98,10 @@ suite('choosing KVM or TCG', () => {
   });
 });
 
-suite('the probe on the real QEMU and guest kernel', { skip: vmSkipReason(), timeout: 300_000 }, () => {
+suite('the probe on the real QEMU and guest kernel', {
+  skip: vmSkipReason(),
+  timeout: SUITE_TIMEOUT_MS,
+}, () => {
   let image: GuestImage;
   before(async () => {
     image = await buildGuest(`${root}.vm`);
@@ -99,7 +110,7 @@ suite('the probe on the real QEMU and guest kernel', { skip: vmSkipReason(), tim
   test('the guest kernel prints its first line under TCG: the probe sees a guest run', async () => {
     // No time limit that matters here: under TCG the kernel takes seconds on a busy machine.
     assert.deepEqual(
-      await probeAccelerator({ kernel: image.kernel, accelerator: 'tcg', timeoutMs: 240_000 }),
+      await probeAccelerator({ kernel: image.kernel, accelerator: 'tcg', timeoutMs: GUEST_TIMEOUT_S * 1000 }),
       { runs: true },
     );
   });

@@ -8,21 +8,24 @@ import { Vaccel } from '@vaccel/core';
 import { hostPlugins } from '@vaccel/plugin-onnx';
 import { buildGuest, type GuestImage } from '../src/build.js';
 import { jsonFromOutput, runInGuest } from '../src/run.js';
-import { vmSkipReason } from './helpers.js';
+import { GUEST_TIMEOUT_S, SUITE_TIMEOUT_MS, TEST_TIMEOUT_MS, vmSkipReason } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const skip = vmSkipReason();
 
-suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, timeout: 300_000 }, () => {
+suite('a QEMU guest offloads to the host agent over virtio-serial', {
+  skip,
+  timeout: SUITE_TIMEOUT_MS,
+}, () => {
   let image: GuestImage;
   before(async () => {
     image = await buildGuest(`${root}.vm`);
   });
 
-  test('classify in the guest equals the host in-process result', { timeout: 120_000 }, async () => {
+  test('classify in the guest equals the host in-process result', { timeout: TEST_TIMEOUT_MS }, async () => {
     const guest = await runInGuest(image, ['vaccel', 'classify', '--json', '/examples/cat.jpg'], {
       onLine: () => {},
-      timeoutSeconds: 110,
+      timeoutSeconds: GUEST_TIMEOUT_S,
     });
     assert.equal(guest.exitCode, 0, guest.output);
     const fromGuest = jsonFromOutput<{ classes: unknown }>(guest.output);
@@ -33,7 +36,7 @@ suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, time
   });
 
   test('sgemm and AES in the guest: checked product, ciphertext equal to the host OpenSSL', {
-    timeout: 120_000,
+    timeout: TEST_TIMEOUT_MS,
   }, async () => {
     const key = '000102030405060708090a0b0c0d0e0f';
     const iv = 'f0e0d0c0b0a090807060504030201000';
@@ -43,7 +46,10 @@ suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, time
       'sha256sum /tmp/sealed',
       'vaccel noop --help >/dev/null; echo vaccel-ops; vaccel ops',
     ].join(' && ');
-    const guest = await runInGuest(image, ['sh', '-c', script], { onLine: () => {}, timeoutSeconds: 110 });
+    const guest = await runInGuest(image, ['sh', '-c', script], {
+      onLine: () => {},
+      timeoutSeconds: GUEST_TIMEOUT_S,
+    });
     assert.equal(guest.exitCode, 0, guest.output);
     assert.match(guest.output, /sgemm 128×128 · 128×128 via remote: .*GFLOP\/s/);
     assert.match(guest.output, /check: ok/);
@@ -61,11 +67,11 @@ suite('a QEMU guest offloads to the host agent over virtio-serial', { skip, time
   });
 
   test('the batch example function runs in the guest as on the host, offloaded', {
-    timeout: 120_000,
+    timeout: TEST_TIMEOUT_MS,
   }, async () => {
     const guest = await runInGuest(image, ['node', '/app/examples/batch-function/index.mjs', '--n', '48'], {
       onLine: () => {},
-      timeoutSeconds: 110,
+      timeoutSeconds: GUEST_TIMEOUT_S,
     });
     assert.equal(guest.exitCode, 0, guest.output);
     const fromGuest = jsonFromOutput<{ where: string; checksum: number; intact: boolean }>(guest.output);

@@ -12,3 +12,13 @@ export function vmSkipReason(tools: readonly 'openssl'[] = []): string | false {
     return 'the openssl command is not installed (apt-get install openssl; .ci/run does it)';
   return false;
 }
+
+/**
+ * Hang guards, not speed checks: a TCG guest on a machine with other work beside it boots and runs
+ * many times slower than alone, and a VM test must fail only when the guest hangs.
+ */
+export const GUEST_TIMEOUT_S = 900;
+/** A test's guard: its guest's, plus the guest build and the host side. */
+export const TEST_TIMEOUT_MS = (GUEST_TIMEOUT_S + 120) * 1000;
+/** A suite's guard: its tests one after another. */
+export const SUITE_TIMEOUT_MS = 4 * TEST_TIMEOUT_MS;

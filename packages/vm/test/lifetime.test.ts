@@ -5,7 +5,7 @@ import { before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { processAlive, processGone } from '@vaccel/process';
 import { buildGuest } from '../src/build.js';
-import { vmSkipReason } from './helpers.js';
+import { SUITE_TIMEOUT_MS, vmSkipReason } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const fixture = fileURLToPath(new URL('./fixtures/boot-forever.ts', import.meta.url));
@@ -16,7 +16,10 @@ const running = (...pids: number[]): string[] =>
     .stdout.split('\n')
     .filter((line) => line.trim() && !/^\s*\d+\s+Z/.test(line));
 
-suite('nothing the VM harness starts outlives it', { skip: vmSkipReason(), timeout: 300_000 }, () => {
+suite('nothing the VM harness starts outlives it', {
+  skip: vmSkipReason(),
+  timeout: SUITE_TIMEOUT_MS,
+}, () => {
   before(async () => {
     await buildGuest(`${root}.vm`);
   });

@@ -7,19 +7,22 @@ import { nativeAvailable } from '@vaccel/memory';
 import { hostPlugins } from '@vaccel/plugin-onnx';
 import { buildGuest, type GuestImage } from '../src/build.js';
 import { jsonFromOutput, runInGuest } from '../src/run.js';
-import { vmSkipReason } from './helpers.js';
+import { GUEST_TIMEOUT_S, SUITE_TIMEOUT_MS, TEST_TIMEOUT_MS, vmSkipReason } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const skip = vmSkipReason() || (!nativeAvailable() && 'the @vaccel/memory addon is not built');
 
-suite('a QEMU guest moves its data through ivshmem, not virtio-serial', { skip, timeout: 300_000 }, () => {
+suite('a QEMU guest moves its data through ivshmem, not virtio-serial', {
+  skip,
+  timeout: SUITE_TIMEOUT_MS,
+}, () => {
   let image: GuestImage;
   before(async () => {
     image = await buildGuest(`${root}.vm`);
   });
 
   test('sgemm 512 and a classification through ivshmem equal the host; only calls cross virtio-serial', {
-    timeout: 200_000,
+    timeout: TEST_TIMEOUT_MS,
   }, async () => {
     const script = [
       'export VACCEL_LOG_LEVEL=info',
@@ -28,7 +31,7 @@ suite('a QEMU guest moves its data through ivshmem, not virtio-serial', { skip, 
     ].join(' && ');
     const guest = await runInGuest(image, ['sh', '-c', script], {
       onLine: () => {},
-      timeoutSeconds: 180,
+      timeoutSeconds: GUEST_TIMEOUT_S,
       sharedMemoryMiB: 64,
     });
     assert.equal(guest.exitCode, 0, guest.output);

@@ -10,7 +10,7 @@ import { CryptoBackend } from '@vaccel/vhost-user';
 import pino from 'pino';
 import { buildGuest, type GuestImage } from '../src/build.js';
 import { runInGuest } from '../src/run.js';
-import { vmSkipReason } from './helpers.js';
+import { GUEST_TIMEOUT_S, SUITE_TIMEOUT_MS, TEST_TIMEOUT_MS, vmSkipReason } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const skip = vmSkipReason(['openssl']);
@@ -27,7 +27,7 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
 suite('virtio-crypto: the guest kernel offloads AES-CBC to our vhost-user backend', {
   skip,
-  timeout: 300_000,
+  timeout: SUITE_TIMEOUT_MS,
 }, () => {
   let image: GuestImage;
   let backend: CryptoBackend;
@@ -46,7 +46,7 @@ suite('virtio-crypto: the guest kernel offloads AES-CBC to our vhost-user backen
   });
 
   test('kcapi-enc with virtio_crypto_aes_cbc equals openssl enc on the host, and decrypts back', {
-    timeout: 200_000,
+    timeout: TEST_TIMEOUT_MS,
   }, async () => {
     const cases = [
       {
@@ -81,7 +81,7 @@ suite('virtio-crypto: the guest kernel offloads AES-CBC to our vhost-user backen
     const guest = await runInGuest(image, ['sh', '-c', script], {
       cryptoSocket: backend.socket,
       onLine: () => {},
-      timeoutSeconds: 180,
+      timeoutSeconds: GUEST_TIMEOUT_S,
     });
     assert.equal(guest.exitCode, 0, guest.output);
     assert.match(
