@@ -18,11 +18,15 @@ import { createSession, type OrtSession, type SessionSettings } from './session.
 const MAX_CACHED = 16;
 
 /**
- * Work per ORT run, in flops: 15–25 ms at the 150–300 GFLOP/s two cores give, so work stops
- * within one block of an abort. Measured at 4096³ (2 threads, same run): 128-row blocks (≈ 4.3
- * GFLOP) took 785 ms, one whole run 794 ms; MLAS packs B per run, which costs nothing here.
+ * Work per ORT run, in flops: 2–3 ms at the 150–300 GFLOP/s two cores give, so work stops
+ * within one block of an abort, and, above all, so the agent answers its other guests between
+ * blocks: onnxruntime-node runs a session on the calling thread (its `run` only defers the native
+ * call with setImmediate), so in the agent a block holds the main thread for as long as it runs.
+ * Issue 22, 4 guests looping 1024² SGEMMs beside a light one: 4e9 (one block per SGEMM) gave the
+ * light guest's noop p50 9.4 ms, 5e8 gave 3.0 ms. Earlier, at 4096³ (2 threads): 128-row blocks
+ * (≈ 4.3 GFLOP) took 785 ms, one whole run 794 ms; MLAS packs B per run, which costs little.
  */
-export const BLOCK_FLOPS = 4e9;
+export const BLOCK_FLOPS = 5e8;
 
 /**
  * Publishes `{ block, blocks }` on `diagnostics_channel` `vaccel:onnx:sgemm` as each row block
