@@ -56,6 +56,22 @@ when it closes.
   --max-queued N           compute calls one guest connection may have queued or running; more get
                            RESOURCE_EXHAUSTED (EBUSY) (default 64)
   --no-scheduling          run every op the moment it arrives (no compute pool; for comparison)
+  --max-connections N      guest connections held at once, all peers together; a new one over
+                           it is closed at once, logged and counted (default 1024)
+  --max-peer-connections N guest connections held at once per peer (a unix peer's uid, a TCP
+                           peer's address) (default 256)
+  --idle-timeout DURATION  close a connection silent this long that holds no session, resource
+                           or region and has no call in flight (default 60s; 500ms, 2m allowed)
+  --frame-timeout DURATION close a connection whose frame started and did not finish within this
+                           (a half-sent frame holds its buffer) (default 30s)
+  --max-unsent-bytes BYTES reply bytes a guest may leave unread: past it its connection is not
+                           read (no new requests) until it reads; a big reply past twice it gets
+                           RESOURCE_EXHAUSTED (default 64M)
+  --max-stream-bytes BYTES bytes one client stream (GenopStream) may carry; past it the stream
+                           gets RESOURCE_EXHAUSTED (default: --max-frame)
+  --max-handovers N        handover-socket (<socket>.shm) connections and unclaimed handovers
+                           held at once, all guests together (default 256)
+  --max-peer-handovers N   of those, per guest process (default 4)
   --token-file PATH        require 'authorization: Bearer <token>' metadata with this token
   --device-memory-fd N     an inherited descriptor of the memory behind the ivshmem device of the
                            VM that connects on these addresses: it may attach it as a shared
@@ -90,6 +106,22 @@ function byteCount(value: string | undefined, name: string): number | undefined 
   if (!Number.isSafeInteger(n) || n <= 0)
     throw new VaccelError('EINVAL', `--${name} must be a positive byte count (e.g. 2G), got ${value}`);
   return n;
+}
+
+/** A duration in milliseconds: `30s`, `500ms`, `2m`, or a plain number of seconds. */
+function duration(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(value.trim());
+  const scale = { ms: 1, s: 1000, m: 60_000 }[(m?.[2] ?? 's') as 'ms' | 's' | 'm'];
+  const ms = m ? Number(m[1]) * scale : Number.NaN;
+  if (!Number.isFinite(ms) || ms < 1 || ms > 2 ** 31 - 1)
+    throw new VaccelError('EINVAL', `--${name} must be a duration from 1ms (e.g. 30s, 500ms), got ${value}`);
+  return Math.round(ms);
+}
+
+/** `object` without its undefined entries (so they do not override defaults when spread). */
+function definedOnly<T extends object>(object: T): Partial<T> {
+  return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** `--max-frame` within what ttRPC's 32-bit length field can carry (ttRPC's own check). */
@@ -141,6 +173,14 @@ export async function main(argv: string[]): Promise<number> {
         'max-resource-bytes': { type: 'string' },
         'max-memory': { type: 'string' },
         'max-image-pixels': { type: 'string' },
+        'max-connections': { type: 'string' },
+        'max-peer-connections': { type: 'string' },
+        'idle-timeout': { type: 'string' },
+        'frame-timeout': { type: 'string' },
+        'max-unsent-bytes': { type: 'string' },
+        'max-stream-bytes': { type: 'string' },
+        'max-handovers': { type: 'string' },
+        'max-peer-handovers': { type: 'string' },
         'token-file': { type: 'string' },
         'compute-slots': { type: 'string' },
         'max-queued': { type: 'string' },
@@ -213,6 +253,16 @@ export async function main(argv: string[]): Promise<number> {
       maxFrame: frameLimit(count(values['max-frame'], 'max-frame')),
       maxInflight: count(values['max-inflight'], 'max-inflight'),
       maxMemory: byteCount(values['max-memory'], 'max-memory'),
+      bounds: definedOnly({
+        maxConnections: count(values['max-connections'], 'max-connections'),
+        maxPeerConnections: count(values['max-peer-connections'], 'max-peer-connections'),
+        idleTimeoutMs: duration(values['idle-timeout'], 'idle-timeout'),
+        frameTimeoutMs: duration(values['frame-timeout'], 'frame-timeout'),
+        maxUnsentBytes: byteCount(values['max-unsent-bytes'], 'max-unsent-bytes'),
+        maxStreamBytes: byteCount(values['max-stream-bytes'], 'max-stream-bytes'),
+        maxHandovers: count(values['max-handovers'], 'max-handovers'),
+        maxPeerHandovers: count(values['max-peer-handovers'], 'max-peer-handovers'),
+      }),
       maxImagePixels,
       computeSlots,
       maxQueued: count(values['max-queued'], 'max-queued'),
