@@ -40,6 +40,8 @@ export interface SchedulerOptions {
   /** Off: every op runs the moment it arrives, as before issue 22 (for measuring; default false). */
   disabled?: boolean;
   metrics?: AgentMetrics;
+  /** The clock runs are timed with, in milliseconds (default `performance.now`; tests set their own). */
+  clock?: () => number;
 }
 
 /** True when `op` with `argBytes` bytes of args goes through the compute pool. */
@@ -91,6 +93,7 @@ export class Scheduler {
   /** Start time (virtual) of the last run dispatched. */
   #vclock = 0;
   readonly #metrics: AgentMetrics | undefined;
+  readonly #clock: () => number;
 
   constructor(options: SchedulerOptions = {}) {
     this.slots = options.slots ?? availableParallelism();
@@ -104,6 +107,7 @@ export class Scheduler {
     this.disabled = options.disabled ?? false;
     this.#free = this.slots;
     this.#metrics = options.metrics;
+    this.#clock = options.clock ?? (() => performance.now());
     this.#metrics?.computeSlots.set(this.slots);
   }
 
@@ -131,7 +135,7 @@ export class Scheduler {
       );
     }
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { tenant, enqueued: performance.now(), signal, resolve, reject };
+      const waiter: Waiter = { tenant, enqueued: this.#clock(), signal, resolve, reject };
       if (tenant.waiting.length === 0 && tenant.running === 0)
         tenant.vtime = Math.max(tenant.vtime, this.#vclock);
       tenant.waiting.push(waiter);
@@ -170,7 +174,7 @@ export class Scheduler {
       this.#metrics?.tenantQueued.labels({ tenant: tenant.label }).dec();
       this.#metrics?.tenantWait
         .labels({ tenant: tenant.label })
-        .observe((performance.now() - waiter.enqueued) / 1e3);
+        .observe((this.#clock() - waiter.enqueued) / 1e3);
       waiter.resolve(this.#start(tenant));
     }
   }
@@ -183,12 +187,12 @@ export class Scheduler {
     const charged = tenant.estimate / tenant.weight;
     tenant.vtime += charged;
     this.#metrics?.computeBusy.inc();
-    const started = performance.now();
+    const started = this.#clock();
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const took = performance.now() - started;
+      const took = this.#clock() - started;
       tenant.vtime += took / tenant.weight - charged;
       tenant.estimate += ESTIMATE_GAIN * (took - tenant.estimate);
       tenant.running--;
