@@ -3,6 +3,7 @@
 // the report.
 // Usage: node --import tsx --conditions=@vaccel/source packages/agent/test/tenants-measure.ts [agent args…]
 //   e.g. `--no-scheduling` (before issue 22), `--compute-slots 1`
+//   … tenants-measure.ts --throughput [agent args…]: 16 guests' detections/s ÷ an in-process loop's
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +31,45 @@ if (process.argv[2] === '--noisy') {
     if (first) process.stdout.write('running\n');
     first = false;
   }
+}
+
+if (process.argv[2] === '--throughput') {
+  // 16 guests' detections/s through the agent ÷ one in-process loop's, each for `rounds` detections.
+  const { hostPlugins } = await import('@vaccel/plugin-onnx');
+  const photo = new Uint8Array(readFileSync(new URL('../../../examples/images/horses.jpg', import.meta.url)));
+  const total = Number(process.env.ROUNDS ?? 64);
+  const local = await Vaccel.open({ plugins: hostPlugins(process.env) });
+  const own = await local.createSession();
+  for (let i = 0; i < 3; i++) await own.imageDetect(photo);
+  let t = performance.now();
+  for (let i = 0; i < total; i++) await own.imageDetect(photo);
+  const inProcess = total / ((performance.now() - t) / 1e3);
+  await local.close();
+  const agentArgs = process.argv.slice(3);
+  const address = `unix://${join(tempDir(), 'throughput.sock')}`;
+  const agent = await startAgent(['-a', address, ...agentArgs]);
+  const guests = await Promise.all(Array.from({ length: 16 }, () => open(address)));
+  await Promise.all(guests.map((g) => g.session.imageDetect(photo)));
+  let left = total;
+  t = performance.now();
+  await Promise.all(
+    guests.map(async (g) => {
+      while (left-- > 0) await g.session.imageDetect(photo);
+    }),
+  );
+  const remote = total / ((performance.now() - t) / 1e3);
+  for (const g of guests) await g.vaccel.close();
+  await agent.stop();
+  console.log(
+    JSON.stringify({
+      agentArgs: agentArgs.join(' '),
+      total,
+      inProcess: Math.round(inProcess * 10) / 10,
+      guests16: Math.round(remote * 10) / 10,
+      ratio: Math.round((remote / inProcess) * 100) / 100,
+    }),
+  );
+  process.exit(0);
 }
 
 const pct = (xs: number[], p: number) => {
