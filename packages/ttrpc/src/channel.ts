@@ -58,7 +58,11 @@ interface SocketInternals {
  * wrapper is left without a handle; an accepted socket's server bookkeeping moves along, so
  * `net.Server#close` still waits for it. Returns undefined when the socket cannot be taken over.
  */
-function takeOver(socket: Duplex, reader: SlabReader, afterRead: () => void): Socket | undefined {
+function takeOver(
+  socket: Duplex,
+  reader: SlabReader,
+  hooks: { beforeRead(): void; afterRead(): void },
+): Socket | undefined {
   if (!(socket instanceof Socket) || socket.connecting || socket.destroyed) return undefined;
   const old = socket as Socket & SocketInternals;
   const handle = old._handle;
@@ -77,8 +81,9 @@ function takeOver(socket: Duplex, reader: SlabReader, afterRead: () => void): So
     onread: {
       buffer: () => reader.nextBuffer(),
       callback: (n: number) => {
+        hooks.beforeRead();
         reader.didRead(n);
-        afterRead();
+        hooks.afterRead();
         return true;
       },
     },
@@ -92,6 +97,15 @@ function takeOver(socket: Duplex, reader: SlabReader, afterRead: () => void): So
 
 /** Receive buffers for big frames, shared by every channel of the process. */
 const sharedPool = new BufferPool();
+
+/**
+ * With a bound on unsent bytes, frames handed out per socket read before the reader yields (the
+ * socket paused until the next turn of the event loop). Handlers of one read's frames all run
+ * before any of their replies is written, so without this a burst of small requests read at once
+ * (200 syncs of a 64 MiB resource fit in one read) would make every reply before the bound could
+ * apply; yielding lets the replies of the first few be written, and the bound stop the rest.
+ */
+const FRAMES_PER_READ = 4;
 
 /** Frames at most this long are copied into the tick's write buffer. */
 const COPY_BELOW = ALIGN_FROM;
@@ -112,6 +126,12 @@ export class Channel {
   #paused = false;
   #frameTimer: NodeJS.Timeout | undefined;
   #closedWith: ((error: Error) => void) | undefined;
+  /** The zero-copy reader (undefined on the 'data' path, which does not yield). */
+  #reader: SlabReader | undefined;
+  /** Frames handed out since the last socket read. */
+  #handedOut = 0;
+  /** True while the reader waits for the next turn of the event loop. */
+  #yielding = false;
   /** When the last frame was read or written, on the `performance.now()` clock. */
   lastActive = performance.now();
 
@@ -137,10 +157,16 @@ export class Channel {
     const onFrame = guarded(handlers.frame);
     const onOversized = guarded(handlers.oversized);
     const reader = new SlabReader(maxFrame, onFrame, onOversized, sharedPool, admission);
-    const adopted = takeOver(stream, reader, () => this.#watchFrame());
+    const adopted = takeOver(stream, reader, {
+      beforeRead: () => {
+        this.#handedOut = 0;
+      },
+      afterRead: () => this.#watchFrame(),
+    });
     if (adopted) {
       this.stream = adopted;
       this.#decoder = reader;
+      this.#reader = reader;
     } else {
       this.stream = stream;
       const decoder = new FrameDecoder(maxFrame, onFrame, onOversized, admission);
@@ -179,7 +205,32 @@ export class Channel {
    */
   bound(bounds: ChannelBounds): void {
     this.#bounds = bounds;
+    if (bounds.maxUnsent !== undefined && this.#reader) this.#reader.hold = () => this.#hold();
     this.#watchFrame();
+  }
+
+  /**
+   * Asked by the reader before each frame: stop while the peer is over its unsent bound, and
+   * after {@link FRAMES_PER_READ} frames of one read until the next turn of the event loop.
+   */
+  #hold(): boolean {
+    if (this.#paused || this.#yielding) return true;
+    if (this.#handedOut++ < FRAMES_PER_READ) return false;
+    this.#yielding = true;
+    this.stream.pause();
+    setImmediate(() => {
+      this.#yielding = false;
+      this.#handedOut = 0;
+      this.#continue();
+    });
+    return true;
+  }
+
+  /** Reads again (and hands out what the reader held) unless a bound still holds it. */
+  #continue(): void {
+    if (this.#paused || this.#yielding || this.closed) return;
+    this.stream.resume();
+    this.#reader?.resume();
   }
 
   /** Bytes written and not yet taken by the kernel: queued this tick plus the stream's buffer. */
@@ -231,8 +282,9 @@ export class Channel {
     if (!this.#paused || this.closed) return;
     if (this.unsent >= (this.#bounds.maxUnsent ?? Number.POSITIVE_INFINITY)) return;
     this.#paused = false;
-    this.stream.resume();
     this.#bounds.resumed?.();
+    this.#handedOut = 0;
+    this.#continue();
   }
 
   /** True once the underlying stream closed. */

@@ -41,6 +41,11 @@ export class SlabReader {
   #lent = false;
   #discard = 0;
   #scratch: Uint8Array | undefined;
+  /**
+   * Asked before each whole frame of the slab is handed out: true stops the reader there (the
+   * rest stays in the slab) until {@link resume}. Its owner stops the socket reading meanwhile.
+   */
+  hold: (() => boolean) | undefined;
 
   constructor(
     private readonly maxFrame: number,
@@ -113,6 +118,11 @@ export class SlabReader {
     this.#parse();
   }
 
+  /** Hands out the frames left in the slab when {@link hold} stopped it (hold is asked again). */
+  resume(): void {
+    if (this.#direct === undefined && this.#discard === 0) this.#parse();
+  }
+
   /** Feeds bytes read elsewhere (e.g. buffered before this reader took over the socket). */
   push(chunk: Uint8Array): void {
     let at = 0;
@@ -137,6 +147,7 @@ export class SlabReader {
   #parse(): void {
     const slab = this.#slab;
     while (this.#end - this.#start >= HEADER_SIZE) {
+      if (this.hold?.()) return;
       const at = this.#start;
       const { length, streamId, type, flags } = decodeHeader(slab, at);
       const available = this.#end - at - HEADER_SIZE;
