@@ -121,6 +121,7 @@ export class ConnectionGovernor {
         else this.log.debug(fields, 'connection paused');
       },
       resumed: () => this.log.debug({ conn: connection.id }, 'connection resumed'),
+      refused: () => this.metrics.repliesRefused.inc(),
       stalled: () =>
         this.drop(
           'frame_timeout',

@@ -109,6 +109,11 @@ export class AgentMetrics {
     help: 'Times a connection stopped being read because its peer left too many reply bytes unread (--max-unsent-bytes)',
     registers: [this.registry],
   });
+  readonly repliesRefused = new Counter({
+    name: 'vaccel_agent_replies_refused_total',
+    help: 'Replies dropped (their call answered RESOURCE_EXHAUSTED) because their guest had left more than twice --max-unsent-bytes unread',
+    registers: [this.registry],
+  });
   /** What the connection gauges below read at scrape time (set by the agent). */
   connectionsNow: () => { unsent: number; paused: number } = () => ({ unsent: 0, paused: 0 });
   readonly unsentBytes: Gauge = new Gauge({

@@ -47,22 +47,6 @@ async function metric(port: number, name: string, labels = ''): Promise<number> 
   return sum;
 }
 
-/**
- * Re-reads the metric until `check` holds: each read waits for the agent's answer, so this paces
- * itself on the agent (no timer); it is for states no log line marks.
- */
-async function untilMetric(
-  port: number,
-  name: string,
-  check: (value: number) => boolean,
-  labels = '',
-): Promise<number> {
-  for (;;) {
-    const value = await metric(port, name, labels);
-    if (check(value)) return value;
-  }
-}
-
 /** A request frame, built by hand. */
 function requestFrame<D extends DescMessage>(
   id: number,
@@ -192,6 +176,7 @@ suite('agent bounds', () => {
       // Replies past the bound were refused, not held: those the guest got are whole or RESOURCE_EXHAUSTED.
       const codes = new Set([...guest.responses.values()].map((r) => r.code));
       assert.ok(codes.has(8) && codes.has(0), [...codes].join(','));
+      assert.ok((await metric(port, 'vaccel_agent_replies_refused_total')) >= 1);
       guest.socket.destroy();
     } finally {
       await agent.kill();

@@ -43,6 +43,8 @@ export interface ChannelBounds {
   paused?(unsent: number): void;
   /** Reading started again. */
   resumed?(): void;
+  /** A frame of `bytes` was refused: the peer had left too many bytes unread. */
+  refused?(bytes: number): void;
   /** A frame was not finished within `frameTimeout` (the channel is destroyed next). */
   stalled?(): void;
 }
@@ -323,6 +325,7 @@ export class Channel {
       // frames (statuses) always pass: reading is paused, so there are at most maxInflight of them.
       const unsent = this.unsent;
       if (unsent > 0 && unsent + length > 2 * max) {
+        this.#bounds.refused?.(length);
         throw new TtrpcError(
           Code.RESOURCE_EXHAUSTED,
           `the peer is not reading: ${unsent} bytes are unsent (bound ${max}); a frame of ${length} bytes was dropped`,
