@@ -137,7 +137,8 @@ export class SlabReader {
 
   #newSlab(): void {
     const pending = this.#slab.subarray(this.#start, this.#end);
-    this.#slab = new Uint8Array(SLAB_SIZE);
+    // Frames held back (see hold) can fill a slab: the next one is big enough to leave room.
+    this.#slab = new Uint8Array(Math.max(SLAB_SIZE, pending.byteLength + SLAB_SIZE));
     this.#slab.set(pending);
     this.#start = 0;
     this.#end = pending.byteLength;
