@@ -150,7 +150,7 @@ async function probeOnce(
     };
   }
   const cacheFile = options.cacheFile === undefined ? defaultCacheFile() : options.cacheFile;
-  const stamp = machineStamp(options.qemu);
+  const stamp = machineStamp(options.qemu, options.device);
   const cached = cacheFile && stamp ? readCache(cacheFile, stamp) : undefined;
   if (cached) return { ...cached, reason: `${cached.reason} (probed earlier this boot)` };
   const probe = await probeAccelerator({ ...options, accelerator: 'kvm' });
@@ -165,8 +165,8 @@ function defaultCacheFile(): string {
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vaccel', 'accelerator.json');
 }
 
-/** What must not change for a cached answer to hold: this boot of the host, and QEMU's build. */
-function machineStamp(qemu: string): string | undefined {
+/** What must not change for a cached answer to hold: this boot of the host, the KVM device, QEMU's build. */
+function machineStamp(qemu: string, device: string): string | undefined {
   try {
     const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
     const path = qemu.includes('/')
@@ -183,7 +183,8 @@ function machineStamp(qemu: string): string | undefined {
           });
     if (!path) return undefined;
     const stat = statSync(path);
-    return `${boot} ${path} ${stat.size} ${stat.mtimeMs}`;
+    const kvm = statSync(device);
+    return `${boot} ${device} ${kvm.rdev} ${kvm.ino} ${kvm.ctimeMs} ${path} ${stat.size} ${stat.mtimeMs}`;
   } catch {
     return undefined;
   }
