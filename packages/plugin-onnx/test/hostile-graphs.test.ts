@@ -433,6 +433,38 @@ describe('hostile TensorFlow graphs: random small graphs (property)', () => {
     ),
   );
 
+  it('a float constant past int64 given as reduction axes is EINVAL (found by this property)', () => {
+    // n0 = Const float [9.2e18]; n1 = Prod(n0, axes = n0); n2 = Const.
+    const bytes = Uint8Array.from([
+      10, 47, 10, 2, 110, 48, 18, 5, 67, 111, 110, 115, 116, 42, 21, 10, 5, 118, 97, 108, 117, 101, 18, 12,
+      66, 10, 8, 1, 18, 0, 42, 4, 0, 0, 0, 95, 42, 11, 10, 5, 100, 116, 121, 112, 101, 18, 2, 48, 1, 10, 18,
+      10, 2, 110, 49, 18, 4, 80, 114, 111, 100, 26, 2, 110, 48, 26, 2, 110, 48, 10, 41, 10, 2, 110, 50, 18, 5,
+      67, 111, 110, 115, 116, 42, 15, 10, 5, 118, 97, 108, 117, 101, 18, 6, 66, 4, 8, 1, 18, 0, 42, 11, 10, 5,
+      100, 116, 121, 112, 101, 18, 2, 48, 1,
+    ]);
+    assert.throws(
+      () => convertTfGraph(parseGraphDef(bytes), { name: 'g', maxConstantBytes: 2 ** 20 }),
+      (error: unknown) =>
+        error instanceof VaccelError &&
+        error.code === 'EINVAL' &&
+        /axes must be whole numbers/.test(error.message),
+    );
+  });
+
+  it('Sqrt of a negative int64 constant folds to a saturated int64, not a crash (found by this property)', () => {
+    // n0 = Const int64 [-2^31 + 1]; n1 = Sqrt(n0) (NaN when folded); n2 = Const.
+    const bytes = Uint8Array.from([
+      10, 47, 10, 2, 110, 48, 18, 5, 67, 111, 110, 115, 116, 42, 21, 10, 5, 118, 97, 108, 117, 101, 18, 12,
+      66, 10, 8, 9, 18, 0, 42, 4, 1, 0, 0, 128, 42, 11, 10, 5, 100, 116, 121, 112, 101, 18, 2, 48, 1, 10, 14,
+      10, 2, 110, 49, 18, 4, 83, 113, 114, 116, 26, 2, 110, 48, 10, 41, 10, 2, 110, 50, 18, 5, 67, 111, 110,
+      115, 116, 42, 15, 10, 5, 118, 97, 108, 117, 101, 18, 6, 66, 4, 8, 1, 18, 0, 42, 11, 10, 5, 100, 116,
+      121, 112, 101, 18, 2, 48, 1,
+    ]);
+    assert.ok(
+      convertTfGraph(parseGraphDef(bytes), { name: 'g', maxConstantBytes: 2 ** 20 }) instanceof Uint8Array,
+    );
+  });
+
   it('every outcome is ONNX bytes or a VaccelError (never another throw, never a hang)', () => {
     fc.assert(
       fc.property(graph, (bytes) => {

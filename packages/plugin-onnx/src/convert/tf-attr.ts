@@ -115,7 +115,16 @@ export function listOf(n: TfNode, t: HostTensor, what: string): number[] {
       'EINVAL',
       `node ${n.name} (${n.op}): its ${what} has ${t.values.length} values, more than the ${MAX_LIST_INPUT} a ${what} may have`,
     );
-  return Array.from(t.values);
+  const list = Array.from(t.values, Number);
+  // Axes, sizes and permutations are whole numbers: a float constant (or an int64 past 2^53) in
+  // their place is a malformed graph, not a value to round or to overflow an int64 attribute.
+  const bad = list.find((v) => !Number.isSafeInteger(v));
+  if (bad !== undefined)
+    throw new VaccelError(
+      'EINVAL',
+      `node ${n.name} (${n.op}): its ${what} must be whole numbers, got ${bad}`,
+    );
+  return list;
 }
 
 /** The value of input `i` as int64 (what ONNX shape inputs take), casting a run-time int32. */

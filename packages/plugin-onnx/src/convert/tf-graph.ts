@@ -402,6 +402,18 @@ function schedule(nodes: ReadonlyMap<string, TfNode>, outputs: readonly string[]
  * or types the converter lacks.
  */
 export function convertTfGraph(model: TfGraph, options: TfConvertOptions): Uint8Array {
+  try {
+    return convert(model, options);
+  } catch (error) {
+    if (error instanceof VaccelError) throw error;
+    // Guest graphs are hostile input: whatever a check missed fails the load with a clear error.
+    throw new VaccelError('EINVAL', `the graph cannot be converted: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+function convert(model: TfGraph, options: TfConvertOptions): Uint8Array {
   const budget = new ConstantBudget(options.maxConstantBytes);
   // The weights were charged when they were decoded (perhaps to another budget): count them here.
   for (const [name, w] of model.weights) budget.reserve(w.values.byteLength, `weight ${name}`);

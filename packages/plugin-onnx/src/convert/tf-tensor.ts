@@ -300,7 +300,12 @@ export function typedArray(type: OnnxType, values: ArrayLike<number>): ArrayBuff
       // Element by element: no array of BigInts as long as the constant on the JS heap.
       const out =
         type === OnnxType.INT64 ? new BigInt64Array(values.length) : new BigUint64Array(values.length);
-      for (let i = 0; i < values.length; i++) out[i] = BigInt(Math.trunc(values[i]!));
+      // Saturating, as a cast: a folded NaN is 0, values past the type's range its bounds.
+      const [low, high] = type === OnnxType.INT64 ? [-(2 ** 63), 2 ** 63 - 1024] : [0, 2 ** 64 - 2048];
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]!;
+        out[i] = BigInt(Number.isNaN(v) ? 0 : Math.trunc(Math.min(high, Math.max(low, v))));
+      }
       return out;
     }
     case OnnxType.INT32:
