@@ -72,7 +72,7 @@ export function probeAccelerator(options: ProbeOptions): Promise<ProbeResult> {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
       qemu.stdout!.off('data', onOutput);
-      qemu.off('exit', onExit);
+      qemu.off('close', onExit);
       qemu.kill('SIGKILL');
       if (result instanceof Error) reject(result);
       else resolve(result);
@@ -90,7 +90,7 @@ export function probeAccelerator(options: ProbeOptions): Promise<ProbeResult> {
       timeoutMs,
     );
     qemu.stdout!.on('data', onOutput);
-    qemu.once('exit', onExit);
+    qemu.once('close', onExit); // 'close': its stderr is all read by then
     qemu.once('error', (error) => finish({ runs: false, why: `QEMU could not start: ${error.message}` }));
     if (options.signal?.aborted) onAbort();
     else options.signal?.addEventListener('abort', onAbort, { once: true });
