@@ -1,6 +1,6 @@
 /**
  * The vAccel agent service: each RPC runs through the same @vaccel/core runtime an embedded
- * function uses. Upstream 0.8 semantics (shared/PROTOCOL.md §3, §5) plus our extension ops.
+ * function uses. Upstream 0.8 semantics (docs/protocol.md §3, §5) plus our extension ops.
  * @module
  */
 import {

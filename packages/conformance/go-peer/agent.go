@@ -1,6 +1,6 @@
 package main
 
-// The vAccel 0.8 agent service from Go: upstream message layouts (shared/PROTOCOL.md §3, §5),
+// The vAccel 0.8 agent service from Go: upstream message layouts (docs/protocol.md §3, §5),
 // encoded by hand. `serve` answers CreateSession/Genop(BLAS_SGEMM, NOOP)/DestroySession as a
 // minimal reference agent (the load benchmark's Go baseline); `agent` checks a real agent;
 // `load` drives one with small SGEMMs.
@@ -23,7 +23,7 @@ import (
 
 const agentService = "vaccel.sync.agent.AgentService"
 
-// Arg types and ops (PROTOCOL.md §4).
+// Arg types and ops (docs/protocol.md §4).
 const (
 	argInt64        = 7
 	argUint8        = 9

@@ -1,7 +1,7 @@
 package main
 
 // `ops`: every upstream op vaccel-ts serves, sent from Go exactly as upstream vAccel 0.8 lays it
-// out (shared/PROTOCOL.md §3, §5): image detect/pose/segment genops, MINMAX, the FPGA ops,
+// out (docs/protocol.md §3, §5): image detect/pose/segment genops, MINMAX, the FPGA ops,
 // EXEC_WITH_RESOURCE on a LIB resource registered as a blob, and GetProfiler.
 
 import (

@@ -5,7 +5,7 @@ import { type Arg, Args, ArgType, ReadArg, VaccelError, validateArg } from '@vac
 const bytes = (n: number, fill = 1): Uint8Array => new Uint8Array(n).fill(fill);
 
 suite('args', () => {
-  // Upstream's unpack rules (PROTOCOL.md §4): [type, size, valid?]
+  // Upstream's unpack rules (docs/protocol.md §4): [type, size, valid?]
   // biome-ignore format: a table reads better aligned
   const cases: [keyof typeof ArgType, Uint8Array, boolean][] = [
     ['Int64', bytes(8), true], ['Int64', bytes(4), false], ['Uint8', bytes(1), true], ['Uint8', bytes(2), false],

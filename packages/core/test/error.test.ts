@@ -3,7 +3,7 @@ import { suite, test } from 'node:test';
 import { ErrorCodes, errorCodeFromErrno, isVaccelError, isVaccelErrorCode, VaccelError } from '@vaccel/core';
 
 suite('VaccelError', () => {
-  // Upstream VACCEL_E* numbers (shared/PROTOCOL.md §4): the codes must carry exactly these errnos.
+  // Upstream VACCEL_E* numbers (docs/protocol.md §4): the codes must carry exactly these errnos.
   // biome-ignore format: a table reads better aligned
   const upstream: [keyof typeof ErrorCodes, number][] = [
     ['EINVAL', 22], ['ENOMEM', 12], ['ENOTSUP', 95], ['EINPROGRESS', 115], ['EBUSY', 16], ['EEXIST', 17],

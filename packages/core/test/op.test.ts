@@ -3,7 +3,7 @@ import { suite, test } from 'node:test';
 import { allOps, OpType, opByName, opInfo, opName, UPSTREAM_OP_MAX } from '@vaccel/core';
 
 suite('op table', () => {
-  // vAccel 0.8 op.h order (shared/PROTOCOL.md §4): the wire depends on these numbers.
+  // vAccel 0.8 op.h order (docs/protocol.md §4): the wire depends on these numbers.
   // biome-ignore format: a table reads better aligned
   const upstream = [
     'noop', 'exec', 'exec_with_resource', 'image_classify', 'image_detect', 'image_segment', 'image_pose',

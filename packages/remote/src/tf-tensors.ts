@@ -6,7 +6,7 @@
  */
 import { type Tensor, VaccelError } from '@vaccel/core';
 
-/** tf.DataType numbers (PROTOCOL.md §4) of the dtypes vAccel tensors have. */
+/** tf.DataType numbers (docs/protocol.md §4) of the dtypes vAccel tensors have. */
 export const TF_DATA_TYPES: Readonly<Record<Tensor['dtype'], number>> = {
   float32: 1,
   int32: 3,

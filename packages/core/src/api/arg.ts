@@ -2,7 +2,7 @@
  * Typed operation arguments, as upstream vAccel's `struct vaccel_arg` and `genop.Arg`.
  *
  * Numbers inside args are little-endian (upstream sends raw native memory and every supported
- * target is little-endian; shared/PROTOCOL.md §5). Builders here make args without copying big
+ * target is little-endian; docs/protocol.md §5). Builders here make args without copying big
  * arrays; readers validate the type and size and throw `EINVAL` naming the argument.
  * @module
  */
@@ -81,7 +81,7 @@ export function isArgType(type: number): type is ArgType {
 }
 
 /**
- * Checks an arg against upstream's unpack rules (PROTOCOL.md §4): scalars have exactly their
+ * Checks an arg against upstream's unpack rules (docs/protocol.md §4): scalars have exactly their
  * size, arrays are non-empty whole multiples of the element size, strings end in NUL, buffers are
  * non-empty; raw and custom are not checked.
  * @throws VaccelError `EINVAL` naming `where`.

@@ -2,7 +2,7 @@
  * Errors of the vAccel API.
  *
  * Every failure the API reports is a {@link VaccelError} with a stable string `code` that mirrors
- * upstream vAccel's `VACCEL_E*` constants (Linux errno values, see shared/PROTOCOL.md §4). Match on
+ * upstream vAccel's `VACCEL_E*` constants (Linux errno values, see docs/protocol.md §4). Match on
  * `code`, never on the message: messages are for people and may change.
  * @module
  */

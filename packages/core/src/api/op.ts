@@ -1,7 +1,7 @@
 /**
  * The op table: the single source of truth for operation numbers and names.
  *
- * Numbers 0–23 are upstream vAccel 0.8's `vaccel_op_type_t` (shared/PROTOCOL.md §4), so a genop
+ * Numbers 0–23 are upstream vAccel 0.8's `vaccel_op_type_t` (docs/protocol.md §4), so a genop
  * sent by an upstream client means the same op here. Our extensions start at 64 (§8); upstream
  * agents reject them with EINVAL.
  * @module
@@ -33,7 +33,7 @@ export const OpType = Object.freeze({
   FpgaVectorAdd: 21,
   MinMax: 22,
   OpenCv: 23,
-  // vaccel-ts extensions (PROTOCOL.md §8).
+  // vaccel-ts extensions (docs/protocol.md §8).
   AesEncrypt: 64,
   AesDecrypt: 65,
   ImageClassifyTopK: 66,

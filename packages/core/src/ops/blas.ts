@@ -1,7 +1,7 @@
 /**
  * BLAS SGEMM: C = alpha·A·B + beta·C on row-major float32 matrices.
  *
- * Genop layout (upstream BLAS_SGEMM, shared/PROTOCOL.md §5) — read: m, n, k (INT64), alpha
+ * Genop layout (upstream BLAS_SGEMM, docs/protocol.md §5) — read: m, n, k (INT64), alpha
  * (FLOAT32), A (FLOAT32_ARRAY), lda (INT64), B (FLOAT32_ARRAY), ldb (INT64), beta (FLOAT32),
  * ldc (INT64); write: C (FLOAT32_ARRAY, in/out: its incoming values feed beta·C).
  * @module

@@ -1,5 +1,5 @@
 /**
- * The small compute ops upstream defines with genop layouts (shared/PROTOCOL.md §5): MINMAX (22)
+ * The small compute ops upstream defines with genop layouts (docs/protocol.md §5): MINMAX (22)
  * and the FPGA example kernels ARRAYCOPY (18), MMULT (19), PARALLEL (20), VECTORADD (21). Upstream
  * does not type-check their args, so neither do we: any arg type is read as raw little-endian
  * memory, but sizes are checked (upstream would read past a short buffer; we answer `EINVAL`).

@@ -30,7 +30,7 @@ export interface ClassifyArgs {
   modelId: number;
 }
 
-/** Size of upstream's fixed text outputs (PROTOCOL.md §3: tags are 1024 bytes). */
+/** Size of upstream's fixed text outputs (docs/protocol.md §3: tags are 1024 bytes). */
 export const UPSTREAM_TAG_BYTES = 1024;
 /** Upper bound on topK. */
 export const MAX_TOP_K = 1000;

@@ -141,7 +141,7 @@ export const ModelRunResponseSchema: GenMessage<ModelRunResponse> = /*@__PURE__*
 
 /**
  * Labelled with the C (TfLiteType) numbering that upstream really puts on the wire
- * (its own proto labels are shifted by one; shared/PROTOCOL.md §4).
+ * (its own proto labels are shifted by one; docs/protocol.md §4).
  *
  * @generated from enum vaccel.tflite.DataType
  */
