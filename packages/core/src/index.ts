@@ -48,6 +48,7 @@ export {
   decodeTensors,
   elementCount,
   encodeTensors,
+  TENSOR_ARRAYS,
   type Tensor,
   type TensorDataTypes,
   tensor,

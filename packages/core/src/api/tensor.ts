@@ -39,7 +39,8 @@ export interface Tensor<D extends DType = DType> {
   data: TensorDataTypes[D];
 }
 
-const ctors = {
+/** The typed array that holds each dtype's elements. */
+export const TENSOR_ARRAYS = {
   float32: Float32Array,
   uint8: Uint8Array,
   int8: Int8Array,
@@ -73,7 +74,7 @@ export function tensor<D extends DType>(
 }
 
 function checkTensor(name: string, t: Tensor): void {
-  const ctor = ctors[t.dtype];
+  const ctor = TENSOR_ARRAYS[t.dtype];
   if (!ctor)
     throw new VaccelError(
       'EINVAL',
@@ -156,7 +157,7 @@ export function decodeTensors(bytes: Uint8Array): Record<string, Tensor> {
     const length = Number(view.getBigUint64(at, true));
     at += 8;
     need(length);
-    const ctor = ctors[dtype];
+    const ctor = TENSOR_ARRAYS[dtype];
     if (length % ctor.BYTES_PER_ELEMENT !== 0)
       throw new VaccelError('EINVAL', `tensor ${name}: data length ${length} is not whole ${dtype} elements`);
     const data = new ctor(copyBytes(bytes.subarray(at, at + length)).buffer);

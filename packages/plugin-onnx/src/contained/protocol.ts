@@ -20,7 +20,7 @@
  * @module
  * @internal
  */
-import { type Tensor, VaccelError } from '@vaccel/core';
+import { TENSOR_ARRAYS, type Tensor, VaccelError } from '@vaccel/core';
 
 export const HEADER_BYTES = 16;
 /** Most body bytes a frame can say it has (the length field is a u32). */
@@ -167,19 +167,9 @@ function decodeFrame(bytes: Uint8Array): Frame {
   return { id: view.getUint32(4, true), kind: view.getUint8(8), meta, blobs };
 }
 
-const arrays = {
-  float32: Float32Array,
-  uint8: Uint8Array,
-  int8: Int8Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  bool: Uint8Array,
-  float16: Uint16Array,
-} as const;
-
 /** A typed view of a blob for a vAccel dtype. @throws Error for an unknown dtype or a bad length. */
 export function typedView(dtype: string, blob: Uint8Array): Tensor['data'] {
-  const ctor = arrays[dtype as keyof typeof arrays];
+  const ctor = TENSOR_ARRAYS[dtype as keyof typeof TENSOR_ARRAYS];
   if (!ctor || blob.byteLength % ctor.BYTES_PER_ELEMENT !== 0)
     throw new Error(`runner tensor of dtype ${dtype} has ${blob.byteLength} bytes`);
   return new ctor(blob.buffer as ArrayBuffer, blob.byteOffset, blob.byteLength / ctor.BYTES_PER_ELEMENT);
