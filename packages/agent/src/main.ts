@@ -227,11 +227,14 @@ export async function main(argv: string[]): Promise<number> {
     if (maxImagePixels !== undefined) process.env.VACCEL_MAX_IMAGE_PIXELS = String(maxImagePixels);
     const computeSlots = count(values['compute-slots'], 'compute-slots') ?? availableParallelism();
     const scheduling = !values['no-scheduling'];
-    // ONNX Runtime threads are not divided among the slots: onnxruntime-node runs a session on
-    // the calling thread, the agent's main thread, so runs in this process never overlap and one
-    // run at a time gets every core (the plugin's default; measured, docs/security.md). The slots
-    // bound the work that does overlap (image decoding, runs in model-runner processes) and the
-    // order runs start in.
+    // The ONNX plugin runs the host's models and big SGEMMs on compute threads, one per slot, so
+    // that no run holds the event loop that answers every guest; each run gets cores ÷ slots
+    // ONNX Runtime threads, so runs in all slots together never ask for more threads than there
+    // are cores (docs/security.md). The environment, when set, wins: the plugin reads it.
+    process.env.VACCEL_ONNX_COMPUTE_THREADS ||= String(computeSlots);
+    process.env.VACCEL_ONNX_THREADS ||= String(
+      Math.max(1, Math.floor(availableParallelism() / computeSlots)),
+    );
     // The agent runs ops on this host: it never forwards them to another agent.
     const vaccel = await Vaccel.open({
       logger,

@@ -134,19 +134,9 @@ export class Scheduler {
         ),
       );
     }
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = { tenant, enqueued: this.#clock(), signal, resolve, reject };
-      if (tenant.waiting.length === 0 && tenant.running === 0)
-        tenant.vtime = Math.max(tenant.vtime, this.#vclock);
-      tenant.waiting.push(waiter);
-      this.#backlogged.add(tenant);
-      this.#metrics?.tenantQueued.labels({ tenant: tenant.label }).inc();
-      if (signal) {
-        waiter.onAbort = () => this.#withdraw(waiter);
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
-      }
-      this.#dispatch();
-    });
+    if (tenant.waiting.length === 0 && tenant.running === 0)
+      tenant.vtime = Math.max(tenant.vtime, this.#vclock);
+    return this.#enqueue(tenant, signal, false);
   }
 
   /** A waiting call's signal aborted: it leaves its queue and fails with the signal's reason. */
@@ -211,14 +201,44 @@ export class Scheduler {
     op: OpType,
     argBytes: number,
     signal: AbortSignal | undefined,
-    run: () => Promise<T>,
+    run: (checkpoint?: () => Promise<void>) => Promise<T>,
   ): Promise<T> {
     if (this.disabled || !isCompute(op, argBytes)) return run();
-    const release = await this.acquire(tenant, op, signal);
-    try {
-      return await run();
-    } finally {
+    let release: (() => void) | undefined = await this.acquire(tenant, op, signal);
+    // Between chunks of its work the op gives its slot back when others wait, and queues for it
+    // again as its tenant's next call: a long SGEMM is served in turns, not all at once.
+    const checkpoint = async (): Promise<void> => {
+      if (this.#backlogged.size === 0 || !release) return;
       release();
+      release = undefined;
+      release = await this.#reacquire(tenant, signal);
+    };
+    try {
+      return await run(checkpoint);
+    } finally {
+      release?.();
     }
+  }
+
+  /** {@link acquire} for a call that already counts against its tenant's queue: at its head. */
+  #reacquire(tenant: Tenant, signal: AbortSignal | undefined): Promise<() => void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return this.#enqueue(tenant, signal, true);
+  }
+
+  /** Queues a call of `tenant` (at the head of its queue or the tail) and dispatches. */
+  #enqueue(tenant: Tenant, signal: AbortSignal | undefined, atHead: boolean): Promise<() => void> {
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { tenant, enqueued: this.#clock(), signal, resolve, reject };
+      if (atHead) tenant.waiting.unshift(waiter);
+      else tenant.waiting.push(waiter);
+      this.#backlogged.add(tenant);
+      this.#metrics?.tenantQueued.labels({ tenant: tenant.label }).inc();
+      if (signal) {
+        waiter.onAbort = () => this.#withdraw(waiter);
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.#dispatch();
+    });
   }
 }

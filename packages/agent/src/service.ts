@@ -95,7 +95,7 @@ export type Schedule = (
   ctx: CallContext,
   op: OpType,
   argBytes: number,
-  run: () => Promise<void>,
+  run: (checkpoint?: () => Promise<void>) => Promise<void>,
 ) => Promise<void>;
 
 /** Builds the service implementation over a runtime. */
@@ -139,10 +139,10 @@ export function agentService(
     let argBytes = 0;
     for (const arg of read) argBytes += arg.buf.byteLength;
     for (const arg of write) argBytes += arg.buf.byteLength;
-    await schedule(ctx, op, argBytes, async () => {
+    await schedule(ctx, op, argBytes, async (checkpoint) => {
       await admission.op(ctx, op, read);
       try {
-        await session.doOperation(op, read, write, { signal: ctx.signal });
+        await session.doOperation(op, read, write, { signal: ctx.signal, checkpoint });
       } catch (error) {
         throw inConnectionTerms(error, state(ctx));
       }

@@ -74,8 +74,14 @@ suite('remote vs in-process: byte-identical results over every transport', () =>
       ['vsock (CONNECT)', `hvsock://${hybrid}:2048`],
     );
     local = await Vaccel.open({
-      // The agent's default set: the builtin plugins and the ONNX plugin (exec allowlisted as there).
-      plugins: [...hostPlugins().filter((p) => p !== 'exec'), execPlugin({ allow: [execFixture] })],
+      // The agent's default set: the builtin plugins and the ONNX plugin (exec allowlisted as there),
+      // with the ONNX Runtime threads per run the agent gives by default (cores ÷ compute slots,
+      // slots = cores: 1). MLAS's float sums depend on the thread count, so with another count
+      // SGEMM results may differ in the last bits (and run on this thread, not compute threads).
+      plugins: [
+        ...hostPlugins({ ...process.env, VACCEL_ONNX_THREADS: '1' }).filter((p) => p !== 'exec'),
+        execPlugin({ allow: [execFixture] }),
+      ],
     });
     localSession = await local.createSession();
   });

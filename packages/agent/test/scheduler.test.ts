@@ -47,6 +47,34 @@ suite('scheduler', () => {
     assert.deepEqual(order, ['a1', 'b1', 'c1', 'a2', 'b2', 'a3']);
   });
 
+  test("a long op's checkpoint hands its slot to a waiting tenant, then resumes it", async () => {
+    let now = 0;
+    const scheduler = new Scheduler({ slots: 1, clock: () => now });
+    const [heavy, light] = [new Tenant('heavy', 'guest'), new Tenant('light', 'guest')];
+    const events: string[] = [];
+    let lightDone!: () => void;
+    const lightFinished = new Promise<void>((resolve) => (lightDone = resolve));
+    const heavyRun = scheduler.run(heavy, OpType.ImageClassify, 0, undefined, async (checkpoint) => {
+      events.push('heavy block 0');
+      await checkpoint!(); // nobody waits: it keeps the slot
+      events.push('heavy block 1');
+      now += 10;
+      // light asks for a slot while heavy holds the only one.
+      const lightRun = scheduler.run(light, OpType.ImageClassify, 0, undefined, async () => {
+        events.push('light');
+        now += 1;
+      });
+      void lightRun.then(lightDone);
+      await settle();
+      assert.deepEqual(events.at(-1), 'heavy block 1', 'light waits: heavy holds the slot');
+      await checkpoint!(); // light is waiting: heavy steps aside until light is done
+      events.push('heavy block 2');
+    });
+    await Promise.all([heavyRun, lightFinished]);
+    assert.deepEqual(events, ['heavy block 0', 'heavy block 1', 'light', 'heavy block 2']);
+    assert.equal(scheduler.busy, 0, 'every slot is back');
+  });
+
   test('a tenant that was idle banks no credit', async () => {
     let now = 0;
     const scheduler = new Scheduler({ slots: 1, clock: () => now });

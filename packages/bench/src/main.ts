@@ -38,6 +38,10 @@ const figures: Record<string, { about: string; run(options: FigureOptions): Prom
     about: 'noop latency p50/p99, pipelined calls/s, 4 MiB payload GB/s',
     run: async (o) => (await import('./figures/rpc.js')).rpcFigure(o),
   },
+  tenants: {
+    about: 'one agent, many guest processes: detections/s, RSS per guest, a light tenant beside noisy ones',
+    run: async (o) => (await import('./figures/tenants.js')).tenantsFigure(o),
+  },
   onnx: {
     about: 'ONNX plugin: sgemm GFLOP/s (1 and 2 threads) vs sgemm-js; classify time split',
     run: async (o) => (await import('./figures/onnx.js')).onnxFigure(o),

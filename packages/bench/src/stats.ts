@@ -42,7 +42,15 @@ function random(seed: number): () => number {
 const RESAMPLES = 1000;
 
 /** 95 % percentile-bootstrap interval of the median of `samples`. */
-export function bootstrapMedian(samples: ArrayLike<number>, resamples = RESAMPLES): [number, number] {
+export const bootstrapMedian = (samples: ArrayLike<number>, resamples = RESAMPLES): [number, number] =>
+  bootstrapPercentile(samples, 50, resamples);
+
+/** 95 % percentile-bootstrap interval of the `p`-th percentile (0–100) of `samples`. */
+export function bootstrapPercentile(
+  samples: ArrayLike<number>,
+  p: number,
+  resamples = RESAMPLES,
+): [number, number] {
   const n = samples.length;
   if (n === 0) return [Number.NaN, Number.NaN];
   if (n === 1) return [samples[0] as number, samples[0] as number];
@@ -52,7 +60,7 @@ export function bootstrapMedian(samples: ArrayLike<number>, resamples = RESAMPLE
   for (let r = 0; r < resamples; r++) {
     for (let i = 0; i < n; i++) draw[i] = samples[Math.floor(next() * n)] as number;
     draw.sort();
-    medians[r] = percentile(draw, 50);
+    medians[r] = percentile(draw, p);
   }
   medians.sort();
   return [percentile(medians, 2.5), percentile(medians, 97.5)];
@@ -75,11 +83,15 @@ export function summarize(samples: ArrayLike<number>): Summary {
 
 /**
  * The ratio a / b with its 95 % interval: pair by pair when both have the same number of
- * samples (measured interleaved), else the ratio of the medians with an interval from
+ * samples (measured interleaved) and `paired` is not false, else the ratio of the medians with an interval from
  * resampling each side.
  */
-export function ratio(a: ArrayLike<number>, b: ArrayLike<number>): { ratio: number; ci95: [number, number] } {
-  if (a.length === b.length && a.length > 0) {
+export function ratio(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  paired = true,
+): { ratio: number; ci95: [number, number] } {
+  if (paired && a.length === b.length && a.length > 0) {
     const pairs = Array.from({ length: a.length }, (_, i) => (a[i] as number) / (b[i] as number));
     const s = summarize(pairs);
     return { ratio: s.median, ci95: s.ci95 };

@@ -45,10 +45,16 @@ import { onnxModelOffThread } from './model-formats.js';
 import { hostedSession } from './model-session.js';
 import type { SessionSettings } from './session.js';
 import { OrtSgemm } from './sgemm.js';
+import { ComputeThreads } from './threads/pool.js';
 import { VisionModel } from './vision.js';
 
 /** Problems of at most this many flops (2·16³) skip ONNX Runtime for the inline kernel (measured crossover: ORT wins from N ≈ 24). */
 const INLINE_SGEMM_FLOPS = 2 * 16 ** 3;
+/**
+ * With compute threads, SGEMMs of at most this many flops (≈ 203³, well under a millisecond) still
+ * run on the calling thread: the hop to a thread and the copies there and back cost about as much.
+ */
+const CALLER_THREAD_SGEMM_FLOPS = 2 ** 24;
 
 export { Classifier, type ClassifyResult, type ClassifyTimings, readModelBlobs } from './classifier.js';
 export { runnerChannel } from './contained/pool.js';
@@ -107,6 +113,13 @@ export interface OnnxPluginOptions {
   /** Threads per op (default `VACCEL_ONNX_THREADS`, else all cores); model runners share them. */
   threads?: number;
   /**
+   * Worker threads that run the host's own models (the shipped ones) and SGEMMs past ~200³, so
+   * that a run never holds the calling thread's event loop (default `VACCEL_ONNX_COMPUTE_THREADS`,
+   * else 0: on the calling thread, the fastest for one caller). The agent turns them on, one per
+   * compute slot: there the event loop answers every guest.
+   */
+  computeThreads?: number;
+  /**
    * Runner processes for guests' models (model_load, tf_model_load, and a model resource given
    * to an image op), started on first use
    * (default `VACCEL_MODEL_RUNNERS`, else 2, or 1 on one core). 0 runs them in this process,
@@ -134,6 +147,14 @@ export interface OnnxPluginOptions {
 /** Execution providers this build of onnxruntime-node offers. */
 export const availableProviders = (): string[] => ort.listSupportedBackends().map((b) => b.name);
 
+/** A whole number ≥ 0 from the environment (0 when unset). @throws VaccelError `EINVAL` naming it. */
+function wholeNumber(value: string | undefined, name: string): number {
+  if (value === undefined || value.trim() === '') return 0;
+  if (!/^\d+$/.test(value.trim()))
+    throw new VaccelError('EINVAL', `onnx: ${name} must be a whole number, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
 interface LoadedModel {
   info: Promise<ModelInfo>;
   refs: number;
@@ -158,8 +179,22 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
   const settings: SessionSettings = { executionProviders: providers, intraOpThreads: threads, intake };
   const host = modelHost(options, env, settings, availableParallelism());
   const defaultModel = options.defaultModel ?? env.VACCEL_ONNX_MODEL ?? DEFAULT_MODEL_DIR;
-  const runSgemm = (args: SgemmArgs, ctx: OpContext) =>
-    sgemmFlops(args.m, args.n, args.k) <= INLINE_SGEMM_FLOPS ? sgemmKernel(args) : sgemm.run(args, ctx);
+  const computeThreads =
+    options.computeThreads ?? wholeNumber(env.VACCEL_ONNX_COMPUTE_THREADS, 'VACCEL_ONNX_COMPUTE_THREADS');
+  if (!Number.isSafeInteger(computeThreads) || computeThreads < 0)
+    throw new VaccelError('EINVAL', `onnx: computeThreads must be an integer ≥ 0, got ${computeThreads}`);
+  const threadPool =
+    computeThreads > 0
+      ? new ComputeThreads(computeThreads, settings, Number(env.VACCEL_ONNX_COMPUTE_NICE) || undefined)
+      : undefined;
+  /** Where a shipped model's session runs: on the compute threads, else in this thread. */
+  const trusted = (key: string) => (threadPool ? hostedSession(threadPool, key, {}) : settings);
+  const runSgemm = (args: SgemmArgs, ctx: OpContext) => {
+    const flops = sgemmFlops(args.m, args.n, args.k);
+    if (flops <= INLINE_SGEMM_FLOPS) return sgemmKernel(args);
+    if (threadPool && flops > CALLER_THREAD_SGEMM_FLOPS) return threadPool.sgemm(args, ctx);
+    return sgemm.run(args, ctx);
+  };
   const visionDefaults: Record<VisionTask, string> = {
     detect: options.visionModels?.detect ?? env.VACCEL_ONNX_DETECT_MODEL ?? DEFAULT_VISION_MODELS.detect,
     pose: options.visionModels?.pose ?? env.VACCEL_ONNX_POSE_MODEL ?? DEFAULT_VISION_MODELS.pose,
@@ -190,7 +225,11 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
             'ENOENT',
             `onnx: no default classification model at ${defaultModel}; pass a model or set VACCEL_ONNX_MODEL`,
           );
-        return Classifier.load(await readModelBlobs(defaultModel), settings, defaultModel);
+        return Classifier.load(
+          await readModelBlobs(defaultModel),
+          trusted(`default:classify:${defaultModel}`),
+          defaultModel,
+        );
       });
     }
     // A guest's model: its session on the model host (a runner, under the memory cap), under a
@@ -214,7 +253,12 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     if (modelId === 0) {
       const dir = visionDefaults[task];
       return cached(visionModels, `default:${task}:${dir}`, async () =>
-        VisionModel.load(await readModelBlobs(dir), settings, VISION_TASKS[task], dir),
+        VisionModel.load(
+          await readModelBlobs(dir),
+          trusted(`default:${task}:${dir}`),
+          VISION_TASKS[task],
+          dir,
+        ),
       );
     }
     const resource = ctx.resource(modelId);
@@ -351,6 +395,7 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       await Promise.allSettled(visions.map(async (m) => (await m).release()));
       for (const key of [...loaded.keys()]) await unloadKey(key);
       await host.close();
+      await threadPool?.close();
     },
   };
 }

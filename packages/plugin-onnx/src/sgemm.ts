@@ -37,6 +37,8 @@ export const sgemmChannel = channel('vaccel:onnx:sgemm');
 /** Where a run reports that it stopped early (or ran on after its caller gave up). */
 export interface SgemmRunContext {
   signal?: AbortSignal | undefined;
+  /** Awaited between row blocks: a scheduler may run another caller's op first (OpContext.checkpoint). */
+  checkpoint?: (() => Promise<void>) | undefined;
   logger?: Logger;
 }
 
@@ -99,7 +101,7 @@ export class OrtSgemm {
    */
   async run(s: SgemmArgs, ctx: SgemmRunContext = {}): Promise<void> {
     const { m, n, k } = s;
-    const { signal, logger } = ctx;
+    const { signal, logger, checkpoint } = ctx;
     const rows = Math.max(1, Math.min(m, Math.floor(BLOCK_FLOPS / Math.max(1, 2 * n * k))));
     const blocks = Math.ceil(m / rows);
     const b = packed(s.b, k, n, s.ldb); // once for every block
@@ -107,6 +109,7 @@ export class OrtSgemm {
       // A turn of the event loop first: a deadline that passed during the last block fires now,
       // so the check below sees it (ORT's own setImmediate would run the next block first).
       if (block > 0 && signal) await new Promise((resolve) => setImmediate(resolve));
+      if (block > 0) await checkpoint?.();
       if (signal?.aborted) {
         logger?.debug({ blocks, done: block, m, n, k }, 'sgemm stopped early: its caller gave up');
         throw signal.reason;

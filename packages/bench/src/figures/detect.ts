@@ -18,7 +18,7 @@ const photoPath = (name: string) =>
   fileURLToPath(new URL(`../../../../examples/images/${name}.jpg`, import.meta.url));
 
 /** `name`.jpg resized to 640×480 (stretched), JPEG quality 90. */
-async function photo640(name: string): Promise<Uint8Array> {
+export async function photo640(name: string): Promise<Uint8Array> {
   const { default: sharp } = await import('sharp');
   return new Uint8Array(
     await sharp(readFileSync(photoPath(name)))

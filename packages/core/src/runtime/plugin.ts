@@ -44,6 +44,12 @@ export interface OpContext {
   /** The runtime's logger, prefixed with the plugin name. */
   readonly logger: Logger;
   /**
+   * Long work that runs in chunks (SGEMM's row blocks) awaits this between them: a host that
+   * schedules ops (the agent) may hand the compute slot to another caller's op first, then
+   * resume this one. Resolves at once when nobody schedules (embedded use).
+   */
+  readonly checkpoint?: (() => Promise<void>) | undefined;
+  /**
    * A resource registered with this session.
    * @throws VaccelError `ENOENT` when `id` is not registered with the session.
    */

@@ -156,6 +156,7 @@ export class SessionImpl implements Session {
     const ctx: OpContext = {
       session: this,
       signal,
+      checkpoint: options.checkpoint,
       logger: this.#logger(plugin),
       resource: (id) => this.#resource(id),
     };

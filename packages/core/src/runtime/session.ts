@@ -18,6 +18,11 @@ import type { Resource, ResourceData } from './resource.js';
 export interface CallOptions {
   /** Abort the call; an already-aborted signal rejects at once with its reason. */
   signal?: AbortSignal;
+  /**
+   * For hosts that schedule ops (the agent): what the op's long work calls between chunks
+   * ({@link OpContext.checkpoint}), where the host may give the CPU to other callers first.
+   */
+  checkpoint?: () => Promise<void>;
 }
 
 /** Options of {@link Session.imageClassify}. */

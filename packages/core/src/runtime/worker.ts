@@ -16,13 +16,18 @@ export interface ModuleWorkerOptions {
    * inputs before allocating; these are the backstop.
    */
   resourceLimits?: ResourceLimits;
+  /** The worker's `workerData` (structured-cloned). */
+  workerData?: unknown;
 }
 
 /** Starts a worker on `name` (without extension) resolved beside `base` (the caller's `import.meta.url`). */
 export function startModuleWorker(name: string, base: string, options: ModuleWorkerOptions = {}): Worker {
   const fromSource = base.endsWith('.ts');
   const url = new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, base);
-  const limits = options.resourceLimits ? { resourceLimits: options.resourceLimits } : {};
+  const limits = {
+    ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+    ...(options.workerData !== undefined ? { workerData: options.workerData } : {}),
+  };
   if (!fromSource) return new Worker(url, limits);
   const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
   const boot = `import(${tsx}).then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}); })`;

@@ -1,0 +1,321 @@
+/**
+ * Compute threads: the host's own models (the shipped classifier, detector, pose and segmentation
+ * models) and big SGEMMs run on a few worker threads instead of the thread that runs the event
+ * loop.
+ *
+ * Why: onnxruntime-node runs a session on the calling thread (its `run` only defers the native
+ * call with setImmediate), so in the agent every ONNX run held the main thread, and with it every
+ * other guest's noop, health probe and reply, for as long as it ran (issue 22: a light guest's
+ * noop p99 43 ms beside four SGEMM loops). Here the main thread only passes tensors back and
+ * forth; the runs overlap on as many threads as the pool has, each session with the plugin's
+ * intra-op threads (the agent sizes both so that ONNX Runtime's threads do not outnumber the
+ * cores).
+ *
+ * Guests' models do not come here: they run in runner processes ({@link ModelRunners}), under a
+ * memory cap. These are trusted: a thread that dies fails its call with `EPROTO`.
+ *
+ * - A thread runs one job at a time; jobs wait in one FIFO queue for an idle thread, preferring
+ *   one that already holds the model's session (each thread opens a model the first time it runs
+ *   it, from bytes the pool keeps until the model is released).
+ * - Inputs are copied once into buffers of their own, which are transferred; outputs come back
+ *   transferred.
+ * - An aborted call rejects at once. A queued one never runs; an SGEMM stops at its next row
+ *   block; a model run cannot be stopped (the binding has no `terminate`) and finishes unseen.
+ * - Idle threads do not keep the process alive.
+ * @module
+ * @internal
+ */
+import type { Worker } from 'node:worker_threads';
+import {
+  type ErrorCode,
+  ErrorCodes,
+  type Logger,
+  type ModelInfo,
+  type SgemmArgs,
+  startModuleWorker,
+  type Tensor,
+  VaccelError,
+} from '@vaccel/core';
+import type { ModelCallOptions, ModelHost } from '../model-host.js';
+import type { SessionSettings } from '../session.js';
+import { BLOCK_FLOPS, sgemmChannel } from '../sgemm.js';
+import { buffersOf, type Job, owned, type Reply, type Request, type ThreadConfig } from './protocol.js';
+
+interface Pending {
+  job: Job;
+  key?: string;
+  signal: AbortSignal | undefined;
+  resolve(reply: Reply): void;
+  reject(error: unknown): void;
+  onAbort?: () => void;
+}
+
+class Thread {
+  readonly keys = new Set<string>();
+  /** The job it runs now, by id; undefined when idle. */
+  busy: number | undefined;
+  constructor(readonly worker: Worker) {}
+}
+
+/** Copies a strided row-major matrix into a packed one of its own. */
+function packedCopy(data: Float32Array, rows: number, cols: number, ld: number): Float32Array {
+  if (ld === cols) return data.slice(0, rows * cols);
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) out.set(data.subarray(r * ld, r * ld + cols), r * cols);
+  return out;
+}
+
+/**
+ * Publishes `{ block, blocks, hold }` on `vaccel:onnx:sgemm`; resolves once every hold taken by a
+ * subscriber is released.
+ */
+async function published(block: number, blocks: number): Promise<void> {
+  const holds: Promise<void>[] = [];
+  const hold = () => {
+    let release!: () => void;
+    holds.push(new Promise<void>((resolve) => (release = resolve)));
+    return release;
+  };
+  sgemmChannel.publish({ block, blocks, hold });
+  await Promise.all(holds);
+}
+
+const errorOf = (reply: Reply, what: string): VaccelError => {
+  const code = reply.error?.code ?? '';
+  const known = Object.hasOwn(ErrorCodes, code) ? (code as ErrorCode) : 'EINVAL';
+  return new VaccelError(known, reply.error?.message ?? `${what}: the compute thread failed`);
+};
+
+/** A pool of compute threads; a {@link ModelHost} for the host's own models, plus SGEMM. */
+export class ComputeThreads implements ModelHost {
+  readonly #threads: Thread[] = [];
+  readonly #queue: Pending[] = [];
+  readonly #running = new Map<number, { thread: Thread; pending: Pending }>();
+  /** Model bytes by key, for threads that have not opened the model yet. */
+  readonly #models = new Map<string, { bytes: Uint8Array; what: string }>();
+  /** The packed B of SGEMMs under way, by key, for threads that have not run one of their blocks. */
+  readonly #operands = new Map<string, Float32Array>();
+  #nextId = 1;
+  #closed = false;
+
+  /**
+   * @param size threads at most (started on demand)
+   * @param settings how each thread makes its sessions
+   */
+  constructor(
+    readonly size: number,
+    private readonly settings: SessionSettings,
+    private readonly nice?: number,
+    private readonly logger?: Logger,
+  ) {
+    if (!Number.isSafeInteger(size) || size < 1)
+      throw new VaccelError('EINVAL', `onnx: compute threads must be a positive integer, got ${size}`);
+  }
+
+  async load(key: string, bytes: Uint8Array, what: string, opts: ModelCallOptions = {}): Promise<ModelInfo> {
+    const reply = await this.#submit({ kind: 'load', key, what, bytes }, opts.signal, key);
+    this.#models.set(key, { bytes, what });
+    return reply.info!;
+  }
+
+  async run(
+    key: string,
+    inputs: Readonly<Record<string, Tensor>>,
+    outputs: readonly string[],
+    what: string,
+    opts: ModelCallOptions = {},
+  ): Promise<Record<string, Tensor>> {
+    if (!this.#models.has(key)) throw new VaccelError('EINVAL', `${what}: not loaded`);
+    const owns: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(inputs)) owns[name] = owned(t);
+    const reply = await this.#submit({ kind: 'run', key, what, inputs: owns, outputs }, opts.signal, key);
+    return reply.outputs!;
+  }
+
+  async release(key: string): Promise<void> {
+    this.#models.delete(key);
+    this.#operands.delete(key);
+    // Threads free the session after the job they run now (they take jobs in order).
+    for (const thread of this.#threads) {
+      if (!thread.keys.delete(key)) continue;
+      thread.worker.postMessage({ id: 0, kind: 'release', key } satisfies Request);
+    }
+  }
+
+  /**
+   * C = alpha·A·B + beta·C on the compute threads (ONNX Runtime's Gemm), in row blocks of about
+   * {@link BLOCK_FLOPS}, written into `s.c` honouring ldc. Between blocks it awaits
+   * `ctx.checkpoint` (a scheduler may run another caller's op first) and sees an abort: it then
+   * rejects with the signal's reason, rows already done written, the rest of C as it was.
+   *
+   * Publishes `{ block, blocks, hold }` on `vaccel:onnx:sgemm` before each block; a subscriber
+   * that calls `hold()` keeps the block from starting until it calls what `hold` returned.
+   */
+  async sgemm(
+    s: SgemmArgs,
+    ctx: { signal?: AbortSignal | undefined; checkpoint?: (() => Promise<void>) | undefined } = {},
+  ): Promise<void> {
+    const { m, n, k, ldc, beta } = s;
+    const { signal } = ctx;
+    const key = `sgemm:${this.#nextId++}`;
+    const rows = Math.max(1, Math.min(m, Math.floor(BLOCK_FLOPS / Math.max(1, 2 * n * k))));
+    const blocks = Math.ceil(m / rows);
+    const b = packedCopy(s.b, k, n, s.ldb); // once; each thread that runs a block keeps its copy
+    this.#operands.set(key, b);
+    try {
+      for (let block = 0; block < blocks; block++) {
+        if (block > 0) await ctx.checkpoint?.();
+        if (sgemmChannel.hasSubscribers) await published(block, blocks);
+        signal?.throwIfAborted();
+        const r0 = block * rows;
+        const mb = Math.min(rows, m - r0);
+        const args: SgemmArgs = {
+          ...s,
+          m: mb,
+          a: packedCopy(s.a.subarray(r0 * s.lda), mb, k, s.lda),
+          lda: k,
+          b: new Float32Array(0), // the thread's own copy, or `b` at dispatch
+          ldb: n,
+          c: beta !== 0 ? packedCopy(s.c.subarray(r0 * ldc), mb, n, ldc) : new Float32Array(0),
+          ldc: n,
+        };
+        const c = (await this.#submit({ kind: 'sgemm', key, args }, signal, key)).c!;
+        const out = s.c.subarray(r0 * ldc);
+        if (ldc === n) out.set(c.subarray(0, mb * n));
+        else for (let r = 0; r < mb; r++) out.set(c.subarray(r * n, r * n + n), r * ldc);
+      }
+    } finally {
+      this.#operands.delete(key);
+      void this.release(key);
+    }
+  }
+
+  /** Stops every thread; calls in flight or queued fail with `ECANCELED`. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const gone = new VaccelError('ECANCELED', 'onnx: the plugin is closing');
+    for (const pending of this.#queue.splice(0)) this.#settle(pending, () => pending.reject(gone));
+    for (const { pending } of this.#running.values()) this.#settle(pending, () => pending.reject(gone));
+    this.#running.clear();
+    const threads = this.#threads.splice(0);
+    await Promise.allSettled(threads.map((t) => t.worker.terminate()));
+  }
+
+  #submit(job: Job, signal: AbortSignal | undefined, key?: string): Promise<Reply> {
+    if (this.#closed) return Promise.reject(new VaccelError('ECANCELED', 'onnx: the plugin is closed'));
+    signal?.throwIfAborted();
+    return new Promise<Reply>((resolve, reject) => {
+      const pending: Pending = { job, signal, resolve, reject, ...(key !== undefined ? { key } : {}) };
+      if (signal) {
+        pending.onAbort = () => this.#abort(pending);
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
+      this.#queue.push(pending);
+      this.#dispatch();
+    });
+  }
+
+  #settle(pending: Pending, how: () => void): void {
+    if (pending.onAbort) pending.signal?.removeEventListener('abort', pending.onAbort);
+    how();
+  }
+
+  #abort(pending: Pending): void {
+    const queued = this.#queue.indexOf(pending);
+    if (queued >= 0) this.#queue.splice(queued, 1);
+    else
+      for (const running of this.#running.values()) {
+        // It stays busy until its reply: a run cannot stop.
+        if (running.pending === pending)
+          running.pending = { ...pending, resolve: () => {}, reject: () => {} };
+      }
+    pending.reject(pending.signal?.reason);
+  }
+
+  #dispatch(): void {
+    while (this.#queue.length > 0) {
+      const idle = this.#threads.filter((t) => t.busy === undefined);
+      const head = this.#queue[0]!;
+      // An idle thread that holds the model, else any idle one (it opens the model), else a new one.
+      const thread =
+        idle.find((t) => head.key !== undefined && t.keys.has(head.key)) ??
+        idle[0] ??
+        (this.#threads.length < this.size ? this.#spawn() : undefined);
+      if (!thread) return;
+      this.#queue.shift();
+      this.#start(thread, head);
+    }
+  }
+
+  #start(thread: Thread, pending: Pending): void {
+    const id = this.#nextId++;
+    thread.busy = id;
+    this.#running.set(id, { thread, pending });
+    let job = pending.job;
+    if (job.kind === 'run' && !thread.keys.has(job.key))
+      job = { ...job, bytes: this.#models.get(job.key)?.bytes };
+    if (job.kind === 'sgemm' && !thread.keys.has(job.key))
+      job = { ...job, args: { ...job.args, b: this.#operands.get(job.key) ?? new Float32Array(0) } };
+    if (job.kind !== 'release' && pending.key !== undefined) thread.keys.add(pending.key);
+    const arrays =
+      job.kind === 'run'
+        ? Object.values(job.inputs).map((t) => t.data)
+        : job.kind === 'sgemm'
+          ? [job.args.a, job.args.c] // B is cloned: its one copy here serves every thread
+          : [];
+    thread.worker.ref();
+    thread.worker.postMessage({ id, ...job } satisfies Request, buffersOf(arrays));
+  }
+
+  #spawn(): Thread {
+    const worker = startModuleWorker('worker', import.meta.url, {
+      workerData: { settings: this.settings, nice: this.nice } satisfies ThreadConfig,
+    });
+    const thread = new Thread(worker);
+    this.#threads.push(thread);
+    worker.on('message', (reply: Reply) => this.#reply(thread, reply));
+    worker.on('error', (error) => this.#lost(thread, error.message));
+    worker.on('exit', (code) => this.#lost(thread, `exited with code ${code}`));
+    return thread;
+  }
+
+  #reply(thread: Thread, reply: Reply): void {
+    const running = this.#running.get(reply.id);
+    if (!running) return; // a release's answer
+    this.#running.delete(reply.id);
+    thread.busy = undefined;
+    thread.worker.unref();
+    const { pending } = running;
+    if (reply.missing && pending.key !== undefined) {
+      thread.keys.delete(pending.key);
+      this.#queue.unshift(pending);
+      this.#dispatch();
+      return;
+    }
+    const what = pending.job.kind === 'sgemm' ? 'sgemm' : 'what' in pending.job ? pending.job.what : 'onnx';
+    if (reply.error && pending.job.kind !== 'release' && pending.key !== undefined)
+      thread.keys.delete(pending.key);
+    this.#settle(pending, () =>
+      reply.error ? pending.reject(errorOf(reply, what)) : pending.resolve(reply),
+    );
+    this.#dispatch();
+  }
+
+  /** A thread that died: its job fails, the pool forgets it and starts another on demand. */
+  #lost(thread: Thread, why: string): void {
+    const index = this.#threads.indexOf(thread);
+    if (index < 0) return;
+    this.#threads.splice(index, 1);
+    if (this.#closed) return;
+    this.logger?.warn({ why }, 'onnx: a compute thread died');
+    const running = thread.busy === undefined ? undefined : this.#running.get(thread.busy);
+    if (running) {
+      this.#running.delete(thread.busy!);
+      const { pending } = running;
+      this.#settle(pending, () =>
+        pending.reject(new VaccelError('EPROTO', `onnx: the compute thread running this call died (${why})`)),
+      );
+    }
+    this.#dispatch();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * A compute thread: runs the host's own models and SGEMMs on ONNX Runtime off the event loop's
+ * thread (see {@link ComputeThreads}). Jobs run one at a time in arrival order.
+ * @module
+ * @internal
+ */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
+import { isVaccelError } from '@vaccel/core';
+import * as ort from 'onnxruntime-node';
+import { createSession, describeSession, type OrtSession, runSession } from '../session.js';
+import { OrtSgemm } from '../sgemm.js';
+import { buffersOf, type Job, owned, type Reply, type Request, type ThreadConfig } from './protocol.js';
+
+const { settings, nice } = workerData as ThreadConfig;
+if (nice) lowerPriority(nice);
+ort.env.logLevel = 'error';
+const port = parentPort!;
+const sessions = new Map<string, Promise<OrtSession>>();
+const sgemm = new OrtSgemm(settings);
+/** The B of SGEMMs under way, by key (a few: their blocks come in turns). */
+const operands = new Map<string, Float32Array>();
+const MAX_OPERANDS = 4;
+
+function open(key: string, bytes: Uint8Array | undefined, what: string): Promise<OrtSession> {
+  let session = sessions.get(key);
+  if (!session) {
+    if (!bytes) throw new Error(`${what}: this thread has no session ${key}`);
+    session = createSession(bytes, settings, what);
+    sessions.set(key, session);
+    session.catch(() => sessions.delete(key));
+  }
+  return session;
+}
+
+async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
+  switch (job.kind) {
+    case 'load':
+      return { info: describeSession(await open(job.key, job.bytes, job.what)) };
+    case 'run': {
+      const session = await open(job.key, job.bytes, job.what);
+      const outputs = await runSession(session, job.inputs, job.outputs, job.what);
+      for (const [name, t] of Object.entries(outputs)) outputs[name] = owned(t);
+      return { outputs };
+    }
+    case 'release': {
+      operands.delete(job.key);
+      const session = sessions.get(job.key);
+      sessions.delete(job.key);
+      await (await session?.catch(() => undefined))?.release();
+      return {};
+    }
+    case 'sgemm': {
+      let b = job.args.b;
+      if (b.length > 0) {
+        operands.delete(job.key); // re-inserted: most recent last
+        operands.set(job.key, b);
+        if (operands.size > MAX_OPERANDS) operands.delete(operands.keys().next().value!);
+      } else {
+        const kept = operands.get(job.key);
+        if (!kept) return { missing: true }; // dropped for newer ones: the plugin sends it again
+        b = kept;
+      }
+      const c = job.args.c.length > 0 ? job.args.c : new Float32Array(job.args.m * job.args.n);
+      await sgemm.run({ ...job.args, b, c });
+      return { c };
+    }
+  }
+}
+
+let queue: Promise<void> = Promise.resolve();
+port.on('message', (request: Request) => {
+  const { id, ...job } = request;
+  queue = queue.then(async () => {
+    let reply: Reply;
+    try {
+      reply = { id, ...(await handle(job as Job)) };
+    } catch (error) {
+      const code = isVaccelError(error) ? error.code : undefined;
+      port.postMessage({ id, error: { code, message: (error as Error)?.message ?? String(error) } });
+      return;
+    }
+    const arrays = [...Object.values(reply.outputs ?? {}).map((t) => t.data), ...(reply.c ? [reply.c] : [])];
+    try {
+      port.postMessage(reply, buffersOf(arrays));
+    } catch {
+      port.postMessage(reply); // a buffer ONNX Runtime will not let go of: copied instead
+    }
+  });
+});
+
+/**
+ * Sets this thread's nice value, before any session makes ONNX Runtime's pool threads (they
+ * inherit it). On Linux a priority belongs to a thread: setpriority on this thread's id leaves
+ * the event loop's thread alone. Best effort: elsewhere, or when refused, the thread runs as it is.
+ */
+function lowerPriority(value: number): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').at(-1));
+    if (Number.isSafeInteger(tid)) setPriority(tid, value);
+  } catch {
+    // not Linux, or not allowed
+  }
+}
