@@ -3,7 +3,6 @@
  * names) on one or more addresses, backed by a @vaccel/core runtime.
  * @module
  */
-import { timingSafeEqual } from 'node:crypto';
 import { fstatSync } from 'node:fs';
 import type { Server as NetServer, Socket } from 'node:net';
 import { type Logger, type Vaccel, VaccelError } from '@vaccel/core';
@@ -39,6 +38,7 @@ import { Scheduler, Tenant } from './scheduler.js';
 import { agentService, timersService } from './service.js';
 import { sharedMemoryService } from './shared-memory.js';
 import { type ConnectionLimits, ConnectionState, type DeviceMemory } from './state.js';
+import { TokenTable, type TokenTenant } from './tenants.js';
 
 /** Options of an {@link Agent}. */
 export interface AgentOptions {
@@ -63,12 +63,17 @@ export interface AgentOptions {
   limits?: Partial<ConnectionLimits>;
   /** Shared secret: when set, every call must carry metadata `authorization: Bearer <token>`. */
   token?: string;
+  /**
+   * Tokens by tenant (see tenants.ts): every call must carry one of these tokens, and is
+   * scheduled in its token's group, with the group's weight. Not with `token`.
+   */
+  tenants?: ReadonlyMap<string, TokenTenant>;
   metrics?: AgentMetrics;
   /** Connection caps, timeouts and backpressure (see bounds.ts; defaults in DEFAULT_BOUNDS). */
   bounds?: Partial<ConnectionBounds>;
   /** Compute runs at once, all guests together (default: the cores; see scheduler.ts). */
   computeSlots?: number;
-  /** Compute calls one guest (connection) may have queued or running before EBUSY (default 64). */
+  /** Compute calls one tenant (a connection, or a token's group) may have queued or running before EBUSY (default 64). */
   maxQueued?: number;
   /** False runs every op the moment it arrives, unscheduled, as before issue 22 (default true). */
   scheduling?: boolean;
@@ -161,12 +166,22 @@ export class Agent implements AsyncDisposable {
       disabled: options.scheduling === false,
       metrics: this.metrics,
     });
-    // A tenant is a connection: the token is one shared secret and names no group to share by.
+    if (options.token !== undefined && options.tenants !== undefined)
+      throw new VaccelError('EINVAL', 'give one shared token or a tenants file, not both');
+    // A tenant is a connection, or, with a tenants file, the group of the call's token (its
+    // connections share one queue and one share).
     const tenants = new WeakMap<Connection<ConnectionState>, Tenant>();
+    const groups = new Map(
+      [...(options.tenants?.values() ?? [])].map(({ group, weight }) => [
+        group,
+        new Tenant(`group:${group}`, group, weight),
+      ]),
+    );
+    const tenantOfCall = new WeakMap<CallContext, Tenant>();
     const opOf = new WeakMap<CallContext, string>();
     this.server = new Server<ConnectionState>({
       // Outermost first: metrics see every outcome, refusals by the token check included.
-      interceptors: [this.#measure(opOf), this.#authorize()],
+      interceptors: [this.#measure(opOf), this.#authorize(groups, tenantOfCall)],
       maxFrame: options.maxFrame,
       maxInflight: options.maxInflight,
       maxStreamBytes: options.bounds?.maxStreamBytes,
@@ -221,7 +236,7 @@ export class Agent implements AsyncDisposable {
       AgentService,
       agentService(options.vaccel, this.metrics, opOf, admission, (ctx, op, bytes, run) =>
         this.scheduler.run(
-          tenants.get(ctx.connection as Connection<ConnectionState>)!,
+          tenantOfCall.get(ctx) ?? tenants.get(ctx.connection as Connection<ConnectionState>)!,
           op,
           bytes,
           ctx.signal,
@@ -325,20 +340,28 @@ export class Agent implements AsyncDisposable {
     this.close();
   }
 
-  /** The token check, on every call but the health probe's (probes carry no token). */
-  #authorize(): ServerInterceptor<ConnectionState> {
-    const { token } = this.#options;
-    const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
+  /**
+   * The token check, on every call but the health probe's (probes carry no token): the shared
+   * token, or one of the tenants file's, whose group then schedules the call.
+   */
+  #authorize(
+    groups: ReadonlyMap<string, Tenant>,
+    tenantOfCall: WeakMap<CallContext, Tenant>,
+  ): ServerInterceptor<ConnectionState> {
+    const { token, tenants } = this.#options;
+    const table = new TokenTable(
+      tenants ?? (token ? new Map([[token, { group: '', weight: 1 }]]) : new Map()),
+    );
+    const refuse = () =>
+      Promise.reject(
+        new VaccelError('EACCES', 'missing or wrong agent token (metadata "authorization: Bearer <token>")'),
+      );
     return (ctx, next) => {
-      if (!expected || ctx.service === HEALTH_SERVICE) return next();
-      const given = Buffer.from(ctx.metadata.get('authorization') ?? '');
-      if (given.byteLength !== expected.byteLength || !timingSafeEqual(given, expected))
-        return Promise.reject(
-          new VaccelError(
-            'EACCES',
-            'missing or wrong agent token (metadata "authorization: Bearer <token>")',
-          ),
-        );
+      if ((!token && !tenants) || ctx.service === HEALTH_SERVICE) return next();
+      const tenant = table.match(ctx.metadata.get('authorization'));
+      if (!tenant) return refuse();
+      const group = groups.get(tenant.group);
+      if (group) tenantOfCall.set(ctx, group);
       return next();
     };
   }

@@ -20,6 +20,7 @@ import { checkMaxFrame } from '@vaccel/ttrpc';
 import pino from 'pino';
 import { Agent } from './agent.js';
 import { AgentMetrics } from './metrics.js';
+import { parseTenants } from './tenants.js';
 
 const usage = `Usage: vaccel-agent [options]
 
@@ -52,7 +53,12 @@ when it closes.
                            64 KiB of args or more) running at once, all guests together; the rest
                            wait in per-guest FIFO queues served in fair order (by CPU time used);
                            cheap ops (noop, sessions, resources, listing, health) never wait
-                           (default: the cores, ${availableParallelism()} here)
+                           (default: the cores, ${availableParallelism()} here). ONNX runs go to
+                           as many compute threads, each with cores ÷ N ONNX Runtime threads, so
+                           the event loop that answers every guest is never held by a run
+  --compute-nice N         nice value (0–19) of the compute threads: higher lets the event loop,
+                           and so every guest's noops and replies, preempt runs sooner, at the
+                           cost of runs yielding to other processes too (default 0)
   --max-queued N           compute calls one guest connection may have queued or running; more get
                            RESOURCE_EXHAUSTED (EBUSY) (default 64)
   --no-scheduling          run every op the moment it arrives (no compute pool; for comparison)
@@ -73,6 +79,11 @@ when it closes.
                            held at once, all guests together (default 256)
   --max-peer-handovers N   of those, per guest process (default 4)
   --token-file PATH        require 'authorization: Bearer <token>' metadata with this token
+  --tenants-file PATH      require one of the tokens this file lists, one per line as
+                           '<token> <group> [weight]': calls are scheduled by their token's group
+                           (its connections share one fair share and one --max-queued), weighted
+                           (default 1; a weight-2 group gets twice the compute of a weight-1 one
+                           when both wait); not with --token-file
   --device-memory-fd N     an inherited descriptor of the memory behind the ivshmem device of the
                            VM that connects on these addresses: it may attach it as a shared
                            region (vaccel-vm run --shm passes it)
@@ -182,7 +193,9 @@ export async function main(argv: string[]): Promise<number> {
         'max-handovers': { type: 'string' },
         'max-peer-handovers': { type: 'string' },
         'token-file': { type: 'string' },
+        'tenants-file': { type: 'string' },
         'compute-slots': { type: 'string' },
+        'compute-nice': { type: 'string' },
         'max-queued': { type: 'string' },
         'no-scheduling': { type: 'boolean', default: false },
         'device-memory-fd': { type: 'string' },
@@ -221,6 +234,10 @@ export async function main(argv: string[]): Promise<number> {
     const token = values['token-file'] ? (await readFile(values['token-file'], 'utf8')).trim() : undefined;
     if (values['token-file'] && !token)
       throw new VaccelError('EINVAL', `token file ${values['token-file']} is empty`);
+    const tenantsFile = values['tenants-file'];
+    if (tenantsFile && token)
+      throw new VaccelError('EINVAL', 'give --token-file or --tenants-file, not both');
+    const tenants = tenantsFile ? parseTenants(await readFile(tenantsFile, 'utf8'), tenantsFile) : undefined;
     const metrics = new AgentMetrics();
     const maxImagePixels = count(values['max-image-pixels'], 'max-image-pixels');
     // The ONNX plugin checks images itself too (for embedded use): it reads the same limit.
@@ -232,6 +249,12 @@ export async function main(argv: string[]): Promise<number> {
     // ONNX Runtime threads, so runs in all slots together never ask for more threads than there
     // are cores (docs/security.md). The environment, when set, wins: the plugin reads it.
     process.env.VACCEL_ONNX_COMPUTE_THREADS ||= String(computeSlots);
+    const nice = values['compute-nice'];
+    if (nice !== undefined) {
+      if (!/^\d+$/.test(nice) || Number(nice) > 19)
+        throw new VaccelError('EINVAL', `--compute-nice must be an integer from 0 to 19, got ${nice}`);
+      process.env.VACCEL_ONNX_COMPUTE_NICE = nice;
+    }
     process.env.VACCEL_ONNX_THREADS ||= String(
       Math.max(1, Math.floor(availableParallelism() / computeSlots)),
     );
@@ -253,6 +276,7 @@ export async function main(argv: string[]): Promise<number> {
       sharedMemory: !values['no-shared-memory'],
       metrics,
       token,
+      ...(tenants ? { tenants } : {}),
       maxFrame: frameLimit(count(values['max-frame'], 'max-frame')),
       maxInflight: count(values['max-inflight'], 'max-inflight'),
       maxMemory: byteCount(values['max-memory'], 'max-memory'),

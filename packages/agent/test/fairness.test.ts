@@ -5,6 +5,7 @@
  * is held in the agent by the gate plugin, so the tests wait for events, never for time.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite, test } from 'node:test';
 import { VaccelError } from '@vaccel/core';
@@ -166,4 +167,44 @@ suite('fairness: the compute scheduler', () => {
       await b.vaccel.close();
     }
   });
+
+  test(
+    "with a tenants file, a token's group is one tenant: its connections share a queue",
+    HANG,
+    async () => {
+      const file = join(tempDir(), 'tenants');
+      writeFileSync(file, '# token group weight\nalpha-1 team-a\nalpha-2 team-a\nbravo-1 team-b 1\n');
+      await using s = await setup(['--compute-slots', '1', '--tenants-file', file]);
+      const a1 = await guest(s.address, { token: 'alpha-1' });
+      const a2 = await guest(s.address, { token: 'alpha-2' });
+      const b = await guest(s.address, { token: 'bravo-1' });
+      try {
+        await assert.rejects(
+          (await guest(s.address, { token: 'nobody' })).session.noop(),
+          (e: unknown) => e instanceof VaccelError && e.code === 'EACCES',
+        );
+        const first = gatedCompute(a1.session, 'a1');
+        const held = await s.gate.entered('a1');
+        // Two connections, one group: both calls wait in team-a's one queue (a2 first: the test
+        // waits for it to be queued before sending a3, over the other connection).
+        const teamA = 'vaccel_agent_tenant_queue_depth{tenant="team-a"}';
+        const second = gatedCompute(a2.session, 'a2');
+        await metricReaches(s.port, teamA, (n) => n === 1);
+        const third = gatedCompute(a1.session, 'a3');
+        await metricReaches(s.port, teamA, (n) => n === 2);
+        const other = gatedCompute(b.session, 'b1');
+        await metricReaches(s.port, 'vaccel_agent_tenant_queue_depth{tenant="team-b"}', (n) => n === 1);
+        held.release();
+        // team-a has had its turn (a1, whichever connection sent it): team-b goes next.
+        const next = entering(s.gate, ['a2', 'b1']);
+        assert.equal(await next.first, 'b1');
+        (await next.op('b1')).release();
+        (await next.op('a2')).release();
+        (await s.gate.entered('a3')).release();
+        assert.ok((await Promise.all([first, second, third, other])).every((o) => o.ok));
+      } finally {
+        for (const g of [a1, a2, b]) await g.vaccel.close();
+      }
+    },
+  );
 });

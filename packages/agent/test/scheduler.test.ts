@@ -75,6 +75,27 @@ suite('scheduler', () => {
     assert.equal(scheduler.busy, 0, 'every slot is back');
   });
 
+  test('a tenant of weight 2 gets two runs to one of weight 1', async () => {
+    let now = 0;
+    const scheduler = new Scheduler({ slots: 1, clock: () => now });
+    const [heavy, light] = [new Tenant('heavy', 'gold', 2), new Tenant('light', 'bronze', 1)];
+    const order: string[] = [];
+    const runs = new Map<string, Promise<() => void>>();
+    for (let i = 0; i < 6; i++) {
+      runs.set(`g${i}`, start(scheduler, heavy, `g${i}`, order));
+      runs.set(`b${i}`, start(scheduler, light, `b${i}`, order));
+    }
+    for (let done = 0; done < 9; done++) {
+      await settle();
+      now += 10;
+      (await runs.get(order[done]!)!)();
+    }
+    await settle();
+    const firstNine = order.slice(0, 9).map((label) => label[0]);
+    assert.equal(firstNine.filter((t) => t === 'g').length, 6, order.join(' '));
+    for (const label of order.slice(9)) (await runs.get(label)!)();
+  });
+
   test('a tenant that was idle banks no credit', async () => {
     let now = 0;
     const scheduler = new Scheduler({ slots: 1, clock: () => now });

@@ -120,6 +120,11 @@ export interface OnnxPluginOptions {
    */
   computeThreads?: number;
   /**
+   * Nice value (0–19, Linux) of the compute threads: higher lets the calling thread preempt
+   * their runs sooner (default `VACCEL_ONNX_COMPUTE_NICE`, else 0).
+   */
+  computeNice?: number;
+  /**
    * Runner processes for guests' models (model_load, tf_model_load, and a model resource given
    * to an image op), started on first use
    * (default `VACCEL_MODEL_RUNNERS`, else 2, or 1 on one core). 0 runs them in this process,
@@ -183,10 +188,12 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
     options.computeThreads ?? wholeNumber(env.VACCEL_ONNX_COMPUTE_THREADS, 'VACCEL_ONNX_COMPUTE_THREADS');
   if (!Number.isSafeInteger(computeThreads) || computeThreads < 0)
     throw new VaccelError('EINVAL', `onnx: computeThreads must be an integer ≥ 0, got ${computeThreads}`);
+  const computeNice =
+    options.computeNice ?? wholeNumber(env.VACCEL_ONNX_COMPUTE_NICE, 'VACCEL_ONNX_COMPUTE_NICE');
+  if (!Number.isSafeInteger(computeNice) || computeNice < 0 || computeNice > 19)
+    throw new VaccelError('EINVAL', `onnx: computeNice must be an integer from 0 to 19, got ${computeNice}`);
   const threadPool =
-    computeThreads > 0
-      ? new ComputeThreads(computeThreads, settings, Number(env.VACCEL_ONNX_COMPUTE_NICE) || undefined)
-      : undefined;
+    computeThreads > 0 ? new ComputeThreads(computeThreads, settings, computeNice || undefined) : undefined;
   /** Where a shipped model's session runs: on the compute threads, else in this thread. */
   const trusted = (key: string) => (threadPool ? hostedSession(threadPool, key, {}) : settings);
   const runSgemm = (args: SgemmArgs, ctx: OpContext) => {

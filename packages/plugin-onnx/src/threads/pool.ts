@@ -39,6 +39,7 @@ import {
 import type { ModelCallOptions, ModelHost } from '../model-host.js';
 import type { SessionSettings } from '../session.js';
 import { BLOCK_FLOPS, sgemmChannel } from '../sgemm.js';
+import { BufferPool } from './buffers.js';
 import { buffersOf, type Job, owned, type Reply, type Request, type ThreadConfig } from './protocol.js';
 
 interface Pending {
@@ -55,14 +56,6 @@ class Thread {
   /** The job it runs now, by id; undefined when idle. */
   busy: number | undefined;
   constructor(readonly worker: Worker) {}
-}
-
-/** Copies a strided row-major matrix into a packed one of its own. */
-function packedCopy(data: Float32Array, rows: number, cols: number, ld: number): Float32Array {
-  if (ld === cols) return data.slice(0, rows * cols);
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) out.set(data.subarray(r * ld, r * ld + cols), r * cols);
-  return out;
 }
 
 /**
@@ -93,8 +86,9 @@ export class ComputeThreads implements ModelHost {
   readonly #running = new Map<number, { thread: Thread; pending: Pending }>();
   /** Model bytes by key, for threads that have not opened the model yet. */
   readonly #models = new Map<string, { bytes: Uint8Array; what: string }>();
-  /** The packed B of SGEMMs under way, by key, for threads that have not run one of their blocks. */
-  readonly #operands = new Map<string, Float32Array>();
+  /** SGEMMs under way, by key, for the B of threads that have not run one of their blocks. */
+  readonly #operands = new Map<string, SgemmArgs>();
+  readonly #buffers = new BufferPool();
   #nextId = 1;
   #closed = false;
 
@@ -160,8 +154,8 @@ export class ComputeThreads implements ModelHost {
     const key = `sgemm:${this.#nextId++}`;
     const rows = Math.max(1, Math.min(m, Math.floor(BLOCK_FLOPS / Math.max(1, 2 * n * k))));
     const blocks = Math.ceil(m / rows);
-    const b = packedCopy(s.b, k, n, s.ldb); // once; each thread that runs a block keeps its copy
-    this.#operands.set(key, b);
+    // Each thread that runs a block gets its own packed copy of B at dispatch, and keeps it.
+    this.#operands.set(key, s);
     try {
       for (let block = 0; block < blocks; block++) {
         if (block > 0) await ctx.checkpoint?.();
@@ -169,20 +163,22 @@ export class ComputeThreads implements ModelHost {
         signal?.throwIfAborted();
         const r0 = block * rows;
         const mb = Math.min(rows, m - r0);
+        const buffers = this.#buffers;
         const args: SgemmArgs = {
           ...s,
           m: mb,
-          a: packedCopy(s.a.subarray(r0 * s.lda), mb, k, s.lda),
+          a: buffers.packed(s.a.subarray(r0 * s.lda), mb, k, s.lda),
           lda: k,
-          b: new Float32Array(0), // the thread's own copy, or `b` at dispatch
+          b: new Float32Array(0), // the thread's own copy, or one made at dispatch
           ldb: n,
-          c: beta !== 0 ? packedCopy(s.c.subarray(r0 * ldc), mb, n, ldc) : new Float32Array(0),
+          c: beta !== 0 ? buffers.packed(s.c.subarray(r0 * ldc), mb, n, ldc) : buffers.take(mb * n),
           ldc: n,
         };
         const c = (await this.#submit({ kind: 'sgemm', key, args }, signal, key)).c!;
         const out = s.c.subarray(r0 * ldc);
         if (ldc === n) out.set(c.subarray(0, mb * n));
         else for (let r = 0; r < mb; r++) out.set(c.subarray(r * n, r * n + n), r * ldc);
+        buffers.give([c.buffer]);
       }
     } finally {
       this.#operands.delete(key);
@@ -254,14 +250,17 @@ export class ComputeThreads implements ModelHost {
     let job = pending.job;
     if (job.kind === 'run' && !thread.keys.has(job.key))
       job = { ...job, bytes: this.#models.get(job.key)?.bytes };
-    if (job.kind === 'sgemm' && !thread.keys.has(job.key))
-      job = { ...job, args: { ...job.args, b: this.#operands.get(job.key) ?? new Float32Array(0) } };
+    if (job.kind === 'sgemm' && !thread.keys.has(job.key)) {
+      const whole = this.#operands.get(job.key);
+      const b = whole ? this.#buffers.packed(whole.b, whole.k, whole.n, whole.ldb) : new Float32Array(0);
+      job = { ...job, args: { ...job.args, b } };
+    }
     if (job.kind !== 'release' && pending.key !== undefined) thread.keys.add(pending.key);
     const arrays =
       job.kind === 'run'
         ? Object.values(job.inputs).map((t) => t.data)
         : job.kind === 'sgemm'
-          ? [job.args.a, job.args.c] // B is cloned: its one copy here serves every thread
+          ? [job.args.a, job.args.b, job.args.c]
           : [];
     thread.worker.ref();
     thread.worker.postMessage({ id, ...job } satisfies Request, buffersOf(arrays));
@@ -280,6 +279,7 @@ export class ComputeThreads implements ModelHost {
   }
 
   #reply(thread: Thread, reply: Reply): void {
+    if (reply.spare) this.#buffers.give(reply.spare);
     const running = this.#running.get(reply.id);
     if (!running) return; // a release's answer
     this.#running.delete(reply.id);

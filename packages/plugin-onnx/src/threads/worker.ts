@@ -45,11 +45,12 @@ async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
       return { outputs };
     }
     case 'release': {
+      const b = operands.get(job.key);
       operands.delete(job.key);
       const session = sessions.get(job.key);
       sessions.delete(job.key);
       await (await session?.catch(() => undefined))?.release();
-      return {};
+      return b ? { spare: [b.buffer as ArrayBuffer] } : {};
     }
     case 'sgemm': {
       let b = job.args.b;
@@ -62,9 +63,9 @@ async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
         if (!kept) return { missing: true }; // dropped for newer ones: the plugin sends it again
         b = kept;
       }
-      const c = job.args.c.length > 0 ? job.args.c : new Float32Array(job.args.m * job.args.n);
+      const { a, c } = job.args;
       await sgemm.run({ ...job.args, b, c });
-      return { c };
+      return { c, spare: [a.buffer as ArrayBuffer] };
     }
   }
 }
@@ -83,7 +84,7 @@ port.on('message', (request: Request) => {
     }
     const arrays = [...Object.values(reply.outputs ?? {}).map((t) => t.data), ...(reply.c ? [reply.c] : [])];
     try {
-      port.postMessage(reply, buffersOf(arrays));
+      port.postMessage(reply, [...buffersOf(arrays), ...(reply.spare ?? [])]);
     } catch {
       port.postMessage(reply); // a buffer ONNX Runtime will not let go of: copied instead
     }
