@@ -42,8 +42,8 @@ export class BufferPool {
       const bytes = buffer.byteLength;
       if (!(buffer instanceof ArrayBuffer) || bytes < MIN_BYTES || this.#bytes + bytes > this.maxBytes)
         continue;
-      let list = this.#free.get(bytes);
-      if (!list) this.#free.set(bytes, (list = []));
+      const list = this.#free.get(bytes) ?? [];
+      if (list.length === 0) this.#free.set(bytes, list);
       list.push(buffer);
       this.#bytes += bytes;
     }
