@@ -83,7 +83,8 @@ const errorOf = (reply: Reply, what: string): VaccelError => {
 export class ComputeThreads implements ModelHost {
   readonly #threads: Thread[] = [];
   readonly #queue: Pending[] = [];
-  readonly #running = new Map<number, { thread: Thread; pending: Pending }>();
+  /** Jobs on threads, by id; `lent`: a copy of B the thread takes its own copy of, then done with. */
+  readonly #running = new Map<number, { thread: Thread; pending: Pending; lent?: Float32Array }>();
   /** Model bytes by key, for threads that have not opened the model yet. */
   readonly #models = new Map<string, { bytes: Uint8Array; what: string }>();
   /** SGEMMs under way, by key, for the B of threads that have not run one of their blocks. */
@@ -174,11 +175,13 @@ export class ComputeThreads implements ModelHost {
           c: beta !== 0 ? buffers.packed(s.c.subarray(r0 * ldc), mb, n, ldc) : buffers.take(mb * n),
           ldc: n,
         };
-        const c = (await this.#submit({ kind: 'sgemm', key, args }, signal, key)).c!;
+        await this.#submit({ kind: 'sgemm', key, args }, signal, key);
+        const { c } = args;
         const out = s.c.subarray(r0 * ldc);
         if (ldc === n) out.set(c.subarray(0, mb * n));
         else for (let r = 0; r < mb; r++) out.set(c.subarray(r * n, r * n + n), r * ldc);
-        buffers.give([c.buffer]);
+        // Only once the thread is done with them (after an abort it may not be yet).
+        buffers.give([args.a, c]);
       }
     } finally {
       this.#operands.delete(key);
@@ -246,22 +249,26 @@ export class ComputeThreads implements ModelHost {
   #start(thread: Thread, pending: Pending): void {
     const id = this.#nextId++;
     thread.busy = id;
-    this.#running.set(id, { thread, pending });
+    const running: { thread: Thread; pending: Pending; lent?: Float32Array } = { thread, pending };
+    this.#running.set(id, running);
     let job = pending.job;
+    let lent: Float32Array | undefined;
     if (job.kind === 'run' && !thread.keys.has(job.key))
       job = { ...job, bytes: this.#models.get(job.key)?.bytes };
     if (job.kind === 'sgemm' && !thread.keys.has(job.key)) {
       const whole = this.#operands.get(job.key);
       const b = whole ? this.#buffers.packed(whole.b, whole.k, whole.n, whole.ldb) : new Float32Array(0);
       job = { ...job, args: { ...job.args, b } };
+      lent = b;
     }
     if (job.kind !== 'release' && pending.key !== undefined) thread.keys.add(pending.key);
     const arrays =
       job.kind === 'run'
         ? Object.values(job.inputs).map((t) => t.data)
         : job.kind === 'sgemm'
-          ? [job.args.a, job.args.b, job.args.c]
+          ? [] // shared memory
           : [];
+    if (lent) running.lent = lent;
     thread.worker.ref();
     thread.worker.postMessage({ id, ...job } satisfies Request, buffersOf(arrays));
   }
@@ -279,10 +286,10 @@ export class ComputeThreads implements ModelHost {
   }
 
   #reply(thread: Thread, reply: Reply): void {
-    if (reply.spare) this.#buffers.give(reply.spare);
     const running = this.#running.get(reply.id);
     if (!running) return; // a release's answer
     this.#running.delete(reply.id);
+    if (running.lent) this.#buffers.give([running.lent]);
     thread.busy = undefined;
     thread.worker.unref();
     const { pending } = running;

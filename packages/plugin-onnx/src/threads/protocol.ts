@@ -31,8 +31,8 @@ export type Job =
   /**
    * One row block of an SGEMM, packed (lda = k, ldb = ldc = n). B is sent with the first block a
    * thread runs for SGEMM `key` and kept there under that key for the next ones (`args.b` is then
-   * empty); `c` holds C's rows when beta ≠ 0 and is where the result goes. The reply carries `c`
-   * back and A's buffer as spare; a release, B's.
+   * empty); `c` holds C's rows when beta ≠ 0 and is where the result goes. A, B and C are in
+   * shared memory (never transferred).
    */
   | { kind: 'sgemm'; key: string; args: SgemmArgs };
 
@@ -45,8 +45,6 @@ export interface Reply {
   info?: ModelInfo;
   outputs?: Record<string, Tensor>;
   c?: Float32Array;
-  /** Buffers the plugin sent and may use again (transferred back). */
-  spare?: ArrayBuffer[];
   /** The thread no longer holds the SGEMM's B: send the block again with it. */
   missing?: boolean;
   error?: { code?: string | undefined; message: string };

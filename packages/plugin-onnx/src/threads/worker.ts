@@ -19,6 +19,20 @@ ort.env.logLevel = 'error';
 const port = parentPort!;
 const sessions = new Map<string, Promise<OrtSession>>();
 const sgemm = new OrtSgemm(settings);
+/** Reused memory for SGEMM blocks' A and C, by role. */
+const scratches = new Map<string, Float32Array>();
+
+/** This thread's own array for `role`, as long as `shared`, holding its contents if `copy`. */
+function scratch(role: string, shared: Float32Array, copy: boolean): Float32Array {
+  let own = scratches.get(role);
+  if (own?.length !== shared.length) {
+    own = new Float32Array(shared.length);
+    scratches.set(role, own);
+  }
+  if (copy) own.set(shared);
+  return own;
+}
+
 /** The B of SGEMMs under way, by key (a few: their blocks come in turns). */
 const operands = new Map<string, Float32Array>();
 const MAX_OPERANDS = 4;
@@ -45,16 +59,19 @@ async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
       return { outputs };
     }
     case 'release': {
-      const b = operands.get(job.key);
       operands.delete(job.key);
       const session = sessions.get(job.key);
       sessions.delete(job.key);
       await (await session?.catch(() => undefined))?.release();
-      return b ? { spare: [b.buffer as ArrayBuffer] } : {};
+      return {};
     }
     case 'sgemm': {
-      let b = job.args.b;
-      if (b.length > 0) {
+      // Operands arrive in shared memory, which ONNX Runtime's binding refuses: this thread
+      // copies them into memory of its own (and keeps B for the SGEMM's next blocks).
+      const shared = job.args;
+      let b: Float32Array;
+      if (shared.b.length > 0) {
+        b = shared.b.slice();
         operands.delete(job.key); // re-inserted: most recent last
         operands.set(job.key, b);
         if (operands.size > MAX_OPERANDS) operands.delete(operands.keys().next().value!);
@@ -63,9 +80,11 @@ async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
         if (!kept) return { missing: true }; // dropped for newer ones: the plugin sends it again
         b = kept;
       }
-      const { a, c } = job.args;
-      await sgemm.run({ ...job.args, b, c });
-      return { c, spare: [a.buffer as ArrayBuffer] };
+      const a = scratch('a', shared.a, true);
+      const c = scratch('c', shared.c, shared.beta !== 0);
+      await sgemm.run({ ...shared, a, b, c });
+      shared.c.set(c);
+      return {};
     }
   }
 }
@@ -84,7 +103,7 @@ port.on('message', (request: Request) => {
     }
     const arrays = [...Object.values(reply.outputs ?? {}).map((t) => t.data), ...(reply.c ? [reply.c] : [])];
     try {
-      port.postMessage(reply, [...buffersOf(arrays), ...(reply.spare ?? [])]);
+      port.postMessage(reply, buffersOf(arrays));
     } catch {
       port.postMessage(reply); // a buffer ONNX Runtime will not let go of: copied instead
     }
