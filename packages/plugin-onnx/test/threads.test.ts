@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { suite, test } from 'node:test';
 import { type SgemmArgs, Vaccel, VaccelError } from '@vaccel/core';
 import { sgemmKernel } from '@vaccel/core/plugins';
@@ -136,5 +137,29 @@ suite('compute threads', () => {
       (e: unknown) =>
         e instanceof VaccelError && e.code === 'EINVAL' && /VACCEL_ONNX_COMPUTE_THREADS/.test(e.message),
     );
+  });
+
+  test("compute threads run at the nice value asked for; the caller's thread keeps its own", {
+    ...HANG,
+    skip: existsSync('/proc/self/task') ? false : 'needs Linux /proc',
+  }, async () => {
+    /** Nice values of this process's threads (field 19 of /proc/self/task/<tid>/stat). */
+    const niceValues = () =>
+      readdirSync('/proc/self/task').map((tid) => {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        return { tid: Number(tid), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) };
+      });
+    const threads = new ComputeThreads(1, settings, 7);
+    try {
+      await threads.sgemm(strided(1));
+      const values = niceValues();
+      assert.ok(
+        values.some((t) => t.nice === 7),
+        JSON.stringify(values),
+      );
+      assert.equal(values.find((t) => t.tid === process.pid)?.nice, 0, "the caller's thread is untouched");
+    } finally {
+      await threads.close();
+    }
   });
 });

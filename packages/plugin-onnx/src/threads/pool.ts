@@ -189,7 +189,10 @@ export class ComputeThreads implements ModelHost {
     }
   }
 
-  /** Stops every thread; calls in flight or queued fail with `ECANCELED`. */
+  /**
+   * Ends every thread once it has finished the job it runs (each frees its sessions and exits on
+   * its own: see {@link Request}); calls in flight or queued fail with `ECANCELED` at once.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     const gone = new VaccelError('ECANCELED', 'onnx: the plugin is closing');
@@ -197,7 +200,14 @@ export class ComputeThreads implements ModelHost {
     for (const { pending } of this.#running.values()) this.#settle(pending, () => pending.reject(gone));
     this.#running.clear();
     const threads = this.#threads.splice(0);
-    await Promise.allSettled(threads.map((t) => t.worker.terminate()));
+    await Promise.all(
+      threads.map(async ({ worker }) => {
+        const exited = new Promise((resolve) => worker.once('exit', resolve));
+        worker.ref(); // the process waits for it
+        worker.postMessage({ id: 0, kind: 'close' } satisfies Request);
+        await exited;
+      }),
+    );
   }
 
   #submit(job: Job, signal: AbortSignal | undefined, key?: string): Promise<Reply> {

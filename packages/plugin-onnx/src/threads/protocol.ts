@@ -36,8 +36,12 @@ export type Job =
    */
   | { kind: 'sgemm'; key: string; args: SgemmArgs };
 
-/** A job with its id. */
-export type Request = { id: number } & Job;
+/**
+ * A job with its id, or `close`: free everything once the jobs before it are done, and end the
+ * thread by letting its event loop run out (terminating a thread that holds ONNX Runtime objects
+ * can abort the whole process: the binding throws a C++ exception nothing catches).
+ */
+export type Request = ({ id: number } & Job) | { id: number; kind: 'close' };
 
 /** A thread's answer to job `id`. */
 export interface Reply {

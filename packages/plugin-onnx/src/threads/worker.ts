@@ -91,6 +91,16 @@ async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
 
 let queue: Promise<void> = Promise.resolve();
 port.on('message', (request: Request) => {
+  if (request.kind === 'close') {
+    queue = queue.then(async () => {
+      await sgemm.close();
+      const open = [...sessions.values()];
+      sessions.clear();
+      await Promise.allSettled(open.map(async (session) => (await session).release()));
+      port.close();
+    });
+    return;
+  }
   const { id, ...job } = request;
   queue = queue.then(async () => {
     let reply: Reply;
