@@ -58,6 +58,28 @@ suite('compute threads', () => {
     }
   });
 
+  test('more SGEMMs in turns than a thread keeps operands for all come out right', HANG, async () => {
+    // One thread, six SGEMMs of two blocks each, their blocks in turns: the thread keeps B for
+    // four at most, so some blocks find their B dropped and get it sent again.
+    const threads = new ComputeThreads(1, settings);
+    try {
+      const problems = Array.from({ length: 6 }, () => strided(2));
+      const expected = problems.map((s) => {
+        const copy = copyOf(s);
+        sgemmKernel(copy);
+        return copy.c;
+      });
+      await Promise.all(problems.map((s) => threads.sgemm(s)));
+      for (const [i, s] of problems.entries()) {
+        let worst = 0;
+        for (let j = 0; j < s.c.length; j++) worst = Math.max(worst, Math.abs(s.c[j]! - expected[i]![j]!));
+        assert.ok(worst < 1e-3, `problem ${i}: largest difference ${worst}`);
+      }
+    } finally {
+      await threads.close();
+    }
+  });
+
   test('an abort at block 0 stops the SGEMM before block 1 and leaves C as it was', HANG, async () => {
     const threads = new ComputeThreads(1, settings);
     const s = strided(3);

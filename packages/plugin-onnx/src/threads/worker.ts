@@ -36,6 +36,8 @@ function scratch(role: string, shared: Float32Array, copy: boolean): Float32Arra
 /** The B of SGEMMs under way, by key (a few: their blocks come in turns). */
 const operands = new Map<string, Float32Array>();
 const MAX_OPERANDS = 4;
+/** …and at most this many bytes of them: an evicted B is sent again with its SGEMM's next block. */
+const MAX_OPERAND_BYTES = 256 * 2 ** 20;
 
 function open(key: string, bytes: Uint8Array | undefined, what: string): Promise<OrtSession> {
   let session = sessions.get(key);
@@ -74,7 +76,13 @@ async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
         b = shared.b.slice();
         operands.delete(job.key); // re-inserted: most recent last
         operands.set(job.key, b);
-        if (operands.size > MAX_OPERANDS) operands.delete(operands.keys().next().value!);
+        let bytes = 0;
+        for (const kept of operands.values()) bytes += kept.byteLength;
+        for (const [oldest, kept] of operands) {
+          if (operands.size <= 1 || (operands.size <= MAX_OPERANDS && bytes <= MAX_OPERAND_BYTES)) break;
+          operands.delete(oldest);
+          bytes -= kept.byteLength;
+        }
       } else {
         const kept = operands.get(job.key);
         if (!kept) return { missing: true }; // dropped for newer ones: the plugin sends it again
