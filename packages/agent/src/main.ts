@@ -57,17 +57,18 @@ when it closes.
                            get RESOURCE_EXHAUSTED (E2BIG) (default: VACCEL_MAX_IMAGE_PIXELS, else
                            40000000)
   --compute-slots N        compute ops (model runs, image ops, big SGEMMs, AES and other ops on
-                           64 KiB of args or more) running at once, all guests together; the rest
-                           wait in per-guest FIFO queues served in fair order (by CPU time used);
+                           64 KiB of args or more) running at once, all tenants together; the rest
+                           wait in per-tenant FIFO queues served in fair order (by CPU time used);
                            cheap ops (noop, sessions, resources, listing, health) never wait
-                           (default: the cores, ${availableParallelism()} here). ONNX runs go to
-                           as many compute threads, each with cores ÷ N ONNX Runtime threads, so
-                           the event loop that answers every guest is never held by a run
+                           (default: the cores, ${availableParallelism()} here). ONNX runs go to as many
+                           compute threads, each with cores ÷ N ONNX Runtime threads, so that no
+                           run holds the event loop that answers every guest
   --compute-nice N         nice value (0–19) of the compute threads: higher lets the event loop,
                            and so every guest's noops and replies, preempt runs sooner, at the
-                           cost of runs yielding to other processes too (default
-                           ${DEFAULT_COMPUTE_NICE}; VACCEL_ONNX_COMPUTE_NICE)
-  --max-queued N           compute calls one guest connection may have queued or running; more get
+                           cost of runs yielding to other processes too
+                           (default ${DEFAULT_COMPUTE_NICE}; VACCEL_ONNX_COMPUTE_NICE)
+  --max-queued N           compute calls one tenant (a connection, or a token's group with
+                           --tenants-file) may have queued or running; more get
                            RESOURCE_EXHAUSTED (EBUSY) (default 64)
   --no-scheduling          run every op the moment it arrives (no compute pool; for comparison)
   --max-connections N      guest connections held at once, all peers together; a new one over
