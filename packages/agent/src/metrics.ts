@@ -65,8 +65,8 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
-  // The compute scheduler (scheduler.ts). Tenant labels are tenant classes (a bounded set: every
-  // connection is "guest" today), never connection ids, so a guest opening connections cannot
+  // The compute scheduler (scheduler.ts). Tenant labels are bounded: "guest" for every connection,
+  // or the groups of the tenants file, never connection ids, so a guest opening connections cannot
   // grow the registry.
   readonly computeSlots = new Gauge({
     name: 'vaccel_agent_compute_slots',

@@ -18,10 +18,11 @@
  * banks no credit to starve the others with later, while a light tenant, whose virtual time
  * lags, is served before a heavy one's next run.
  *
- * A tenant is a connection (tokens carry no group today). Each is bounded: `maxQueued` compute
- * calls queued or running, else EBUSY (RESOURCE_EXHAUSTED on the wire), never an unbounded wait.
- * A queued call whose signal aborts (deadline, cancel, connection closed) leaves its queue and
- * never runs.
+ * A tenant is a connection, or a token's group (tenants.ts), whose weight divides its virtual
+ * time. Each is bounded: `maxQueued` compute calls queued or running, else EBUSY
+ * (RESOURCE_EXHAUSTED on the wire), never an unbounded wait. A queued call whose signal aborts
+ * (deadline, cancel, connection closed) leaves its queue and never runs. A running call may give
+ * its slot back between chunks of its work (`run`'s checkpoint) when others wait.
  * @module
  */
 import { availableParallelism } from 'node:os';
