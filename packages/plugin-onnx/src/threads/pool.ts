@@ -305,7 +305,10 @@ export class ComputeThreads implements ModelHost {
     const { pending } = running;
     if (reply.missing && pending.key !== undefined) {
       thread.keys.delete(pending.key);
-      this.#queue.unshift(pending);
+      // Sent again with B, unless its SGEMM is over (aborted meanwhile): then B is gone too.
+      if (this.#operands.has(pending.key)) this.#queue.unshift(pending);
+      else
+        this.#settle(pending, () => pending.reject(new VaccelError('ECANCELED', 'sgemm: no longer wanted')));
       this.#dispatch();
       return;
     }
