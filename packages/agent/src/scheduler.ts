@@ -131,7 +131,7 @@ export class Scheduler {
       return Promise.reject(
         new VaccelError(
           'EBUSY',
-          `${opName(op)} refused: this connection already has ${this.maxQueued} compute calls queued or running (--max-queued)`,
+          `${opName(op)} refused: this tenant (its connection, or its token's group) already has ${this.maxQueued} compute calls queued or running (--max-queued)`,
         ),
       );
     }
@@ -208,8 +208,9 @@ export class Scheduler {
     let release: (() => void) | undefined = await this.acquire(tenant, op, signal);
     // Between chunks of its work the op gives its slot back when others wait, and queues for it
     // again as its tenant's next call: a long SGEMM is served in turns, not all at once.
+    let settled = false;
     const checkpoint = async (): Promise<void> => {
-      if (this.#backlogged.size === 0 || !release) return;
+      if (settled || this.#backlogged.size === 0 || !release) return;
       release();
       release = undefined;
       release = await this.#reacquire(tenant, signal);
@@ -217,7 +218,9 @@ export class Scheduler {
     try {
       return await run(checkpoint);
     } finally {
+      settled = true;
       release?.();
+      release = undefined;
     }
   }
 

@@ -21,6 +21,9 @@ export interface TokenTenant {
 
 const GROUP = /^[A-Za-z0-9_.-]{1,64}$/;
 const MAX_WEIGHT = 1000;
+const MIN_WEIGHT = 1 / MAX_WEIGHT;
+/** The metric label of tenants that are plain connections: no group may take it. */
+const RESERVED_GROUP = 'guest';
 
 /**
  * Parses a tenants file.
@@ -42,8 +45,13 @@ export function parseTenants(text: string, source: string): Map<string, TokenTen
     if (!GROUP.test(group!))
       throw new VaccelError('EINVAL', `${where}: a group is 1–64 letters, digits, '_', '.' or '-'`);
     const weight = weightText === undefined ? 1 : Number(weightText);
-    if (!Number.isFinite(weight) || weight <= 0 || weight > MAX_WEIGHT)
-      throw new VaccelError('EINVAL', `${where}: a weight is a number above 0 and at most ${MAX_WEIGHT}`);
+    if (!Number.isFinite(weight) || weight < MIN_WEIGHT || weight > MAX_WEIGHT)
+      throw new VaccelError('EINVAL', `${where}: a weight is a number from ${MIN_WEIGHT} to ${MAX_WEIGHT}`);
+    if (group === RESERVED_GROUP)
+      throw new VaccelError(
+        'EINVAL',
+        `${where}: "${RESERVED_GROUP}" names connections without a group; choose another name`,
+      );
     if (tenants.has(token!)) throw new VaccelError('EINVAL', `${where}: this token is listed twice`);
     const known = weights.get(group!);
     if (known !== undefined && known !== weight)

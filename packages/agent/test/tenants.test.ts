@@ -31,6 +31,8 @@ suite('tenants file', () => {
     refused('t1 g 0\n', /a weight/);
     refused('t1 g 1e9\n', /a weight/);
     refused('t1 g NaN\n', /a weight/);
+    refused('t1 g 1e-320\n', /a weight is a number from 0\.001/);
+    refused('t1 guest\n', /"guest" names connections without a group/);
     refused('t1 g\n\nt1 h\n', /tenants:3: this token is listed twice/);
     refused('t1 g 1\nt2 g 2\n', /tenants:2: group g has weight 1/);
     refused('# only a comment\n', /no tenants/);

@@ -83,12 +83,15 @@ const errorOf = (reply: Reply, what: string): VaccelError => {
 export class ComputeThreads implements ModelHost {
   readonly #threads: Thread[] = [];
   readonly #queue: Pending[] = [];
-  /** Jobs on threads, by id; `lent`: a copy of B the thread takes its own copy of, then done with. */
-  readonly #running = new Map<number, { thread: Thread; pending: Pending; lent?: Float32Array }>();
+  /** Jobs on threads, by id. */
+  readonly #running = new Map<number, { thread: Thread; pending: Pending }>();
   /** Model bytes by key, for threads that have not opened the model yet. */
   readonly #models = new Map<string, { bytes: Uint8Array; what: string }>();
-  /** SGEMMs under way, by key, for the B of threads that have not run one of their blocks. */
-  readonly #operands = new Map<string, SgemmArgs>();
+  /**
+   * The packed B of SGEMMs under way, by key, in shared memory: lent to every thread that runs one
+   * of their blocks without its own copy yet (the thread copies it; nothing is copied here again).
+   */
+  readonly #operands = new Map<string, Float32Array>();
   readonly #buffers = new BufferPool();
   #nextId = 1;
   #closed = false;
@@ -155,8 +158,9 @@ export class ComputeThreads implements ModelHost {
     const key = `sgemm:${this.#nextId++}`;
     const rows = Math.max(1, Math.min(m, Math.floor(BLOCK_FLOPS / Math.max(1, 2 * n * k))));
     const blocks = Math.ceil(m / rows);
-    // Each thread that runs a block gets its own packed copy of B at dispatch, and keeps it.
-    this.#operands.set(key, s);
+    const packedB = this.#buffers.packed(s.b, k, n, s.ldb);
+    this.#operands.set(key, packedB);
+    let done = false;
     try {
       for (let block = 0; block < blocks; block++) {
         if (block > 0) await ctx.checkpoint?.();
@@ -183,8 +187,10 @@ export class ComputeThreads implements ModelHost {
         // Only once the thread is done with them (after an abort it may not be yet).
         buffers.give([args.a, c]);
       }
+      done = true;
     } finally {
       this.#operands.delete(key);
+      if (done) this.#buffers.give([packedB]); // every block has been answered: no thread reads it
       void this.release(key);
     }
   }
@@ -259,18 +265,12 @@ export class ComputeThreads implements ModelHost {
   #start(thread: Thread, pending: Pending): void {
     const id = this.#nextId++;
     thread.busy = id;
-    const running: { thread: Thread; pending: Pending; lent?: Float32Array } = { thread, pending };
-    this.#running.set(id, running);
+    this.#running.set(id, { thread, pending });
     let job = pending.job;
-    let lent: Float32Array | undefined;
     if (job.kind === 'run' && !thread.keys.has(job.key))
       job = { ...job, bytes: this.#models.get(job.key)?.bytes };
-    if (job.kind === 'sgemm' && !thread.keys.has(job.key)) {
-      const whole = this.#operands.get(job.key);
-      const b = whole ? this.#buffers.packed(whole.b, whole.k, whole.n, whole.ldb) : new Float32Array(0);
-      job = { ...job, args: { ...job.args, b } };
-      lent = b;
-    }
+    if (job.kind === 'sgemm' && !thread.keys.has(job.key))
+      job = { ...job, args: { ...job.args, b: this.#operands.get(job.key) ?? new Float32Array(0) } };
     if (job.kind !== 'release' && pending.key !== undefined) thread.keys.add(pending.key);
     const arrays =
       job.kind === 'run'
@@ -278,7 +278,6 @@ export class ComputeThreads implements ModelHost {
         : job.kind === 'sgemm'
           ? [] // shared memory
           : [];
-    if (lent) running.lent = lent;
     thread.worker.ref();
     thread.worker.postMessage({ id, ...job } satisfies Request, buffersOf(arrays));
   }
@@ -299,7 +298,6 @@ export class ComputeThreads implements ModelHost {
     const running = this.#running.get(reply.id);
     if (!running) return; // a release's answer
     this.#running.delete(reply.id);
-    if (running.lent) this.#buffers.give([running.lent]);
     thread.busy = undefined;
     thread.worker.unref();
     const { pending } = running;
@@ -313,8 +311,14 @@ export class ComputeThreads implements ModelHost {
       return;
     }
     const what = pending.job.kind === 'sgemm' ? 'sgemm' : 'what' in pending.job ? pending.job.what : 'onnx';
-    if (reply.error && pending.job.kind !== 'release' && pending.key !== undefined)
-      thread.keys.delete(pending.key);
+    if (
+      reply.error &&
+      pending.job.kind !== 'release' &&
+      pending.key !== undefined &&
+      thread.keys.delete(pending.key)
+    )
+      // What the thread may still hold for it (a session, a B) is freed there too.
+      thread.worker.postMessage({ id: 0, kind: 'release', key: pending.key } satisfies Request);
     this.#settle(pending, () =>
       reply.error ? pending.reject(errorOf(reply, what)) : pending.resolve(reply),
     );

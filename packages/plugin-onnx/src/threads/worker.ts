@@ -19,7 +19,8 @@ ort.env.logLevel = 'error';
 const port = parentPort!;
 const sessions = new Map<string, Promise<OrtSession>>();
 const sgemm = new OrtSgemm(settings);
-/** Reused memory for SGEMM blocks' A and C, by role. */
+/** Reused memory for SGEMM blocks' A and C, by role, up to this size each. */
+const MAX_SCRATCH_BYTES = 16 * 2 ** 20;
 const scratches = new Map<string, Float32Array>();
 
 /** This thread's own array for `role`, as long as `shared`, holding its contents if `copy`. */
@@ -35,7 +36,7 @@ function scratch(role: string, shared: Float32Array, copy: boolean): Float32Arra
 
 /** The B of SGEMMs under way, by key (a few: their blocks come in turns). */
 const operands = new Map<string, Float32Array>();
-const MAX_OPERANDS = 4;
+const MAX_OPERANDS = 16;
 /** …and at most this many bytes of them: an evicted B is sent again with its SGEMM's next block. */
 const MAX_OPERAND_BYTES = 256 * 2 ** 20;
 
@@ -90,8 +91,13 @@ async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
       }
       const a = scratch('a', shared.a, true);
       const c = scratch('c', shared.c, shared.beta !== 0);
-      await sgemm.run({ ...shared, a, b, c });
-      shared.c.set(c);
+      try {
+        await sgemm.run({ ...shared, a, b, c });
+        shared.c.set(c);
+      } finally {
+        // Big blocks (a tall, narrow SGEMM's) are not kept for the thread's life.
+        for (const [role, kept] of scratches) if (kept.byteLength > MAX_SCRATCH_BYTES) scratches.delete(role);
+      }
       return {};
     }
   }
