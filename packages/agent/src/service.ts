@@ -141,10 +141,18 @@ export function agentService(
     for (const arg of write) argBytes += arg.buf.byteLength;
     await schedule(ctx, op, argBytes, async (checkpoint) => {
       await admission.op(ctx, op, read);
+      let handler: Promise<void> | undefined;
+      const settled = (work: Promise<void>) => {
+        handler = work;
+      };
       try {
-        await session.doOperation(op, read, write, { signal: ctx.signal, checkpoint });
+        await session.doOperation(op, read, write, { signal: ctx.signal, checkpoint, settled });
       } catch (error) {
         throw inConnectionTerms(error, state(ctx));
+      } finally {
+        // The compute slot is held until the work has really ended: an aborted model run goes on
+        // on its compute thread (ONNX Runtime cannot stop it) and counts against its tenant.
+        await handler;
       }
     });
   };

@@ -11,7 +11,7 @@ import { suite, test } from 'node:test';
 import { VaccelError } from '@vaccel/core';
 import { GATE_PLUGIN, type Gate, gatedCompute, type Outcome, openGate } from './gate.js';
 import { freePort, type RunningAgent, tempDir } from './helpers.js';
-import { guest, metric, metricReaches, startReadyAgent } from './walls-helpers.js';
+import { guest, logEvent, metric, metricReaches, startReadyAgent } from './walls-helpers.js';
 
 const QUEUED = 'vaccel_agent_tenant_queue_depth{tenant="guest"}';
 /** A safety net only: a broken scheduler hangs a test, and this ends it as a failure. */
@@ -207,4 +207,28 @@ suite('fairness: the compute scheduler', () => {
       }
     },
   );
+
+  test('an aborted op that cannot stop keeps its compute slot until it really ends', HANG, async () => {
+    await using s = await setup(['--compute-slots', '1']);
+    const a = await guest(s.address);
+    const b = await guest(s.address);
+    try {
+      const stubborn = gatedCompute(a.session, 'stubborn-a1');
+      const held = await s.gate.entered('stubborn-a1');
+      const waiting = gatedCompute(b.session, 'b1');
+      await metricReaches(s.port, QUEUED, (n) => n === 1);
+      // a's connection closes: its call is aborted, but the op goes on (it ignores the abort).
+      const gone = logEvent(s.agent, (line) => line.msg === 'guest disconnected');
+      await a.vaccel.close();
+      await gone;
+      await stubborn;
+      assert.equal(await metric(s.port, QUEUED), 1, 'b still waits: the slot is still taken');
+      assert.deepEqual(s.gate.arrivals, ['stubborn-a1']);
+      held.release();
+      (await s.gate.entered('b1')).release();
+      assert.deepEqual(await waiting, { ok: true });
+    } finally {
+      await b.vaccel.close();
+    }
+  });
 });

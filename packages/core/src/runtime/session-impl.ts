@@ -166,8 +166,15 @@ export class SessionImpl implements Session {
     if (event && opChannels.start.hasSubscribers) opChannels.start.publish(event);
     const started = event ? performance.now() : 0;
     const profileStart = this.#profiler ? nowNs() : 0n;
+    const work = (async () => handler({ read, write }, ctx))();
+    options.settled?.(
+      work.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
     try {
-      await raceAbort(async () => handler({ read, write }, ctx), signal);
+      await raceAbort(() => work, signal);
     } catch (error) {
       const wrapped =
         isVaccelError(error) || (signal?.aborted && error === signal.reason)

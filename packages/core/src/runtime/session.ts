@@ -23,6 +23,12 @@ export interface CallOptions {
    * ({@link OpContext.checkpoint}), where the host may give the CPU to other callers first.
    */
   checkpoint?: () => Promise<void>;
+  /**
+   * For hosts that schedule ops: called once, before the op runs, with a promise that settles
+   * when its handler has really finished. An aborted call rejects at once, while a handler that
+   * cannot stop (an ONNX Runtime run) goes on; a scheduler holds its slot until then.
+   */
+  settled?: (work: Promise<void>) => void;
 }
 
 /** Options of {@link Session.imageClassify}. */
