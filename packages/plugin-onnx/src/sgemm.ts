@@ -66,8 +66,32 @@ export function gemmModel(m: number, n: number, k: number, alpha: number, beta: 
 function packed(data: Float32Array, rows: number, cols: number, ld: number): Float32Array {
   if (ld === cols) return data.length === rows * cols ? data : data.subarray(0, rows * cols);
   const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) out.set(data.subarray(r * ld, r * ld + cols), r * cols);
+  packInto(out, data, rows, cols, ld);
   return out;
+}
+
+/** Copies a `rows` × `cols` row-major matrix with leading dimension `ld` into packed `out`. @internal */
+export function packInto(
+  out: Float32Array,
+  data: Float32Array,
+  rows: number,
+  cols: number,
+  ld: number,
+): void {
+  if (ld === cols) out.set(data.subarray(0, rows * cols));
+  else for (let r = 0; r < rows; r++) out.set(data.subarray(r * ld, r * ld + cols), r * cols);
+}
+
+/** Copies packed `rows` × `cols` `data` into `out`, whose leading dimension is `ld`. @internal */
+export function unpackInto(
+  out: Float32Array,
+  ld: number,
+  data: Float32Array,
+  rows: number,
+  cols: number,
+): void {
+  if (ld === cols) out.set(data.subarray(0, rows * cols));
+  else for (let r = 0; r < rows; r++) out.set(data.subarray(r * cols, r * cols + cols), r * ld);
 }
 
 /** Runs SGEMM through cached Gemm sessions. */
@@ -137,8 +161,7 @@ export class OrtSgemm {
       return;
     }
     const y = (await session.run(feeds, ['Y'])).Y!.data as Float32Array;
-    if (ldc === n) c.set(y.subarray(0, mb * n));
-    else for (let r = 0; r < mb; r++) c.set(y.subarray(r * n, r * n + n), r * ldc);
+    unpackInto(c, ldc, y, mb, n);
   }
 
   /** Frees every cached session. */

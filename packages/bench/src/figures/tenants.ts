@@ -10,13 +10,13 @@
  *   alone, then beside four guest processes looping 1024² SGEMMs: noop and classify p50/p99.
  * @module
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Vaccel } from '@vaccel/core';
+import { spawnTied } from '@vaccel/process';
 import { remotePlugin } from '@vaccel/remote';
 import { type AgentProcess, startAgent } from '../agent-process.js';
 import type { FigureOptions } from '../figure.js';
@@ -43,7 +43,8 @@ interface Guest {
 function startGuest(args: string[]): Guest {
   const source = import.meta.url.endsWith('.ts');
   const entry = fileURLToPath(new URL(`../tenant-guest.${source ? 'ts' : 'js'}`, import.meta.url));
-  const child = spawn(process.execPath, [...process.execArgv, entry, ...args], {
+  // Tied to this process: a guest never outlives the benchmark, however it ends.
+  const child = spawnTied(process.execPath, [...process.execArgv, entry, ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, VACCEL_LOG_LEVEL: 'error' },
   });

@@ -9,6 +9,8 @@
  * @internal
  */
 
+import { packInto } from '../sgemm.js';
+
 /** Smaller buffers are not worth keeping. */
 const MIN_BYTES = 64 * 1024;
 
@@ -30,8 +32,7 @@ export class BufferPool {
   /** A packed copy of a `rows` × `cols` row-major matrix with leading dimension `ld`. */
   packed(data: Float32Array, rows: number, cols: number, ld: number): Float32Array {
     const out = this.take(rows * cols);
-    if (ld === cols) out.set(data.subarray(0, rows * cols));
-    else for (let r = 0; r < rows; r++) out.set(data.subarray(r * ld, r * ld + cols), r * cols);
+    packInto(out, data, rows, cols, ld);
     return out;
   }
 

@@ -38,7 +38,7 @@ import {
 } from '@vaccel/core';
 import type { ModelCallOptions, ModelHost } from '../model-host.js';
 import type { SessionSettings } from '../session.js';
-import { BLOCK_FLOPS, sgemmChannel } from '../sgemm.js';
+import { BLOCK_FLOPS, sgemmChannel, unpackInto } from '../sgemm.js';
 import { BufferPool } from './buffers.js';
 import { buffersOf, type Job, owned, type Reply, type Request, type ThreadConfig } from './protocol.js';
 
@@ -180,12 +180,9 @@ export class ComputeThreads implements ModelHost {
           ldc: n,
         };
         await this.#submit({ kind: 'sgemm', key, args }, signal, key);
-        const { c } = args;
-        const out = s.c.subarray(r0 * ldc);
-        if (ldc === n) out.set(c.subarray(0, mb * n));
-        else for (let r = 0; r < mb; r++) out.set(c.subarray(r * n, r * n + n), r * ldc);
+        unpackInto(s.c.subarray(r0 * ldc), ldc, args.c, mb, n);
         // Only once the thread is done with them (after an abort it may not be yet).
-        buffers.give([args.a, c]);
+        buffers.give([args.a, args.c]);
       }
       done = true;
     } finally {
@@ -272,12 +269,8 @@ export class ComputeThreads implements ModelHost {
     if (job.kind === 'sgemm' && !thread.keys.has(job.key))
       job = { ...job, args: { ...job.args, b: this.#operands.get(job.key) ?? new Float32Array(0) } };
     if (job.kind !== 'release' && pending.key !== undefined) thread.keys.add(pending.key);
-    const arrays =
-      job.kind === 'run'
-        ? Object.values(job.inputs).map((t) => t.data)
-        : job.kind === 'sgemm'
-          ? [] // shared memory
-          : [];
+    // Model inputs are transferred; SGEMM operands are in shared memory.
+    const arrays = job.kind === 'run' ? Object.values(job.inputs).map((t) => t.data) : [];
     thread.worker.ref();
     thread.worker.postMessage({ id, ...job } satisfies Request, buffersOf(arrays));
   }
