@@ -15,11 +15,21 @@
  */
 
 export { type Native, native, type Received, type Watcher } from '@vaccel/memory';
-export { CryptoDevice, DEVICE_FEATURES, MAX_SESSIONS, MAX_VRINGS, PROTOCOL_FEATURES } from './device.js';
+export {
+  CryptoDevice,
+  DEVICE_FEATURES,
+  type DeviceCounters,
+  MAX_SESSIONS,
+  MAX_VRINGS,
+  PROTOCOL_FEATURES,
+} from './crypto-device.js';
 export { type CipherEngine, opensslEngine, type VaccelEngineOptions, vaccelEngine } from './engine.js';
 export { type Completion, GUEST_BASE, LoopbackFrontend, USER_BASE } from './loopback.js';
 export { GuestMemory, type MemoryRegion } from './memory.js';
 export * from './protocol.js';
 export { type BackendStats, CryptoBackend, type CryptoBackendOptions } from './server.js';
+export { type DeviceModel, RING_FEATURES, VhostDevice } from './vhost-device.js';
+export { Connection, VhostUserServer, type VhostUserServerOptions } from './vhost-server.js';
 export * from './virtio-crypto.js';
 export * from './virtqueue.js';
+export { type RingService, Vring } from './vring.js';

@@ -5,7 +5,7 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
-import type { Chain } from './virtqueue.js';
+import { type Chain, gather, scatter } from './virtqueue.js';
 
 /** Status codes the device writes into a request's `virtio_crypto_inhdr`. */
 export const Status = {
@@ -127,58 +127,6 @@ export function aesCbcRequestHeader(sessionId: bigint, length: number, decrypt =
     sourceLength: length,
     destinationLength: length,
   });
-}
-
-/** Copies `length` bytes starting `offset` bytes into the concatenation of `buffers`. */
-export function gather(buffers: readonly Uint8Array[], offset: number, length: number): Uint8Array {
-  const single = sliceOfOne(buffers, offset, length);
-  if (single) return single;
-  const out = new Uint8Array(length);
-  let filled = 0;
-  let skip = offset;
-  for (const buffer of buffers) {
-    if (filled === length) break;
-    if (skip >= buffer.byteLength) {
-      skip -= buffer.byteLength;
-      continue;
-    }
-    const part = buffer.subarray(skip, skip + (length - filled));
-    out.set(part, filled);
-    filled += part.byteLength;
-    skip = 0;
-  }
-  if (filled !== length) throw new VaccelError('EBADMSG', 'request shorter than its header says');
-  return out;
-}
-
-/** A view (no copy) when the range lies inside one buffer. */
-function sliceOfOne(buffers: readonly Uint8Array[], offset: number, length: number): Uint8Array | undefined {
-  let skip = offset;
-  for (const buffer of buffers) {
-    if (skip < buffer.byteLength || (length === 0 && skip === 0)) {
-      return skip + length <= buffer.byteLength ? buffer.subarray(skip, skip + length) : undefined;
-    }
-    skip -= buffer.byteLength;
-  }
-  return length === 0 ? new Uint8Array(0) : undefined;
-}
-
-/** Writes `data` starting `offset` bytes into the concatenation of `buffers`. */
-export function scatter(buffers: readonly Uint8Array[], offset: number, data: Uint8Array): void {
-  let done = 0;
-  let skip = offset;
-  for (const buffer of buffers) {
-    if (done === data.byteLength) return;
-    if (skip >= buffer.byteLength) {
-      skip -= buffer.byteLength;
-      continue;
-    }
-    const room = Math.min(buffer.byteLength - skip, data.byteLength - done);
-    buffer.set(data.subarray(done, done + room), skip);
-    done += room;
-    skip = 0;
-  }
-  if (done !== data.byteLength) throw new VaccelError('EBADMSG', 'writable buffers too small');
 }
 
 /** Runs one cipher: the bytes out, or a promise of them. */

@@ -193,3 +193,56 @@ export class SplitQueue {
     return Atomics.load(this.#availableIndex, 1) !== this.#lastAvailable;
   }
 }
+
+/** Copies `length` bytes starting `offset` bytes into the concatenation of `buffers`. */
+export function gather(buffers: readonly Uint8Array[], offset: number, length: number): Uint8Array {
+  const single = sliceOfOne(buffers, offset, length);
+  if (single) return single;
+  const out = new Uint8Array(length);
+  let filled = 0;
+  let skip = offset;
+  for (const buffer of buffers) {
+    if (filled === length) break;
+    if (skip >= buffer.byteLength) {
+      skip -= buffer.byteLength;
+      continue;
+    }
+    const part = buffer.subarray(skip, skip + (length - filled));
+    out.set(part, filled);
+    filled += part.byteLength;
+    skip = 0;
+  }
+  if (filled !== length)
+    throw new VaccelError('EBADMSG', 'the readable buffers are shorter than the request says');
+  return out;
+}
+
+/** A view (no copy) when the range lies inside one buffer. */
+function sliceOfOne(buffers: readonly Uint8Array[], offset: number, length: number): Uint8Array | undefined {
+  let skip = offset;
+  for (const buffer of buffers) {
+    if (skip < buffer.byteLength || (length === 0 && skip === 0)) {
+      return skip + length <= buffer.byteLength ? buffer.subarray(skip, skip + length) : undefined;
+    }
+    skip -= buffer.byteLength;
+  }
+  return length === 0 ? new Uint8Array(0) : undefined;
+}
+
+/** Writes `data` starting `offset` bytes into the concatenation of `buffers`. */
+export function scatter(buffers: readonly Uint8Array[], offset: number, data: Uint8Array): void {
+  let done = 0;
+  let skip = offset;
+  for (const buffer of buffers) {
+    if (done === data.byteLength) return;
+    if (skip >= buffer.byteLength) {
+      skip -= buffer.byteLength;
+      continue;
+    }
+    const room = Math.min(buffer.byteLength - skip, data.byteLength - done);
+    buffer.set(data.subarray(done, done + room), skip);
+    done += room;
+    skip = 0;
+  }
+  if (done !== data.byteLength) throw new VaccelError('EBADMSG', 'writable buffers too small');
+}

@@ -1,36 +1,24 @@
 /**
  * One vring of a device: its setup as the front-end gave it (size, base, addresses, kick/call/err
- * eventfds) and the data path that serves it — pop a chain, run the request, push it used, signal.
+ * eventfds) and the loop that hands its queue to the device whenever the driver kicks. What
+ * "serving" means is the device's: the crypto device runs requests, the vsock device moves
+ * packets.
  * @module
  */
 
 import { closeQuietly, native, type Watcher } from '@vaccel/memory';
 import type { Logger } from 'pino';
-import type { CipherEngine } from './engine.js';
 import type { GuestMemory } from './memory.js';
-import { type CipherSession, handleRequest, Status } from './virtio-crypto.js';
 import { type RingAddresses, SplitQueue } from './virtqueue.js';
 
-/** Requests served in one go before yielding to the event loop. */
-const BATCH = 256;
+/**
+ * Serves what the driver made available on `ring`'s queue. Called after each kick and whenever
+ * the device asks ({@link Vring.serve}); never twice at once for one ring (a call during a pass
+ * runs another pass after it). A throw stops the ring: its memory is corrupt.
+ */
+export type RingService = (queue: SplitQueue, ring: Vring) => Promise<void> | void;
 
-/** Counters a device adds to. */
-export interface DeviceCounters {
-  requests: number;
-  failed: number;
-  bytes: number;
-  sessionsCreated: number;
-}
-
-/** What a vring shares with its device. */
-export interface VringContext {
-  engine: CipherEngine;
-  sessions: ReadonlyMap<bigint, CipherSession>;
-  counters: DeviceCounters;
-  log: Logger;
-}
-
-/** One vring and its data path. */
+/** One vring and its serving loop. */
 export class Vring {
   size?: number;
   /** Where serving starts (SET_VRING_BASE), and where it stopped (GET_VRING_BASE). */
@@ -39,9 +27,13 @@ export class Vring {
   kick?: number;
   call?: number;
   error?: number;
-  /** Rings start enabled: QEMU never sends SET_VRING_ENABLE to a crypto backend. */
+  /**
+   * Rings start enabled: QEMU never sends SET_VRING_ENABLE to a crypto backend (and does, with 1,
+   * to the others before their rings carry anything).
+   */
   enabled = true;
-  readonly #context: VringContext;
+  readonly #log: Logger;
+  readonly #service: RingService;
   #queue?: SplitQueue;
   #watcher?: Watcher;
   #busy = false;
@@ -49,14 +41,20 @@ export class Vring {
 
   constructor(
     readonly index: number,
-    context: VringContext,
+    options: { log: Logger; serve: RingService },
   ) {
-    this.#context = context;
+    this.#log = options.log;
+    this.#service = options.serve;
   }
 
   /** True while it is being served. */
   get running(): boolean {
     return this.#queue !== undefined;
+  }
+
+  /** The queue being served (undefined while stopped): a pass checks it to notice a stop. */
+  get queue(): SplitQueue | undefined {
+    return this.#queue;
   }
 
   /**
@@ -71,15 +69,15 @@ export class Vring {
     const kick = this.kick;
     this.#watcher = new (native().Watcher)(kick, (error) => {
       if (error) {
-        this.#context.log.warn({ vring: this.index, error }, 'kick descriptor failed; vring stopped');
+        this.#log.warn({ vring: this.index, error }, 'kick descriptor failed; vring stopped');
         this.stop();
         return;
       }
       native().eventfdRead(kick);
-      this.#serve();
+      this.serve();
     });
-    this.#context.log.debug({ vring: this.index, size: this.size }, 'vring started');
-    this.#serve();
+    this.#log.debug({ vring: this.index, size: this.size }, 'vring started');
+    this.serve();
   }
 
   /** Stops serving, keeping where it got to in `base`. */
@@ -98,68 +96,41 @@ export class Vring {
     closeQuietly(this.error);
   }
 
-  #notify(): void {
+  /** Interrupts the driver (it looks at the used ring). */
+  notify(): void {
     if (this.call !== undefined) native().eventfdWrite(this.call, 1);
   }
 
-  /** Serves what the driver made available; re-entered calls just ask for another pass. */
-  #serve(): void {
+  /** Runs a pass of the device's service now, or right after the one running. */
+  serve(): void {
+    const queue = this.#queue;
+    if (!queue) return;
     if (this.#busy) {
       this.#again = true;
       return;
     }
     this.#busy = true;
-    this.#drain()
-      .catch((error: unknown) => {
-        this.#context.log.error({ vring: this.index, err: error }, 'vring stopped: its rings are corrupt');
-        this.stop();
-      })
+    let pass: Promise<void> | void;
+    try {
+      pass = this.#service(queue, this);
+    } catch (error) {
+      this.#failed(error);
+      return;
+    }
+    Promise.resolve(pass)
+      .catch((error: unknown) => this.#failed(error, false))
       .finally(() => {
         this.#busy = false;
         if (this.#again && this.#queue) {
           this.#again = false;
-          this.#serve();
+          this.serve();
         }
       });
   }
 
-  async #drain(): Promise<void> {
-    const { counters, engine, log, sessions } = this.#context;
-    for (;;) {
-      const queue = this.#queue;
-      if (!queue) return;
-      let served = 0;
-      for (let head = queue.pop(); head !== undefined; head = queue.pop()) {
-        let written = 0;
-        try {
-          const chain = queue.chain(head);
-          const pending = handleRequest(chain, sessions, engine.run);
-          const outcome = pending instanceof Promise ? await pending : pending;
-          written = outcome.written;
-          counters.requests++;
-          if (outcome.status === Status.OK) counters.bytes += outcome.processed;
-          else {
-            counters.failed++;
-            log.debug({ status: outcome.status, reason: outcome.reason }, 'crypto request failed');
-          }
-        } catch (error) {
-          // The chain itself is unusable: return it empty so the driver gets its buffer back.
-          counters.requests++;
-          counters.failed++;
-          log.warn({ vring: this.index, head, err: error }, 'malformed request returned unread');
-        }
-        if (this.#queue !== queue) return; // stopped (or remapped) while a cipher ran
-        queue.push(head, written);
-        if (++served % BATCH === 0) {
-          this.#notify();
-          await new Promise((resolve) => setImmediate(resolve));
-          if (this.#queue !== queue) return;
-        }
-      }
-      queue.requestKick();
-      this.#notify();
-      // A buffer made available between our last look and avail_event's update sent no kick.
-      if (!queue.pending) return;
-    }
+  #failed(error: unknown, sync = true): void {
+    this.#log.error({ vring: this.index, err: error }, 'vring stopped: its rings are corrupt');
+    this.stop();
+    if (sync) this.#busy = false;
   }
 }

@@ -1,14 +1,14 @@
 /**
- * One vhost-user crypto device: the state a front-end (QEMU) builds up over its connection —
- * features, guest memory, vrings, crypto sessions — and the data path that serves the vrings.
- * Nothing the front-end or the guest sends can crash it: protocol violations throw `EPROTO`
- * (the connection closes), bad ring setups and bad requests are refused and logged.
+ * The vhost-user side every device shares: the state a front-end (QEMU) builds up over its
+ * connection — features, guest memory, vrings, configuration space — with the device model
+ * ({@link DeviceModel}) deciding what the rings carry. Nothing the front-end sends can crash it:
+ * protocol violations throw `EPROTO` (the connection closes), bad ring setups and requests the
+ * device refuses are logged and, where asked, answered with a failed ack.
  * @module
  */
 import { VaccelError } from '@vaccel/core';
 import { closeQuietly } from '@vaccel/memory';
 import type { Logger } from 'pino';
-import type { CipherEngine } from './engine.js';
 import { GuestMemory } from './memory.js';
 import {
   Feature,
@@ -17,87 +17,98 @@ import {
   ProtocolFeature,
   Request,
   readMemoryTable,
-  readSessionRequest,
   readU64,
   readVringAddress,
   readVringState,
-  sessionReply,
   u64,
   VRING_NOFD,
   vringState,
 } from './protocol.js';
-import { type CipherSession, Direction, Opcode, opensslCipher, SymOp } from './virtio-crypto.js';
 import { checkQueueSize } from './virtqueue.js';
-import { type DeviceCounters, Vring, type VringContext } from './vring.js';
+import { type RingService, Vring } from './vring.js';
 
-/** Virtio features we offer. */
-export const DEVICE_FEATURES =
+/** Ring features every device here offers. */
+export const RING_FEATURES =
   (1n << BigInt(Feature.VERSION_1)) |
   (1n << BigInt(Feature.RING_INDIRECT_DESC)) |
   (1n << BigInt(Feature.RING_EVENT_IDX)) |
   (1n << BigInt(Feature.PROTOCOL_FEATURES));
-/** vhost-user protocol features we offer (MQ: QEMU's `cryptodev-vhost-user,queues=N`). */
-export const PROTOCOL_FEATURES =
-  (1n << BigInt(ProtocolFeature.MQ)) |
-  (1n << BigInt(ProtocolFeature.REPLY_ACK)) |
-  (1n << BigInt(ProtocolFeature.CRYPTO_SESSION));
-/** Vrings per device: data queues, one per vring (QEMU keeps the control queue itself). */
-export const MAX_VRINGS = 8;
-/** Sessions one device may hold open. */
-export const MAX_SESSIONS = 4096;
-export type { DeviceCounters } from './vring.js';
+
+/** What makes a vhost-user connection a particular device. */
+export interface DeviceModel {
+  /** For messages ("crypto", "vsock"). */
+  readonly kind: string;
+  /** Virtio feature bits offered (GET_FEATURES). */
+  readonly features: bigint;
+  /** vhost-user protocol feature bits offered (GET_PROTOCOL_FEATURES). */
+  readonly protocolFeatures: bigint;
+  /** Vrings the back-end serves (GET_QUEUE_NUM, and the highest index accepted). */
+  readonly vrings: number;
+  /** Serves one ring's queue when its driver kicks. */
+  readonly serve: RingService;
+  /**
+   * A request only this device knows: returns the reply payload, `null` when it has none, or
+   * `undefined` when it is not the device's (the request is refused as unsupported).
+   */
+  request?(message: Message): Uint8Array | null | undefined;
+  /** The device's configuration space (GET_CONFIG; needs the CONFIG protocol feature). */
+  config?(): Uint8Array;
+  /** Guest memory was (re)mapped; rings are restarted by the caller. */
+  memoryChanged?(memory: GuestMemory): void;
+  /** The front-end reset the device (its rings are stopped). */
+  reset?(): void;
+  /** The connection is gone. */
+  close?(): void;
+}
+
+/** Bytes of a GET_CONFIG header: offset, size, flags. */
+const CONFIG_HEADER = 12;
 
 /** The device behind one vhost-user connection. */
-export class CryptoDevice {
-  readonly #engine: CipherEngine;
+export class VhostDevice {
+  readonly model: DeviceModel;
   readonly #log: Logger;
   readonly #send: (request: number, payload: Uint8Array) => void;
-  readonly #counters: DeviceCounters;
-  readonly #sessions = new Map<bigint, CipherSession>();
   readonly #vrings: Vring[] = [];
   #memory = GuestMemory.empty();
   #protocolFeatures = 0n;
-  #nextSession = 1n;
   #closed = false;
-  readonly #context: VringContext;
 
   constructor(options: {
-    engine: CipherEngine;
+    model: DeviceModel;
     log: Logger;
-    counters: DeviceCounters;
     /** Sends a reply to the front-end. */
     send: (request: number, payload: Uint8Array) => void;
   }) {
-    this.#engine = options.engine;
+    this.model = options.model;
     this.#log = options.log;
-    this.#counters = options.counters;
     this.#send = options.send;
-    this.#context = {
-      engine: this.#engine,
-      sessions: this.#sessions,
-      counters: this.#counters,
-      log: this.#log,
-    };
   }
 
-  /** Open sessions. */
-  get sessions(): number {
-    return this.#sessions.size;
+  /** Guest memory as mapped now (empty before SET_MEM_TABLE). */
+  get memory(): GuestMemory {
+    return this.#memory;
+  }
+
+  /** The ring at `index` if the front-end set it up. */
+  ring(index: number): Vring | undefined {
+    return this.#vrings[index];
   }
 
   /** Handles one message; throws `EPROTO` when the connection must close. */
   handle(message: Message): void {
     const wantsAck = (message.flags & Flags.NEED_REPLY) !== 0 && this.#has(ProtocolFeature.REPLY_ACK);
     let ok = true;
+    let replied = false;
     try {
-      this.#dispatch(message);
+      replied = this.#dispatch(message);
     } catch (error) {
       // Each handler owns (keeps or closes) the descriptors its message carried, even when it throws.
       if ((error as VaccelError).code === 'EPROTO') throw error;
       this.#log.warn({ request: message.request, err: error }, 'vhost-user request refused');
       ok = false;
     }
-    if (wantsAck && !REPLIES.has(message.request)) this.#send(message.request, u64(ok ? 0 : 1));
+    if (wantsAck && !replied) this.#send(message.request, u64(ok ? 0 : 1));
   }
 
   #has(feature: number): boolean {
@@ -105,9 +116,10 @@ export class CryptoDevice {
   }
 
   #vring(index: number): Vring {
-    if (!Number.isInteger(index) || index < 0 || index >= MAX_VRINGS)
-      throw new VaccelError('EPROTO', `vring ${index} does not exist (this device has ${MAX_VRINGS})`);
-    this.#vrings[index] ??= new Vring(index, this.#context);
+    const count = this.model.vrings;
+    if (!Number.isInteger(index) || index < 0 || index >= count)
+      throw new VaccelError('EPROTO', `vring ${index} does not exist (this device has ${count})`);
+    this.#vrings[index] ??= new Vring(index, { log: this.#log, serve: this.model.serve });
     return this.#vrings[index];
   }
 
@@ -129,39 +141,41 @@ export class CryptoDevice {
     }
   }
 
-  #dispatch(message: Message): void {
+  /** @returns true when a reply was sent (REPLY_ACK then adds none). */
+  #dispatch(message: Message): boolean {
     const { payload } = message;
+    const reply = (bytes: Uint8Array): true => {
+      this.#send(message.request, bytes);
+      return true;
+    };
     switch (message.request) {
       case Request.GET_FEATURES:
-        this.#send(message.request, u64(DEVICE_FEATURES));
-        return;
+        return reply(u64(this.model.features));
       case Request.SET_FEATURES:
         readU64(payload, 'SET_FEATURES');
-        return;
+        return false;
       case Request.GET_PROTOCOL_FEATURES:
-        this.#send(message.request, u64(PROTOCOL_FEATURES));
-        return;
+        return reply(u64(this.model.protocolFeatures));
       case Request.SET_PROTOCOL_FEATURES:
-        this.#protocolFeatures = readU64(payload, 'SET_PROTOCOL_FEATURES') & PROTOCOL_FEATURES;
-        return;
+        this.#protocolFeatures = readU64(payload, 'SET_PROTOCOL_FEATURES') & this.model.protocolFeatures;
+        return false;
       case Request.GET_QUEUE_NUM:
-        this.#send(message.request, u64(MAX_VRINGS));
-        return;
+        return reply(u64(this.model.vrings));
       case Request.SET_OWNER:
-        return;
+        return false;
       case Request.RESET_OWNER:
       case Request.RESET_DEVICE:
         this.#reset();
-        return;
+        return false;
       case Request.SET_MEM_TABLE:
         this.#setMemory(message);
-        return;
+        return false;
       case Request.SET_VRING_NUM: {
         const { index, num } = readVringState(payload, 'SET_VRING_NUM');
         const ring = this.#vring(index);
         checkQueueSize(num);
         ring.size = num;
-        return;
+        return false;
       }
       case Request.SET_VRING_ADDR: {
         const { index, ...addresses } = readVringAddress(payload);
@@ -172,19 +186,18 @@ export class CryptoDevice {
           used: addresses.used,
         };
         this.#start(ring);
-        return;
+        return false;
       }
       case Request.SET_VRING_BASE: {
         const { index, num } = readVringState(payload, 'SET_VRING_BASE');
         this.#vring(index).base = num & 0xffff;
-        return;
+        return false;
       }
       case Request.GET_VRING_BASE: {
         const { index } = readVringState(payload, 'GET_VRING_BASE');
         const ring = this.#vring(index);
         ring.stop();
-        this.#send(message.request, vringState(index, ring.base));
-        return;
+        return reply(vringState(index, ring.base));
       }
       case Request.SET_VRING_KICK: {
         const { ring, fd } = this.#vringFd(message);
@@ -194,67 +207,47 @@ export class CryptoDevice {
         closeQuietly(ring.kick);
         ring.kick = fd;
         this.#start(ring);
-        return;
+        return false;
       }
       case Request.SET_VRING_CALL: {
         const { ring, fd } = this.#vringFd(message);
         closeQuietly(ring.call);
         ring.call = fd;
-        return;
+        return false;
       }
       case Request.SET_VRING_ERR: {
         const { ring, fd } = this.#vringFd(message);
         closeQuietly(ring.error);
         ring.error = fd;
-        return;
+        return false;
       }
       case Request.SET_VRING_ENABLE: {
         const { index, num } = readVringState(payload, 'SET_VRING_ENABLE');
         const ring = this.#vring(index);
         ring.enabled = num === 1;
         if (ring.enabled) this.#start(ring);
-        return;
+        else ring.stop();
+        return false;
       }
-      case Request.CREATE_CRYPTO_SESSION:
-        this.#send(message.request, sessionReply(payload, this.#createSession(payload)));
-        return;
-      case Request.CLOSE_CRYPTO_SESSION: {
-        const id = readU64(payload, 'CLOSE_CRYPTO_SESSION');
-        if (!this.#sessions.delete(id)) throw new VaccelError('ENOENT', `no crypto session ${id}`);
-        return;
+      case Request.GET_CONFIG:
+        if (this.model.config && this.#has(ProtocolFeature.CONFIG))
+          return reply(configReply(payload, this.model.config()));
+        break;
+      case Request.SET_CONFIG:
+        // Every configuration field here is the device's to set (a vsock's CID): writes are ignored.
+        if (this.model.config && this.#has(ProtocolFeature.CONFIG)) return false;
+        break;
+      default: {
+        const answer = this.model.request?.(message);
+        if (answer === null) return false;
+        if (answer !== undefined) return reply(answer);
       }
-      default:
-        for (const fd of message.fds) closeQuietly(fd);
-        throw new VaccelError(
-          'ENOTSUP',
-          `vhost-user request ${message.request} is not supported by a crypto device`,
-        );
     }
-  }
-
-  /** A new session's id, or -1 (what QEMU expects) when it cannot be created. */
-  #createSession(payload: Uint8Array): bigint {
-    const info = readSessionRequest(payload);
-    const cipher = opensslCipher(info.cipherAlgorithm, info.key.byteLength);
-    const refuse = (reason: string): bigint => {
-      this.#log.warn(
-        { algorithm: info.cipherAlgorithm, keyBytes: info.key.byteLength, reason },
-        'crypto session refused',
-      );
-      return -1n;
-    };
-    if (info.opcode !== 0 && info.opcode !== Opcode.CIPHER_CREATE_SESSION)
-      return refuse(`service opcode 0x${info.opcode.toString(16)} (only ciphers)`);
-    if (info.opType !== SymOp.CIPHER) return refuse(`op type ${info.opType} (only plain ciphers)`);
-    if (info.direction !== Direction.ENCRYPT && info.direction !== Direction.DECRYPT)
-      return refuse(`direction ${info.direction}`);
-    if (!cipher || !this.#engine.supports(cipher)) return refuse(`${cipher ?? 'algorithm'} not supported`);
-    if (this.#sessions.size >= MAX_SESSIONS) return refuse(`more than ${MAX_SESSIONS} sessions`);
-    const id = this.#nextSession++;
-    this.#sessions.set(id, { id, cipher, key: info.key, direction: info.direction });
-    this.#counters.sessionsCreated++;
-    this.#log.debug({ id: String(id), cipher }, 'crypto session created');
-    return id;
+    for (const fd of message.fds) closeQuietly(fd);
+    throw new VaccelError(
+      'ENOTSUP',
+      `vhost-user request ${message.request} is not supported by a ${this.model.kind} device`,
+    );
   }
 
   #setMemory(message: Message): void {
@@ -270,6 +263,7 @@ export class CryptoDevice {
     } finally {
       for (const fd of message.fds) closeQuietly(fd);
     }
+    this.model.memoryChanged?.(this.#memory);
     // Running rings re-translate their addresses into the new mapping; waiting ones may start now.
     for (const ring of this.#vrings) {
       if (!ring) continue;
@@ -284,7 +278,7 @@ export class CryptoDevice {
 
   #reset(): void {
     for (const ring of this.#vrings) if (ring) ring.stop();
-    this.#sessions.clear();
+    this.model.reset?.();
   }
 
   /** Stops every vring and closes every descriptor the front-end gave us. */
@@ -295,16 +289,24 @@ export class CryptoDevice {
       if (!ring) continue;
       ring.close();
     }
-    this.#sessions.clear();
+    this.model.close?.();
     this.#memory = GuestMemory.empty();
   }
 }
 
-/** Requests answered with their own reply (REPLY_ACK adds none). */
-const REPLIES: ReadonlySet<number> = new Set<number>([
-  Request.GET_FEATURES,
-  Request.GET_PROTOCOL_FEATURES,
-  Request.GET_QUEUE_NUM,
-  Request.GET_VRING_BASE,
-  Request.CREATE_CRYPTO_SESSION,
-]);
+/**
+ * The reply to GET_CONFIG: its header echoed and `size` bytes of the configuration space from
+ * `offset` (zeros past its end), as QEMU checks the reply's size against what it asked.
+ */
+function configReply(request: Uint8Array, space: Uint8Array): Uint8Array {
+  if (request.byteLength < CONFIG_HEADER)
+    throw new VaccelError('EPROTO', `GET_CONFIG payload of ${request.byteLength} bytes`);
+  const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
+  const offset = view.getUint32(0, true);
+  const size = view.getUint32(4, true);
+  if (size > 256) throw new VaccelError('EPROTO', `GET_CONFIG of ${size} bytes (at most 256)`);
+  const reply = new Uint8Array(CONFIG_HEADER + size);
+  reply.set(request.subarray(0, CONFIG_HEADER));
+  if (offset < space.byteLength) reply.set(space.subarray(offset, offset + size), CONFIG_HEADER);
+  return reply;
+}
