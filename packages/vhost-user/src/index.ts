@@ -24,7 +24,7 @@ export {
   PROTOCOL_FEATURES,
 } from './crypto-device.js';
 export { type CipherEngine, opensslEngine, type VaccelEngineOptions, vaccelEngine } from './engine.js';
-export { type Completion, GUEST_BASE, LoopbackFrontend, USER_BASE } from './loopback.js';
+export { type Completion, GUEST_BASE, LoopbackFrontend, LoopbackRing, USER_BASE } from './loopback.js';
 export { GuestMemory, type MemoryRegion } from './memory.js';
 export * from './protocol.js';
 export { type BackendStats, CryptoBackend, type CryptoBackendOptions } from './server.js';
@@ -33,3 +33,6 @@ export { Connection, VhostUserServer, type VhostUserServerOptions } from './vhos
 export * from './virtio-crypto.js';
 export * from './virtqueue.js';
 export { type RingService, Vring } from './vring.js';
+export { VsockBackend, type VsockBackendOptions, type VsockStats } from './vsock/backend.js';
+export { type VsockCounters, VsockDevice, type VsockDeviceOptions } from './vsock/device.js';
+export * as vsockPacket from './vsock/packet.js';

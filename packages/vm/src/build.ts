@@ -28,9 +28,10 @@ export interface GuestImage {
 }
 
 /**
- * The kernel modules the guest loads, in dependency order: virtio over PCI, virtio-serial (the
- * agent's transport), virtio-crypto (registers `virtio_crypto_aes_cbc` when the VM has the device)
- * and AF_ALG with NETLINK_CRYPTO (the kernel crypto API from user space: kcapi-enc, OpenSSL's afalg).
+ * The kernel modules the guest loads, in dependency order: virtio over PCI, virtio-serial and
+ * virtio-vsock (the agent's transports), virtio-crypto (registers `virtio_crypto_aes_cbc` when the
+ * VM has the device) and AF_ALG with NETLINK_CRYPTO (the kernel crypto API from user space:
+ * kcapi-enc, OpenSSL's afalg).
  */
 export const GUEST_MODULES = [
   'virtio_ring',
@@ -39,6 +40,9 @@ export const GUEST_MODULES = [
   'virtio_pci_legacy_dev',
   'virtio_pci',
   'virtio_console',
+  'vsock',
+  'vmw_vsock_virtio_transport_common',
+  'vmw_vsock_virtio_transport',
   'crypto_engine',
   'virtio_crypto',
   'af_alg',

@@ -23,8 +23,8 @@ const usage = `Usage: vaccel-vm <build|run|demo|bench> [options] [-- guest comma
   build            fetch Debian's kernel and busybox-static (apt), pack node and the guest packages
                    into an initramfs under the cache folder
   run -- CMD ...   boot the guest (QEMU; KVM when a probe guest runs, else TCG), run CMD in it with
-                   VACCEL_RPC_ADDRESS on a virtio-serial port served by a host vaccel-agent, stream its
-                   output, power off and exit with CMD's exit code; 'vaccel' runs the vaccel CLI
+                   VACCEL_RPC_ADDRESS on a host vaccel-agent (--transport), stream its output,
+                   power off and exit with CMD's exit code; 'vaccel' runs the vaccel CLI
   demo             classify /examples/cat.jpg in the guest and compare with the host's in-process result
   bench fig2       fig2 as first published: the guest kernel encrypts through its virtio-crypto
                    device (vaccel-crypto-backend) against the host's openssl speed (needs openssl)
@@ -32,6 +32,10 @@ const usage = `Usage: vaccel-vm <build|run|demo|bench> [options] [-- guest comma
                    the host's in-process SGEMM measured by the same command
 
 Options:
+  --transport T    serial (default): virtio-serial ports to the agent; vsock: only a virtio-vsock
+                   device (vhost-user-vsock-pci served by vaccel-vsock-backend in this process, with
+                   Firecracker's hybrid vsock): the guest uses vsock://2:2048, the agent listens on
+                   unix://<uds>_2048 as on a Firecracker host
   --virtio-crypto  give the guest a virtio-crypto device served by vaccel-crypto-backend (vhost-user,
                    in this process): its kernel's virtio_crypto_aes_cbc runs AES on the host, e.g.
                    run --virtio-crypto -- kcapi-enc -c virtio_crypto_aes_cbc ...
@@ -70,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
         cache: { type: 'string' },
         rebuild: { type: 'boolean', default: false },
         'virtio-crypto': { type: 'boolean', default: false },
+        transport: { type: 'string', default: 'serial' },
         shm: { type: 'string', default: '256' },
         quick: { type: 'boolean', default: false },
         reps: { type: 'string' },
@@ -95,6 +100,11 @@ export async function main(argv: string[]): Promise<number> {
   const timeoutSeconds = values.timeout ? Number(values.timeout) : 300;
   const sharedMemoryMiB = values['no-shm'] ? 0 : Number(values.shm);
   const log = (line: string) => process.stderr.write(`vaccel-vm: ${line}\n`);
+  const transport = values.transport;
+  if (transport !== 'serial' && transport !== 'vsock') {
+    process.stderr.write(`vaccel-vm: --transport is serial or vsock, got ${transport}\n`);
+    return 2;
+  }
   try {
     if (verb === 'build') {
       await buildGuest(cacheDir, { rebuild: values.rebuild, log });
@@ -122,9 +132,13 @@ export async function main(argv: string[]): Promise<number> {
     if (verb === 'run') {
       if (rest.length === 0) throw new Error('run needs a guest command after --');
       if (!values['virtio-crypto']) {
-        const run = await runInGuest(image, rest, { timeoutSeconds, sharedMemoryMiB });
+        const run = await runInGuest(image, rest, { timeoutSeconds, sharedMemoryMiB, transport });
         const { received, sent } = run.agentBytes;
-        log(`the agent received ${received} and sent ${sent} payload bytes over virtio-serial`);
+        log(
+          run.vsock
+            ? `the agent received ${received} and sent ${sent} payload bytes; the vsock backend carried ${run.vsock.bytesFromGuest} bytes from the guest and ${run.vsock.bytesToGuest} to it over ${run.vsock.connections} connection(s) (hybrid vsock)`
+            : `the agent received ${received} and sent ${sent} payload bytes over virtio-serial`,
+        );
         return run.exitCode;
       }
       const dir = mkdtempSync(join(tmpdir(), 'vaccel-vm-'));
@@ -133,7 +147,12 @@ export async function main(argv: string[]): Promise<number> {
         const logger = pino({ level: 'warn', base: { name: 'vaccel-crypto-backend' } }, pino.destination(2));
         await using backend = await CryptoBackend.listen({ socket: join(dir, 'crypto.sock'), logger });
         return (
-          await runInGuest(image, rest, { timeoutSeconds, cryptoSocket: backend.socket, sharedMemoryMiB })
+          await runInGuest(image, rest, {
+            timeoutSeconds,
+            cryptoSocket: backend.socket,
+            sharedMemoryMiB,
+            transport,
+          })
         ).exitCode;
       } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -1,17 +1,37 @@
 /**
- * Boots the guest with QEMU and runs one command in it. The guest's virtio-serial port `vaccel`
- * is connected (QEMU as client) to a unix socket served by a `vaccel-agent` on the host, so every
- * op the guest asks for runs on the host's plugins.
+ * Boots the guest with QEMU and runs one command in it, its RPC plugin pointed at a
+ * `vaccel-agent` on the host, so every op the guest asks for runs on the host's plugins. Two
+ * transports: virtio-serial (the port `vaccel`, connected by QEMU to the agent's unix socket) or
+ * virtio-vsock as a Firecracker guest has it (a `vhost-user-vsock-pci` device served by our
+ * {@link VsockBackend}; the guest connects to `vsock://2:PORT`, the agent listens on
+ * `unix://<uds>_PORT`, exactly as on a Firecracker host).
  * @module
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { agentBytes, startAgent } from '@vaccel/bench/agent-process';
 import { closeQuietly, native } from '@vaccel/memory';
 import { spawnTied } from '@vaccel/process';
+import { VsockBackend, type VsockStats } from '@vaccel/vhost-user';
+import pino from 'pino';
 import { type Accelerator, chooseAccelerator, describeAccelerator } from './accel.js';
 import type { GuestImage } from './build.js';
 
+/** How the guest reaches the agent. */
+export type GuestTransport = 'serial' | 'vsock';
+
+/** The guest's CID and the port its RPC plugin connects to, with `transport: 'vsock'`. */
+export const GUEST_CID = 3;
+export const VSOCK_PORT = 2048;
+
 /** Options of {@link runInGuest}. */
 export interface RunOptions {
+  /**
+   * `serial` (default): virtio-serial ports to the agent. `vsock`: only a virtio-vsock device,
+   * served with Firecracker's hybrid-vsock semantics (no virtio-serial in the guest at all).
+   */
+  transport?: GuestTransport;
   /** Give up (and kill QEMU) after this many seconds (default 300). */
   timeoutSeconds?: number;
   /** Guest memory in MiB (default 1024). */
@@ -50,10 +70,14 @@ export interface GuestRun {
   agentBytes: { received: number; sent: number };
   /** The accelerator QEMU ran the guest with. */
   accelerator: Accelerator;
+  /** With `transport: 'vsock'`: what the vsock backend carried. */
+  vsock?: VsockStats;
 }
 
 /** Room for `vaccel.cmd=` on the 2,048-byte x86 kernel command line, after our other options. */
-const MAX_COMMAND = 1900;
+const MAX_COMMAND = 1850;
+/** The vsock backend logs nothing here: its counters are in the result. */
+const silentLogger = pino({ level: 'silent' });
 const EXIT_MARKER = /VACCEL_VM_EXIT=(\d+)/;
 /** The kernel's own last words ("reboot: Power down"), not the guest command's output. */
 const KERNEL_LINE = /^\[\s*\d+\.\d+\] (reboot|ACPI):/;
@@ -81,7 +105,30 @@ export async function runInGuest(
   const shm = shmMiB > 0 ? native().memfd('vaccel-ivshmem', shmMiB << 20, true) : undefined;
   // The descriptor goes when the run ends (QEMU and the agent hold their own).
   await using _ivshmem = { [Symbol.asyncDispose]: async () => closeQuietly(shm) };
-  await using agent = await startAgent({ metrics: true, deviceMemoryFd: shm });
+  const transport = options.transport ?? 'serial';
+  if (transport !== 'serial' && transport !== 'vsock')
+    throw new Error(`the guest transport is serial or vsock, got ${transport}`);
+  // vsock: the backend's sockets, and the agent where Firecracker would forward the guest's port.
+  const vsockDir = transport === 'vsock' ? mkdtempSync(join(tmpdir(), 'vaccel-vsock-')) : undefined;
+  await using _vsockDir = {
+    [Symbol.asyncDispose]: async () => {
+      if (vsockDir) rmSync(vsockDir, { recursive: true, force: true });
+    },
+  };
+  const uds = vsockDir && join(vsockDir, 'vm.vsock');
+  await using vsock = vsockDir
+    ? await VsockBackend.listen({
+        socket: join(vsockDir, 'vhost-user.sock'),
+        uds: uds!,
+        guestCid: GUEST_CID,
+        logger: silentLogger,
+      })
+    : undefined;
+  await using agent = await startAgent({
+    metrics: true,
+    deviceMemoryFd: shm,
+    extraAddresses: uds ? [`unix://${uds}_${VSOCK_PORT}`] : [],
+  });
   const socket = agent.address.replace(/^unix:\/\//, '');
   const command = Buffer.from(JSON.stringify(argv)).toString('base64url');
   // x86 kernels keep 2,048 bytes of command line; a longer one is cut and the guest hangs or fails.
@@ -92,14 +139,13 @@ export async function runInGuest(
   const { accelerator, reason } = await chooseAccelerator({ kernel: image.kernel, signal: options.signal });
   (options.log ?? sayOnce)(`the guest runs under ${describeAccelerator(accelerator)}: ${reason}`);
   const memory = options.memoryMiB ?? 1024;
+  // vhost-user back-ends map guest memory: it must be a shared memfd.
+  const sharedRam =
+    options.cryptoSocket || vsock
+      ? ['-object', `memory-backend-memfd,id=mem,size=${memory}M,share=on`, '-machine', 'memory-backend=mem']
+      : [];
   const crypto = options.cryptoSocket
     ? [
-        ...[
-          '-object',
-          `memory-backend-memfd,id=mem,size=${memory}M,share=on`,
-          '-machine',
-          'memory-backend=mem',
-        ],
         ...['-chardev', `socket,id=crypto0,path=${options.cryptoSocket}`],
         ...['-object', 'cryptodev-vhost-user,id=cryptodev0,chardev=crypto0'],
         // vectors=0 (legacy interrupts): QEMU 7.2 crashes starting a vhost-user crypto device
@@ -117,21 +163,31 @@ export async function runInGuest(
           ],
           ...['-device', 'ivshmem-plain,memdev=vaccelshm'],
         ];
+  const channel = vsock
+    ? [
+        ...['-chardev', `socket,id=vsock0,path=${vsock.socket}`],
+        ...['-device', 'vhost-user-vsock-pci,chardev=vsock0'],
+      ]
+    : [
+        ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=vaccel,path=${socket},reconnect=1`],
+        ...['-device', 'virtserialport,chardev=vaccel,name=vaccel'],
+        // A second port to the same agent, for a second process in the guest (a port opens once).
+        ...['-chardev', `socket,id=vaccel2,path=${socket},reconnect=1`],
+        ...['-device', 'virtserialport,chardev=vaccel2,name=vaccel-2'],
+      ];
+  const address = vsock ? ` vaccel.address=vsock://2:${VSOCK_PORT}` : '';
   // Tied: QEMU dies with this process, however it ends (the agent is tied the same way).
   const qemu = spawnTied(
     'qemu-system-x86_64',
     [
       ...['-accel', accelerator, '-m', String(memory), '-smp', '2'],
+      ...sharedRam,
       ...crypto,
       ...ivshmem,
       ...['-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot'],
       ...['-kernel', image.kernel, '-initrd', image.initrd],
-      ...['-append', `console=ttyS0 quiet loglevel=3 panic=-1 vaccel.cmd=${command}`],
-      ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=vaccel,path=${socket},reconnect=1`],
-      ...['-device', 'virtserialport,chardev=vaccel,name=vaccel'],
-      // A second port to the same agent, for a second process in the guest (a port opens once).
-      ...['-chardev', `socket,id=vaccel2,path=${socket},reconnect=1`],
-      ...['-device', 'virtserialport,chardev=vaccel2,name=vaccel-2'],
+      ...['-append', `console=ttyS0 quiet loglevel=3 panic=-1${address} vaccel.cmd=${command}`],
+      ...channel,
     ],
     { stdio: ['ignore', 'pipe', 'pipe', shm ?? 'ignore'] },
   );
@@ -178,7 +234,13 @@ export async function runInGuest(
       `the guest did not report an exit code (qemu exited with ${status}${status === null ? ', killed after the timeout' : ''})${stderr ? `: ${stderr.trim()}` : ''}`,
     );
   }
-  return { exitCode, output, agentBytes: await agentBytes(agent), accelerator };
+  return {
+    exitCode,
+    output,
+    agentBytes: await agentBytes(agent),
+    accelerator,
+    ...(vsock ? { vsock: vsock.stats() } : {}),
+  };
 }
 
 /** The JSON document a guest command printed (from the first line starting with `{`). */
