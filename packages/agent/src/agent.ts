@@ -16,6 +16,7 @@ import {
   isLoopback,
   listen,
   parseAddress,
+  quickAckOnRead,
   SharedMemoryService,
   serviceHandlers,
   type TlsServerOptions,
@@ -82,6 +83,13 @@ export interface AgentOptions {
    * first unix address gets a handover socket beside it, `<path>.shm`.
    */
   sharedMemory?: boolean;
+  /**
+   * Re-arm TCP_QUICKACK after each read of a TCP (or TLS) connection, where the @vaccel/memory
+   * addon loads (default true): an upstream client writes a request's header and body in two
+   * sends with Nagle on, so the body waits for our ACK of the header, which Linux would delay by
+   * up to 40 ms (docs/protocol.md §8.2). Default: true unless `VACCEL_RPC_QUICKACK=0`.
+   */
+  quickAck?: boolean;
 }
 
 /** Options of {@link Agent.listen}. */
@@ -108,12 +116,25 @@ export const HEALTH_SERVICE = 'grpc.health.v1.Health';
 /** What identifies an accepted socket for good: its libuv handle (else the stream itself). */
 const handleOf = (stream: object): object => (stream as { _handle?: object | null })._handle ?? stream;
 
+/** The CID of a vsock peer (the VM at the other end), when the stream is one. */
+function vsockPeer(stream: unknown): number | undefined {
+  const fd = (stream as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+  if (fd < 0 || !nativeAvailable()) return undefined;
+  try {
+    return native().vsockAddress(fd, true).cid;
+  } catch {
+    return undefined; // not AF_VSOCK
+  }
+}
+
 /** The pid and uid of a unix-socket peer, when the stream is one and the addon can ask. */
 function unixPeer(stream: unknown): { pid: number; uid: number } | undefined {
   const socket = stream as Socket & { _handle?: { fd?: number } };
   const fd = socket._handle?.fd ?? -1;
   // A unix socket has no remote address; TCP's does.
   if (typeof socket.remoteAddress === 'string' || fd < 0 || !nativeAvailable()) return undefined;
+  // A vsock peer is a VM, not a local process: SO_PEERCRED would answer, but with no one.
+  if (vsockPeer(stream) !== undefined) return undefined;
   try {
     return native().peerCredentials(fd);
   } catch {
@@ -121,9 +142,14 @@ function unixPeer(stream: unknown): { pid: number; uid: number } | undefined {
   }
 }
 
-/** Who is at the other end, for per-peer caps: a unix peer's uid, a TCP peer's address. */
+/**
+ * Who is at the other end, for per-peer caps: a TCP peer's address, a vsock peer's CID (each VM
+ * its own peer: SO_PEERCRED on vsock says nothing, the same "uid" for every VM), a unix peer's uid.
+ */
 function peerKey(socket: Socket): string | undefined {
   if (typeof socket.remoteAddress === 'string') return socket.remoteAddress;
+  const cid = vsockPeer(socket);
+  if (cid !== undefined) return `vsock:${cid}`;
   const peer = unixPeer(socket);
   return peer ? `uid:${peer.uid}` : undefined;
 }
@@ -186,6 +212,12 @@ export class Agent implements AsyncDisposable {
       maxInflight: options.maxInflight,
       maxStreamBytes: options.bounds?.maxStreamBytes,
       admission: this.budget.frames(guestStatus),
+      readHook: (stream) =>
+        (options.quickAck ?? process.env.VACCEL_RPC_QUICKACK?.trim() !== '0') &&
+        typeof (stream as Socket).remoteAddress === 'string' &&
+        nativeAvailable()
+          ? quickAckOnRead(native(), (fd) => log.debug({ fd }, 'TCP_QUICKACK re-armed after each read'))
+          : undefined,
       errorToStatus: (error, ctx) => {
         const status = guestStatus(error);
         // The log keeps the whole message (host paths included): it is the host's.

@@ -36,8 +36,9 @@ host's plugins. Sessions and resources belong to the connection that made them a
 when it closes.
 
   -a, --address ADDR       listen address, repeatable (default ${DEFAULT_ADDRESS}):
-                           unix:///path (created 0600), tcp://host:port, tls://host:port; for
-                           Firecracker hybrid vsock listen on unix://<uds>_<port>
+                           unix:///path (created 0600), tcp://host:port, tls://host:port,
+                           vsock://-1:PORT (AF_VSOCK, any CID; needs the @vaccel/memory addon);
+                           for Firecracker hybrid vsock listen on unix://<uds>_<port>
   --tls-cert FILE          certificate (PEM) for tls:// addresses; with it tcp:// serves TLS too
   --tls-key FILE           its private key (PEM)
   --tls-ca FILE            CA (PEM) of client certificates: clients must present one (mutual TLS)

@@ -55,4 +55,10 @@ static inline napi_value make_null(napi_env env) {
 // Adds the Watcher class to `exports` (watcher.c).
 void define_watcher(napi_env env, napi_value exports);
 
+// Adds the AF_VSOCK functions and the descriptor adoption helpers to `exports` (vsock.c).
+void define_vsock(napi_env env, napi_value exports);
+
+// tcpQuickAck (tcp.c).
+napi_value js_tcp_quick_ack(napi_env env, napi_callback_info info);
+
 #endif

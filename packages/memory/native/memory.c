@@ -463,9 +463,11 @@ static napi_value init(napi_env env, napi_value exports) {
       {"eventfdWrite", NULL, js_eventfd_write, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"keepFreedMemory", NULL, js_keep_freed_memory, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tcpQuickAck", NULL, js_tcp_quick_ack, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   define_watcher(env, exports);
+  define_vsock(env, exports);
   return exports;
 }
 

@@ -1,5 +1,6 @@
 // Watcher: calls back on the event loop whenever a descriptor is readable (libuv uv_poll), so the
-// backend waits on sockets and eventfds without threads or busy loops.
+// backend waits on sockets and eventfds without threads or busy loops. A writable watcher calls
+// back when it is writable instead: how a non-blocking connect (vsock.c) says it has finished.
 #include <stdlib.h>
 
 #include "common.h"
@@ -72,16 +73,18 @@ static Watcher *unwrap_watcher(napi_env env, napi_callback_info info) {
   return w;
 }
 
-// new Watcher(fd, callback): callback(error: string | null) each time fd is readable.
+// new Watcher(fd, callback, writable = false): callback(error: string | null) each time fd is
+// readable (writable).
 static napi_value watcher_new(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], self;
+  size_t argc = 3;
+  napi_value argv[3], self;
   int32_t fd;
+  bool writable = false;
   CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
   napi_valuetype type;
   if (argc < 2 || !arg_int(env, argv[0], &fd) || napi_typeof(env, argv[1], &type) != napi_ok ||
-      type != napi_function)
-    return throw_type(env, "new Watcher(fd, callback)");
+      type != napi_function || (argc > 2 && napi_get_value_bool(env, argv[2], &writable) != napi_ok))
+    return throw_type(env, "new Watcher(fd, callback, writable?)");
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   Watcher *w = calloc(1, sizeof *w);
@@ -102,7 +105,7 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
   napi_create_reference(env, self, 1, &w->self);
   napi_wrap(env, self, w, watcher_finalize, NULL, NULL);
   napi_add_env_cleanup_hook(env, (void (*)(void *))watcher_stop, w);
-  rc = uv_poll_start(&w->handle, UV_READABLE | UV_DISCONNECT, watcher_event);
+  rc = uv_poll_start(&w->handle, (writable ? UV_WRITABLE : UV_READABLE) | UV_DISCONNECT, watcher_event);
   if (rc < 0) {
     watcher_stop(w);
     return throw_errno(env, "uv_poll_start", -rc);

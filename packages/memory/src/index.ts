@@ -1,7 +1,8 @@
 /**
  * `@vaccel/memory`: the native pieces shared memory needs (sealed memfds, mmap/munmap, descriptor
  * passing and peer credentials on unix sockets, eventfds, a readiness watcher), for the agent,
- * guests and the vhost-user backend. Optional everywhere: without the addon, data moves in-band.
+ * guests and the vhost-user backend, and AF_VSOCK sockets as `net.Socket`/`net.Server` (Node has
+ * none). Optional everywhere: without the addon, data moves in-band.
  * @module
  */
 export {
@@ -13,3 +14,14 @@ export {
   type Received,
   type Watcher,
 } from './native.js';
+export {
+  adoptServer,
+  adoptSocket,
+  connectVsock,
+  listenVsock,
+  VMADDR_CID_ANY,
+  VMADDR_CID_HOST,
+  VMADDR_PORT_ANY,
+  type VsockConnectOptions,
+  type VsockListenOptions,
+} from './vsock.js';

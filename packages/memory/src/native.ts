@@ -16,7 +16,10 @@ export interface Received {
   fds: number[];
 }
 
-/** Watches one descriptor and calls back (on the event loop) whenever it is readable. */
+/**
+ * Watches one descriptor and calls back (on the event loop) whenever it is readable (or, made with
+ * `writable`, writable: how a non-blocking connect says it finished).
+ */
 export interface Watcher {
   /** Stops watching; the callback is never called again. The descriptor stays open. */
   close(): void;
@@ -64,7 +67,32 @@ export interface Native {
    * @returns false where the C library is not glibc or refused a value.
    */
   keepFreedMemory(mmapThreshold: number, trimThreshold: number): boolean;
-  Watcher: new (fd: number, callback: (error: string | null) => void) => Watcher;
+  /**
+   * Arms TCP_QUICKACK on a TCP socket (unless `arm` is false: then only reads it), so the kernel
+   * acknowledges what arrives at once instead of delaying the ACK; the mode is not sticky, so
+   * callers re-arm it after each read.
+   * @returns whether the socket is in quick-ack mode now.
+   */
+  tcpQuickAck(fd: number, arm?: boolean): boolean;
+  /**
+   * Starts a non-blocking AF_VSOCK connect to `cid:port` (the kernel gives up after `timeoutMs`,
+   * default 5000); wait for a writable {@link Watcher}, then call {@link Native.connectResult}.
+   * @returns the connecting socket's descriptor. Throws at once when there is no route (`ENODEV`).
+   */
+  vsockConnect(cid: number, port: number, timeoutMs?: number): number;
+  /** Throws the error a finished non-blocking connect ended with (SO_ERROR); returns when connected. */
+  connectResult(fd: number): void;
+  /** A non-blocking AF_VSOCK socket bound to `cid:port` (2^32-1 = any) and listening. */
+  vsockListen(cid: number, port: number, backlog?: number): number;
+  /** The CID and port of a vsock socket's own end, or of its peer's. */
+  vsockAddress(fd: number, peer?: boolean): { cid: number; port: number };
+  /** This machine's CID (from /dev/vsock). */
+  vsockLocalCid(): number;
+  /** A fresh AF_UNIX stream socket for Node to wrap before {@link Native.adopt} (see vsock.ts). */
+  placeholder(listening?: boolean): number;
+  /** Moves socket `fd` into the `placeholder` descriptor's slot (dup3) and closes `fd`. */
+  adopt(fd: number, placeholder: number): void;
+  Watcher: new (fd: number, callback: (error: string | null) => void, writable?: boolean) => Watcher;
 }
 
 let loaded: Native | undefined;

@@ -6,7 +6,7 @@
  * | `unix:///abs/path`, `unix://@name` | unix socket (`@` = Linux abstract namespace) |
  * | `tcp://host:port` | TCP (upstream's default is `tcp://127.0.0.1:65500`) |
  * | `tls://host:port` | TCP with TLS (ours: upstream has no TLS; certificates from options or `VACCEL_RPC_TLS_*`) |
- * | `vsock://CID:PORT` | AF_VSOCK (in a Firecracker guest the host agent listens on `unix://<uds>_<PORT>`) |
+ * | `vsock://CID:PORT` | AF_VSOCK, through the `@vaccel/memory` addon: a guest connects to its host, CID 2; an agent listens on `vsock://-1:PORT` (`-1` or `any`: every CID of its machine). Ports are 32-bit. Firecracker's host side is a unix socket instead: `unix://<uds>_<PORT>` |
  * | `hvsock:///abs/uds:PORT` | host side of Firecracker hybrid vsock: connect to the VMM's socket and send `CONNECT PORT` |
  * | `virtio-serial:///dev/virtio-ports/NAME` | guest side of a QEMU virtio-serial port (a char device) |
  * @module
@@ -22,6 +22,9 @@ export type Address =
   | { kind: 'vsock'; cid: number; port: number }
   | { kind: 'hvsock'; path: string; port: number }
   | { kind: 'serial'; path: string };
+
+/** `VMADDR_CID_ANY`, written `-1` (as Kata does) or `any`: a listener on every CID of its machine. */
+export const VSOCK_CID_ANY = 0xffffffff;
 
 /** Upstream's default agent address. */
 export const DEFAULT_ADDRESS = 'tcp://127.0.0.1:65500';
@@ -61,9 +64,14 @@ export function parseAddress(address: string): Address {
       return { kind: scheme, host: m[1]!.replace(/^\[|\]$/g, ''), port: port(m[2]!, address) };
     }
     case 'vsock': {
-      const m = /^(\d+):(\d+)$/.exec(rest);
-      if (!m) invalid(address, 'expected vsock://CID:PORT');
-      return { kind: 'vsock', cid: Number(m[1]), port: port(m[2]!, address) };
+      const m = /^(-1|any|\d+):(\d+)$/.exec(rest);
+      if (!m) invalid(address, 'expected vsock://CID:PORT (CID -1 or any: every CID, to listen on)');
+      const cid = m[1] === '-1' || m[1] === 'any' ? VSOCK_CID_ANY : Number(m[1]);
+      if (cid > VSOCK_CID_ANY) invalid(address, `CID ${m[1]} is not 0–${VSOCK_CID_ANY}`);
+      // vsock ports are 32-bit; 2^32-1 is VMADDR_PORT_ANY, not a port.
+      const p = Number(m[2]);
+      if (p < 1 || p >= 0xffffffff) invalid(address, `port ${m[2]} is not 1–${0xffffffff - 1}`);
+      return { kind: 'vsock', cid, port: p };
     }
     case 'hvsock': {
       const m = /^(\/.+):(\d+)$/.exec(rest);
@@ -88,7 +96,7 @@ export function formatAddress(address: Address): string {
     case 'tls':
       return `${address.kind}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
     case 'vsock':
-      return `vsock://${address.cid}:${address.port}`;
+      return `vsock://${address.cid === VSOCK_CID_ANY ? -1 : address.cid}:${address.port}`;
     case 'hvsock':
       return `hvsock://${address.path}:${address.port}`;
     case 'serial':

@@ -6,7 +6,8 @@ import { lstat, unlink } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { VaccelError } from '@vaccel/core';
-import { type Address, formatAddress, parseAddress } from './address.js';
+import { type Address, formatAddress, parseAddress, VSOCK_CID_ANY } from './address.js';
+import { loadAddon } from './memory-addon.js';
 import { openSerialPort } from './serial.js';
 
 /** TLS material for `tls://` addresses (PEM). */
@@ -29,12 +30,45 @@ export interface ConnectOptions {
   tls?: TlsClientOptions;
 }
 
-const noVsock = (address: string): never => {
-  throw new VaccelError(
-    'ENOTSUP',
-    `${address}: Node has no AF_VSOCK sockets; in a Firecracker guest use virtio-serial or a vsock proxy, and on the host listen on unix://<uds>_<port> (hybrid vsock)`,
+/**
+ * `@vaccel/memory`, for AF_VSOCK (Node has none). Loaded only for a vsock address: a guest on a
+ * unix or tcp address never loads the addon, and its cold start stays as it was.
+ */
+async function vsockSupport(address: string): Promise<typeof import('@vaccel/memory')> {
+  const why = await loadAddon();
+  if (typeof why === 'string')
+    throw new VaccelError(
+      'ENOTSUP',
+      `${address}: Node has no AF_VSOCK sockets, so vsock needs the @vaccel/memory native addon, but ${process.env.VACCEL_NO_NATIVE === '1' ? 'VACCEL_NO_NATIVE=1 turns it off' : why}; build it with \`npm rebuild @vaccel/memory\` (Linux, python3, make, g++), or use virtio-serial`,
+    );
+  return import('@vaccel/memory');
+}
+
+/** A vsock failure (a system error from the addon) as a VaccelError naming the address. */
+function vsockError(error: unknown, address: string, listening: boolean): VaccelError {
+  if (error instanceof VaccelError) return error;
+  const { code, message } = error as NodeJS.ErrnoException;
+  if (error instanceof TypeError || code === 'EINVAL')
+    return new VaccelError('EINVAL', `${address}: ${message}`, { cause: error });
+  if (code === 'EAFNOSUPPORT')
+    return new VaccelError(
+      'ENOTSUP',
+      `${address}: this kernel has no AF_VSOCK (a VM needs a vsock device and the vsock modules; is there a /dev/vsock?)`,
+      { cause: error },
+    );
+  if (listening) {
+    const hint = code === 'EADDRNOTAVAIL' ? ' (not a CID of this machine: listen on vsock://-1:PORT)' : '';
+    return new VaccelError('EIO', `cannot listen on ${address}: ${message}${hint}`, { cause: error });
+  }
+  // ECONNRESET (nothing listens on that port), ENODEV (no route to that CID), EHOSTUNREACH … are
+  // all an unreachable agent, as for the other transports.
+  const hint = code === 'ENODEV' ? ' (no route to that CID: a guest reaches its host at CID 2)' : '';
+  return new VaccelError(
+    code === 'ETIMEDOUT' ? 'ETIMEDOUT' : 'ECONNRESET',
+    `cannot reach the agent at ${address}: ${message}${hint}`,
+    { cause: error },
   );
-};
+}
 
 function socketReady(
   socket: Socket,
@@ -123,8 +157,10 @@ function hybridHandshake(socket: Socket, port: number, address: string, timeoutM
 
 /**
  * Connects to an agent address.
+ * `vsock://CID:PORT` needs the `@vaccel/memory` addon (loaded for it alone) and gives a `net.Socket`
+ * like the unix and tcp ones.
  * @throws VaccelError `EINVAL` for a bad address, `ECONNRESET`/`ETIMEDOUT` when unreachable,
- * `ENOTSUP` for AF_VSOCK.
+ * `ENOTSUP` for vsock without the addon or without AF_VSOCK in the kernel.
  */
 export async function connect(address: string | Address, options: ConnectOptions = {}): Promise<Duplex> {
   const parsed = typeof address === 'string' ? parseAddress(address) : address;
@@ -157,8 +193,20 @@ export async function connect(address: string | Address, options: ConnectOptions
     }
     case 'serial':
       return openSerialPort(parsed.path);
-    case 'vsock':
-      return noVsock(text);
+    case 'vsock': {
+      if (parsed.cid === VSOCK_CID_ANY)
+        throw new VaccelError(
+          'EINVAL',
+          `cannot connect to ${text}: CID -1 (any) is for listening; a guest reaches its host at CID 2`,
+        );
+      const memory = await vsockSupport(text);
+      try {
+        return await memory.connectVsock(parsed.cid, parsed.port, options);
+      } catch (error) {
+        if (options.signal?.aborted && error === options.signal.reason) throw error;
+        throw vsockError(error, text, false);
+      }
+    }
   }
 }
 
@@ -198,8 +246,10 @@ export interface ListenOptions {
 }
 
 /**
- * Listens on an agent address (unix or tcp; Firecracker hybrid vsock is a unix socket named
- * `<uds>_<port>`). A stale unix socket file is replaced; any other file there is an error.
+ * Listens on an agent address (unix, tcp, or vsock — `vsock://-1:PORT` for every CID, through the
+ * `@vaccel/memory` addon; Firecracker hybrid vsock is a unix socket named `<uds>_<port>`). A stale
+ * unix socket file is replaced; any other file there is an error. A vsock listener is a
+ * `net.Server` too: `address()` gives `vsock://CID:PORT`.
  */
 export async function listen(address: string | Address, options: ListenOptions = {}): Promise<Server> {
   const parsed = typeof address === 'string' ? parseAddress(address) : address;
@@ -247,12 +297,18 @@ export async function listen(address: string | Address, options: ListenOptions =
     case 'tcp':
     case 'tls':
       return listening({ host: parsed.host, port: parsed.port });
-    case 'vsock':
-      return noVsock(text);
+    case 'vsock': {
+      const memory = await vsockSupport(text);
+      try {
+        return memory.listenVsock(parsed.cid, parsed.port);
+      } catch (error) {
+        throw vsockError(error, text, true);
+      }
+    }
     default:
       throw new VaccelError(
         'EINVAL',
-        `cannot listen on ${text}: the agent listens on unix:// or tcp:// (for hybrid vsock: unix://<uds>_<port>)`,
+        `cannot listen on ${text}: the agent listens on unix://, tcp://, tls:// or vsock:// (for Firecracker's hybrid vsock: unix://<uds>_<port>)`,
       );
   }
 }
