@@ -45,6 +45,8 @@ export interface StartAgentOptions {
   metrics?: boolean;
   /** A descriptor of VM device memory the agent inherits (as fd 3) for its addresses. */
   deviceMemoryFd?: number;
+  /** More environment variables for the agent. */
+  env?: Readonly<Record<string, string>>;
 }
 
 const agentBin = (): string =>
@@ -60,7 +62,7 @@ export function startAgent(options: StartAgentOptions = {}): Promise<AgentProces
   const device = options.deviceMemoryFd;
   if (device !== undefined) args.push('--device-memory-fd', '3');
   const child = spawnTied(process.execPath, args, {
-    env: { ...process.env, VACCEL_LOG_LEVEL: 'info' },
+    env: { ...process.env, VACCEL_LOG_LEVEL: 'info', ...options.env },
     stdio: device === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', device],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

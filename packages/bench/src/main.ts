@@ -46,6 +46,11 @@ const figures: Record<string, { about: string; run(options: FigureOptions): Prom
     about: 'ONNX plugin: sgemm GFLOP/s (1 and 2 threads) vs sgemm-js; classify time split',
     run: async (o) => (await import('./figures/onnx.js')).onnxFigure(o),
   },
+  upstream: {
+    about:
+      'small calls over TCP with peers that write like upstream (Nagle on): quick-ack on/off, both ways (ms)',
+    run: async (o) => (await import('./figures/upstream.js')).upstreamFigure(o),
+  },
 };
 
 const usage = `Usage: vaccel-bench <figure|all> [options]

@@ -35,7 +35,9 @@ Commands:
 ${commands.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`).join('\n')}
 
 Run 'vaccel <command> --help' for a command's options.
-Environment: VACCEL_PLUGINS, VACCEL_LOG_LEVEL, VACCEL_RPC_ADDRESS, VACCEL_EXEC_ALLOWLIST.`;
+Environment: VACCEL_PLUGINS, VACCEL_LOG_LEVEL, VACCEL_RPC_ADDRESS, VACCEL_EXEC_ALLOWLIST,
+VACCEL_VERSION_IGNORE (1: use an agent that speaks vAccel 0.7, refused by default: its ops are
+numbered otherwise).`;
 
 const processIo: Io = {
   stdin: process.stdin,

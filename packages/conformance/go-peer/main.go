@@ -4,7 +4,7 @@
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o go-peer .
 //
-// Modes (every address is a unix socket path):
+// Modes (every address is a unix socket path, except upstream's TCP one):
 //
 //	go-peer serve SOCKET             serve conformance.Peer and a minimal vAccel agent (SGEMM genops)
 //	go-peer drive SOCKET             run the client checks against a conformance.Peer server
@@ -12,6 +12,8 @@
 //	go-peer ops SOCKET IMAGE MODULE  every upstream op vaccel-ts serves, in upstream's layouts (ops.go)
 //	go-peer load SOCKET C N SECONDS  C connections × N calls in flight of small SGEMM genops
 //	go-peer bench SOCKET …           the Go client's own latency and throughput (bench.go)
+//	go-peer upstream HOST:PORT [0.7] a TCP agent that writes like upstream's (upstream.go)
+//	go-peer upstream-client HOST:PORT N  N small SGEMMs from a client that writes like upstream's
 //
 // drive and agent print one JSON line per check: {"name":…,"ok":…,"detail":…}.
 // Messages are encoded by hand with protowire: no generated code is needed.
@@ -82,6 +84,18 @@ func main() {
 		opsChecks(path, os.Args[3], os.Args[4])
 	case "bench":
 		benchMode(path, os.Args[3:])
+	case "upstream":
+		version := ""
+		if len(os.Args) > 3 {
+			version = os.Args[3]
+		}
+		upstreamAgent(path, version)
+	case "upstream-client":
+		count := 100
+		if len(os.Args) > 3 {
+			count, _ = strconv.Atoi(os.Args[3])
+		}
+		upstreamClient(path, count)
 	case "load":
 		if len(os.Args) != 6 {
 			fail("usage: go-peer load SOCKET CONNECTIONS INFLIGHT SECONDS")

@@ -125,3 +125,43 @@ export function startGoPeer(binary: string): Promise<GoPeerServer> {
     void exited.then(() => reject(new Error(`go-peer serve exited before listening:\n${output}`)));
   });
 }
+
+/** A running `go-peer upstream`: a TCP agent writing like upstream's (header and body apart, Nagle on). */
+export interface GoUpstreamAgent extends AsyncDisposable {
+  /** Its `tcp://host:port` address. */
+  readonly address: string;
+  readonly process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `go-peer upstream` on a free loopback TCP port (`version` `'0.7'`: answering on vAccel
+ * 0.7.1's service string only); resolves once it listens.
+ */
+export function startGoUpstream(binary: string, version?: '0.7'): Promise<GoUpstreamAgent> {
+  const child = spawnTied(binary, ['upstream', '127.0.0.1:0', ...(version ? [version] : [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let output = '';
+  child.stderr!.on('data', (chunk) => {
+    output += chunk;
+  });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  return new Promise((resolve, reject) => {
+    let line = '';
+    const onData = (chunk: Buffer): void => {
+      line += chunk.toString();
+      const match = /^listening (\S+)\n/.exec(line);
+      if (!match) return;
+      child.stdout!.off('data', onData);
+      child.stdout!.resume();
+      resolve({ address: `tcp://${match[1]}`, process: child, stop, [Symbol.asyncDispose]: stop });
+    };
+    child.stdout!.on('data', onData);
+    void exited.then(() => reject(new Error(`go-peer upstream exited before listening:\n${output}`)));
+  });
+}

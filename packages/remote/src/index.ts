@@ -2,7 +2,14 @@
  * `@vaccel/remote`: vAccel over ttRPC — messages, addresses, transports and the RPC plugin.
  * @module
  */
-export { type Address, DEFAULT_ADDRESS, formatAddress, isLoopback, parseAddress } from './address.js';
+export {
+  type Address,
+  DEFAULT_ADDRESS,
+  formatAddress,
+  isLoopback,
+  parseAddress,
+  VSOCK_CID_ANY,
+} from './address.js';
 export { detailErrno, ERROR_TYPE_URL, errorDetail, errorFromRpc, statusFromError } from './errors.js';
 export { AgentService as AgentServiceV071 } from './gen/agent_v071_pb.js';
 export type { Arg as GenArg } from './gen/genop_pb.js';
@@ -22,6 +29,8 @@ export {
   type WireArg,
 } from './genop-codec.js';
 export { default, type RemotePluginOptions, remotePlugin } from './plugin.js';
+/** @internal TCP_QUICKACK after each read (tests and the bench drive it directly). */
+export { quickAckOnRead, tcpDescriptor } from './quick-ack.js';
 export { openSerialPort } from './serial.js';
 export {
   AGENT_SERVICE_ASYNC,

@@ -4,12 +4,20 @@
  * generation. Connecting while the agent is down fails fast; nothing waits forever.
  * @internal
  */
+import type { Duplex } from 'node:stream';
 import { Args, OpType as Op, type OpType, opByName, VaccelError } from '@vaccel/core';
-import { Client } from '@vaccel/ttrpc';
+import { Client, Code, TtrpcError } from '@vaccel/ttrpc';
 import { errorFromRpc } from './errors.js';
 import { toWireArg } from './genop-codec.js';
-import { type AgentStub, agentStub } from './light-client.js';
+import { AGENT_SERVICE, type AgentStub, agentStub } from './light-client.js';
+import { loadAddon } from './memory-addon.js';
+import { quickAckOnRead } from './quick-ack.js';
 import { connect, type TlsClientOptions } from './transport.js';
+
+/** The 0.8 async build's service string, tried when the sync one is not served. */
+const AGENT_SERVICE_ASYNC = 'vaccel.asynchronous.agent.AgentService';
+/** vAccel 0.7.1's service string (docs/protocol.md §2): another op numbering and genop layout. */
+export const AGENT_SERVICE_V07 = 'vaccel.AgentService';
 
 /** Ops upstream's 0.8 RPC plugin registers (for agents that cannot list their own). */
 const UPSTREAM_OPS = [
@@ -22,6 +30,8 @@ const UPSTREAM_OPS = [
 export interface Linked {
   readonly client: Client;
   readonly stub: AgentStub;
+  /** The service string the agent answers on (0.8 sync or async; 0.7.1's only when overridden). */
+  readonly service: string;
   readonly generation: number;
   /** True for a vaccel-ts agent (which lists its ops and knows our extension ops). */
   readonly ours: boolean;
@@ -37,6 +47,18 @@ export interface LinkOptions {
   maxFrame?: number;
   /** TLS material for `tls://` addresses, read when first needed. */
   tls?: () => Promise<TlsClientOptions | undefined>;
+  /**
+   * Re-arm TCP_QUICKACK after each read on tcp:// and tls:// connections when the
+   * `@vaccel/memory` addon is there (default true; see quick-ack.ts). Never loads the addon for
+   * other addresses.
+   */
+  quickAck?: boolean;
+  /** Called once per connection when quick-ack was first armed (for a log line). */
+  quickAcked?: (fd: number) => void;
+  /** Use a vAccel 0.7 agent anyway (`VACCEL_VERSION_IGNORE`), instead of refusing it with EPROTO. */
+  versionIgnore?: boolean;
+  /** Called when a 0.7 agent is used because of {@link versionIgnore} (for a warning). */
+  versionIgnored?: (message: string) => void;
 }
 
 export class AgentLink {
@@ -75,24 +97,61 @@ export class AgentLink {
       ...(tls ? { tls } : {}),
     });
     const metadata = this.options.token ? { authorization: `Bearer ${this.options.token}` } : undefined;
-    const client = new Client(stream, { maxFrame: this.options.maxFrame, metadata });
-    const stub = agentStub(client);
+    const onRead = await this.#quickAck();
+    const client = new Client(stream, {
+      maxFrame: this.options.maxFrame,
+      metadata,
+      ...(onRead ? { onRead } : {}),
+    });
+    const address = this.options.address;
     let ours = false;
     let ops: OpType[] = UPSTREAM_OPS;
-    try {
-      // Our extension op: a vaccel-ts agent answers with its op list; upstream rejects it.
-      const reply = await stub.genop({
+    let service = AGENT_SERVICE;
+    // Our extension op: a vaccel-ts agent answers with its op list; upstream rejects it (EINVAL).
+    // A peer that does not serve the service at all answers UNIMPLEMENTED: then the next service
+    // string is tried, 0.8's async build's and then 0.7.1's, whose ops are numbered otherwise.
+    const probe = (name: string) =>
+      agentStub(client, name).genop({
         sessionId: 0n,
         readArgs: [toWireArg(Args.uint8(Op.ListOperations))],
         writeArgs: [toWireArg(Args.raw())],
       });
-      const listed = JSON.parse(new TextDecoder().decode(reply.writeArgs[0]?.buf)) as { op: OpType }[];
-      ops = listed.map(({ op }) => op);
-      ours = true;
-    } catch (error) {
-      if (client.closed) throw errorFromRpc(error, `agent at ${this.options.address}`);
+    for (const name of [AGENT_SERVICE, AGENT_SERVICE_ASYNC, AGENT_SERVICE_V07]) {
+      try {
+        const reply = await probe(name);
+        const listed = JSON.parse(new TextDecoder().decode(reply.writeArgs[0]?.buf)) as { op: OpType }[];
+        ops = listed.map(({ op }) => op);
+        ours = true;
+        service = name;
+        break;
+      } catch (error) {
+        if (client.closed) throw errorFromRpc(error, `agent at ${address}`);
+        if (error instanceof TtrpcError && error.code === Code.UNIMPLEMENTED) continue;
+        service = name; // the service is there: an upstream agent
+        break;
+      }
     }
-    this.#linked = { client, stub, generation: ++this.#generation, ours, ops, resources: new Map() };
+    if (service === AGENT_SERVICE_V07) {
+      const found = `the agent at ${address} speaks vAccel 0.7 (service ${AGENT_SERVICE_V07}), whose op numbers and genop layout differ from 0.8's`;
+      if (!this.options.versionIgnore) {
+        await client.close();
+        throw new VaccelError(
+          'EPROTO',
+          `${found}: upgrade it to vAccel 0.8, or set VACCEL_VERSION_IGNORE=1 to use it anyway`,
+        );
+      }
+      this.options.versionIgnored?.(`${found}; using it anyway (VACCEL_VERSION_IGNORE)`);
+    }
+    const stub = agentStub(client, service);
+    this.#linked = { client, stub, service, generation: ++this.#generation, ours, ops, resources: new Map() };
     return this.#linked;
+  }
+
+  /** The quick-ack hook for tcp:// and tls:// agents, when wanted and the addon is there. */
+  async #quickAck(): Promise<((stream: Duplex) => void) | undefined> {
+    const { address, quickAck = true } = this.options;
+    if (!quickAck || process.platform !== 'linux' || !/^(tcp|tls):/.test(address)) return undefined;
+    const lib = await loadAddon();
+    return typeof lib === 'string' ? undefined : quickAckOnRead(lib, this.options.quickAcked);
   }
 }

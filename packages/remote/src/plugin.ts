@@ -9,6 +9,8 @@ import {
   Args,
   allOps,
   EXTENSION_OP_MIN,
+  encodeUpstreamClassification,
+  encodeUpstreamVision,
   type Logger,
   type OpArgs,
   type OpContext,
@@ -19,13 +21,13 @@ import {
   PluginType,
   ReadArg,
   type SessionInfo,
+  UPSTREAM_TAG_BYTES,
   VaccelError,
 } from '@vaccel/core';
 import { Code, TtrpcError } from '@vaccel/ttrpc';
 import { DEFAULT_ADDRESS } from './address.js';
 import { errorFromRpc } from './errors.js';
 import { decodeGenopResponse, encodeGenopRequest, toWireArg, type WireArg } from './genop-codec.js';
-import { AGENT_SERVICE } from './light-client.js';
 import { AgentLink, type Linked } from './link.js';
 import { multiAgentPlugin, splitAddresses } from './multi.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
@@ -64,8 +66,22 @@ export interface RemotePluginOptions {
    * (a client certificate, for mutual TLS), and `VACCEL_RPC_TLS_SERVERNAME`.
    */
   tls?: TlsClientOptions;
+  /**
+   * On tcp:// and tls:// agents, re-arm TCP_QUICKACK after each read (Linux, with the
+   * `@vaccel/memory` addon), so an agent that writes a reply's header and body apart with Nagle on
+   * (upstream's) is not held up by our delayed ACK (default: on unless `VACCEL_RPC_QUICKACK=0`).
+   */
+  quickAck?: boolean;
+  /**
+   * Use an agent that speaks vAccel 0.7 (another op numbering) anyway instead of refusing it with
+   * `EPROTO` (default `VACCEL_VERSION_IGNORE`, upstream's override, set to `1`/`true`).
+   */
+  versionIgnore?: boolean;
   env?: Readonly<Record<string, string | undefined>>;
 }
+
+/** `1`, `true`, `yes`, `on` (any case). */
+const truthy = (value: string | undefined): boolean => /^(1|true|yes|on)$/i.test(value?.trim() ?? '');
 
 interface RemoteSession {
   generation: number;
@@ -93,6 +109,24 @@ const resourceArg: Partial<Record<OpType, number>> = {
   [OpType.ImagePoseKeypoints]: 1,
   [OpType.ImageSegmentMask]: 1,
 };
+
+/**
+ * Typed image ops (ours) and the upstream op each falls back to on an agent that lacks them but
+ * serves the upstream one (docs/protocol.md §8), with the read arg holding the model id.
+ */
+const FALLBACKS: Partial<Record<OpType, { upstream: OpType; modelArg: number }>> = {
+  [OpType.ImageClassifyTopK]: { upstream: OpType.ImageClassify, modelArg: 2 },
+  [OpType.ImageDetectBoxes]: { upstream: OpType.ImageDetect, modelArg: 1 },
+  [OpType.ImagePoseKeypoints]: { upstream: OpType.ImagePose, modelArg: 1 },
+  [OpType.ImageSegmentMask]: { upstream: OpType.ImageSegment, modelArg: 1 },
+};
+
+/** Upstream's fixed-size text output, up to its first NUL. */
+function fixedText(bytes: Uint8Array | undefined): string {
+  if (!bytes) return '';
+  const end = bytes.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
+}
 
 /** read_args[0] of a genop, per op: the same bytes for every call (only ever read). */
 const opArgs = new Map<OpType, WireArg>();
@@ -146,6 +180,10 @@ function singleAgentPlugin(
     token: options.token ?? env.VACCEL_RPC_TOKEN,
     connectTimeoutMs: options.connectTimeoutMs,
     maxFrame: options.maxFrame,
+    quickAck: options.quickAck ?? env.VACCEL_RPC_QUICKACK?.trim() !== '0',
+    quickAcked: (fd) => logger?.debug({ address, fd }, 'TCP_QUICKACK re-armed after each read'),
+    versionIgnore: options.versionIgnore ?? truthy(env.VACCEL_VERSION_IGNORE),
+    versionIgnored: (message) => logger?.warn({ address }, message),
   });
   const sessions = new Map<number, RemoteSession>();
   const stagingBytes = options.stagingBytes ?? Number(env.VACCEL_RPC_STAGING_BYTES ?? DEFAULT_STAGING_BYTES);
@@ -241,8 +279,40 @@ function singleAgentPlugin(
     return agentId;
   }
 
-  async function forward(op: OpType, { read, write }: OpArgs, ctx: OpContext): Promise<void> {
+  /**
+   * A typed image op on an agent without it: runs upstream's op and writes its text as the typed
+   * result marked `upstream` (see parseClassification, parseVision).
+   */
+  async function fallBack(
+    op: OpType,
+    upstream: OpType,
+    modelArg: number,
+    { read, write }: OpArgs,
+    ctx: OpContext,
+  ): Promise<void> {
+    const image = ReadArg.bytes(read[0], `${opName(op)} image`);
+    if (ReadArg.int64(read[modelArg], `${opName(op)} model id`) !== 0)
+      throw new VaccelError(
+        'ENOTSUP',
+        `the agent at ${address} does not provide ${opName(op)}, and its ${opName(upstream)} takes no model from us (it runs its own)`,
+      );
+    const text = [Args.ucharArray(new Uint8Array(UPSTREAM_TAG_BYTES))];
+    if (upstream === OpType.ImageClassify) text.push(Args.ucharArray(new Uint8Array(UPSTREAM_TAG_BYTES)));
+    await forward(upstream, { read: [Args.buffer(image)], write: text }, ctx);
+    if (upstream === OpType.ImageClassify) {
+      write[0]!.buf = encodeUpstreamClassification(fixedText(text[1]?.buf));
+      return;
+    }
+    write[0]!.buf = encodeUpstreamVision({ op: opName(upstream), text: fixedText(text[0]?.buf) });
+    for (const arg of write.slice(1)) arg.buf = new Uint8Array(0);
+  }
+
+  async function forward(op: OpType, opArgs: OpArgs, ctx: OpContext): Promise<void> {
+    const { read, write } = opArgs;
     const linked = link.current ?? (await link.get(ctx.signal));
+    const fallback = FALLBACKS[op];
+    if (fallback && !linked.ops.includes(op) && linked.ops.includes(fallback.upstream))
+      return fallBack(op, fallback.upstream, fallback.modelArg, opArgs, ctx);
     if (op >= EXTENSION_OP_MIN && !linked.ours) {
       throw new VaccelError(
         'ENOTSUP',
@@ -291,7 +361,7 @@ function singleAgentPlugin(
       const inPlace = op < EXTENSION_OP_MIN && !TF_OPS.has(op);
       sent = true;
       await linked.client.callWith(
-        AGENT_SERVICE,
+        linked.service,
         'Genop',
         request,
         (bytes) => {

@@ -24,6 +24,12 @@ export interface ChannelHandlers {
   oversized(frame: OversizedFrame): void;
   /** The stream ended or failed; `error` is set for failures other than a clean EOF. */
   close(error?: Error): void;
+  /**
+   * Called after each read from the stream, before the frames it completed are handled, with the
+   * stream frames travel on (after a takeover, the new Socket): for per-read socket options the
+   * kernel does not keep, such as TCP_QUICKACK (the client's `onRead` option).
+   */
+  read?(stream: Duplex): void;
 }
 
 /**
@@ -63,7 +69,7 @@ interface SocketInternals {
 function takeOver(
   socket: Duplex,
   reader: SlabReader,
-  hooks: { beforeRead(): void; afterRead(): void },
+  hooks: { beforeRead(socket: Socket): void; afterRead(): void },
 ): Socket | undefined {
   if (!(socket instanceof Socket) || socket.connecting || socket.destroyed) return undefined;
   const old = socket as Socket & SocketInternals;
@@ -83,7 +89,7 @@ function takeOver(
     onread: {
       buffer: () => reader.nextBuffer(),
       callback: (n: number) => {
-        hooks.beforeRead();
+        hooks.beforeRead(adopted);
         reader.didRead(n);
         hooks.afterRead();
         return true;
@@ -159,9 +165,11 @@ export class Channel {
     const onFrame = guarded(handlers.frame);
     const onOversized = guarded(handlers.oversized);
     const reader = new SlabReader(maxFrame, onFrame, onOversized, sharedPool, admission);
+    const onRead = handlers.read;
     const adopted = takeOver(stream, reader, {
-      beforeRead: () => {
+      beforeRead: (socket) => {
         this.#handedOut = 0;
+        onRead?.(socket);
       },
       afterRead: () => this.#watchFrame(),
     });
@@ -174,6 +182,7 @@ export class Channel {
       const decoder = new FrameDecoder(maxFrame, onFrame, onOversized, admission);
       this.#decoder = decoder;
       stream.on('data', (chunk: Uint8Array) => {
+        onRead?.(stream);
         decoder.push(chunk);
         this.#watchFrame();
       });

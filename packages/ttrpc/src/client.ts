@@ -22,6 +22,14 @@ export interface ClientOptions {
    * during calls). Default true, so a client that was never closed does not hold a process open.
    */
   unrefWhenIdle?: boolean;
+  /**
+   * Called after each read from the connection, before the replies it completed are handled, with
+   * the stream they travel on (a net.Socket, or the Socket that took its handle over; a TLS
+   * socket). For socket options the kernel does not keep: the RPC plugin re-arms TCP_QUICKACK
+   * here, so the reply header of a peer that writes header and body apart with Nagle on is
+   * acknowledged at once (docs/protocol.md §8). Must not throw.
+   */
+  onRead?: (stream: Duplex) => void;
 }
 
 /** Options of one call. */
@@ -73,6 +81,7 @@ export class Client implements AsyncDisposable {
     this.#channel = new Channel(stream, checkMaxFrame(options.maxFrame, 'Client'), {
       frame: (frame) => this.#onFrame(frame),
       oversized: (frame) => this.#onOversized(frame),
+      ...(options.onRead ? { read: options.onRead } : {}),
       close: (error) => {
         this.#closeError = new TtrpcClosedError(
           error ? `connection closed: ${error.message}` : 'connection closed',

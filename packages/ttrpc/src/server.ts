@@ -76,6 +76,14 @@ export interface ServerOptions<C = unknown> {
    * They see the typed connection context `C` set by `onConnection`.
    */
   interceptors?: readonly ServerInterceptor<C>[];
+  /**
+   * Called once per connection, with its stream, before anything is read; the function it
+   * returns (if any) is called after each read of that connection, before the requests it
+   * completed are handled. For per-read socket options the kernel does not keep: the agent
+   * re-arms TCP_QUICKACK on TCP connections, so a client that writes a request's header and body
+   * apart with Nagle on (upstream's) does not wait for our delayed ACK.
+   */
+  readHook?(stream: Duplex): ((stream: Duplex) => void) | undefined;
 }
 
 /** How long {@link Server.shutdown} waits for peers to close their side before cutting them off. */
@@ -145,12 +153,14 @@ export class Server<C = unknown> {
   /** Serves one connection on any Duplex. */
   serve(stream: Duplex): Connection<C> {
     const connection = new Connection<C>();
+    const onRead = this.options.readHook?.(stream);
     connection.channel = new Channel(
       stream,
       this.#maxFrame,
       {
         frame: (frame) => this.#onFrame(connection, frame),
         oversized: (frame) => this.#onOversized(connection, frame),
+        ...(onRead ? { read: onRead } : {}),
         close: (error) => {
           connection.markClosed();
           this.#connections.delete(connection);

@@ -13,7 +13,8 @@ export const classifyCommand: Command = {
 Classifies a JPEG, PNG, WebP, GIF, TIFF or AVIF image with the best plugin that provides image
 classification and prints the top-K labels with their scores and the time taken. Embedded, the
 ONNX plugin runs it with its shipped model (MobileNetV2 image moderation: Drawing, Hentai,
-Neutral, Porn, Sexy); with VACCEL_RPC_ADDRESS set, the agent runs it.
+Neutral, Porn, Sexy); with VACCEL_RPC_ADDRESS set, the agent runs it. An upstream vAccel
+agent has no top-K classification: its image_classify runs instead, and its text is printed.
 
   --top K        how many classes to print (default 5)
   --model PATH   an ONNX classifier: its folder, or its model.json descriptor (which names the
@@ -39,7 +40,12 @@ ${COMMON_HELP}`,
       printJson(io, { image: path, ms, classes: result });
       return 0;
     }
-    for (const { label, score } of result) println(io, `${(score * 100).toFixed(2).padStart(6)}%  ${label}`);
+    if (result[0]?.upstream)
+      // An upstream agent: its image_classify text, with no classes or scores.
+      println(io, `upstream agent, image_classify: ${result[0].label || '(no text)'}`);
+    else
+      for (const { label, score } of result)
+        println(io, `${(score * 100).toFixed(2).padStart(6)}%  ${label}`);
     println(io, `(${ms.toFixed(1)} ms)`);
     return 0;
   },

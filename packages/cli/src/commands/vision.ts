@@ -71,6 +71,8 @@ function visionCommand(task: Task): Command {
     help: `Usage: vaccel ${task} IMAGE [--out FILE] [options]
 
 ${text}
+An upstream vAccel agent has no typed ${what}: its image_${task} runs instead, and the text it
+answers is printed (no ${task === 'detect' ? 'boxes' : task === 'pose' ? 'keypoints' : 'mask'}, no --out image).
 
 ${OPTIONS_HELP}
 
@@ -103,6 +105,21 @@ ${COMMON_HELP}`,
             : session.imageSegment(image, options);
       const out = await provided(vaccel, what, call);
       const ms = performance.now() - started;
+      if (out.upstream) {
+        // An upstream agent: no typed result, only its text (and no image to write).
+        if (values.json) {
+          printJson(io, { image: path, ms, upstream: out.upstream });
+          return 0;
+        }
+        println(io, `upstream agent, ${out.upstream.op}: ${out.upstream.text || '(no text)'}`);
+        println(
+          io,
+          values.out
+            ? `(${ms.toFixed(1)} ms; ${values.out} not written: an upstream agent returns no image)`
+            : `(${ms.toFixed(1)} ms)`,
+        );
+        return 0;
+      }
       if (values.out !== undefined) {
         if (!out.annotated)
           throw new VaccelError('EPROTO', `the plugin returned no annotated image for ${values.out}`);

@@ -20,6 +20,12 @@ export interface Classification {
   index: number;
   /** Probability in [0, 1]. */
   score: number;
+  /**
+   * Set when an upstream vAccel agent answered: it has no IMAGE_CLASSIFY_TOPK, so the RPC plugin
+   * fell back to its IMAGE_CLASSIFY (3). This is then the only entry; `label` is the text the agent
+   * answered (`out_text`), `index` is -1 and `score` NaN (upstream gives neither).
+   */
+  upstream?: true;
 }
 
 /** Arguments of a top-k classification, as a plugin receives them. */
@@ -98,10 +104,26 @@ export function classifyHandlers(
   };
 }
 
+/**
+ * The IMAGE_CLASSIFY_TOPK result that stands for upstream's IMAGE_CLASSIFY answer `text` (the RPC
+ * plugin's fallback on upstream agents); {@link parseClassification} reads it back as one entry
+ * marked `upstream`.
+ */
+export function encodeUpstreamClassification(text: string): Uint8Array {
+  return encoder.encode(JSON.stringify([{ label: text, index: -1, score: null, upstream: true }]));
+}
+
 /** Parses a top-k result written by {@link classifyHandlers}. @throws VaccelError `EPROTO` if malformed. */
 export function parseClassification(bytes: Uint8Array): Classification[] {
   try {
     const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === 1 &&
+      parsed[0]?.upstream === true &&
+      typeof parsed[0].label === 'string'
+    )
+      return [{ label: parsed[0].label, index: -1, score: Number.NaN, upstream: true }];
     if (
       Array.isArray(parsed) &&
       parsed.every(

@@ -72,11 +72,40 @@ export interface VisionOptions {
   annotate?: boolean;
 }
 
+/** What an upstream agent answered to an image op: its text (`out_imgname`). */
+export interface UpstreamImageAnswer {
+  /** The upstream op that answered: `image_detect`, `image_pose` or `image_segment`. */
+  op: string;
+  /** Its text, up to the first NUL (upstream's Jetson plugin: the name of an image on its host). */
+  text: string;
+}
+
 /** What a vision op returns: the typed result and, when asked, the annotated image. */
 export interface VisionResult<T> {
   result: T;
-  /** JPEG bytes, when `annotate` was set. */
+  /** JPEG bytes, when `annotate` was set (never with {@link upstream}). */
   annotated?: Uint8Array;
+  /**
+   * Set when an upstream vAccel agent answered: it has no typed vision ops, so the RPC plugin fell
+   * back to upstream's IMAGE_DETECT/POSE/SEGMENT (4–6). `result` is then empty (no boxes, no
+   * keypoints, a 0×0 mask): upstream answers with text only.
+   */
+  upstream?: UpstreamImageAnswer;
+}
+
+/** The empty typed result that goes with an upstream answer. */
+function emptyResult(task: VisionTask): Detection[] | Pose | Segmentation {
+  if (task === 'detect') return [];
+  if (task === 'pose') return { score: 0, keypoints: [], skeleton: [] };
+  return { label: '', width: 0, height: 0, coverage: 0, mask: new Uint8Array(0) };
+}
+
+/**
+ * The typed vision op's result arg that stands for upstream's answer (the RPC plugin's fallback on
+ * upstream agents); {@link parseVision} reads it back as {@link VisionResult.upstream}.
+ */
+export function encodeUpstreamVision(answer: UpstreamImageAnswer): Uint8Array {
+  return utf8.encode(JSON.stringify({ upstream: { op: answer.op, text: answer.text } }));
 }
 
 /** The three tasks, by extension op. */
@@ -210,6 +239,12 @@ export function parseVision<T>(task: VisionTask, write: readonly Arg[]): VisionR
     result = JSON.parse(new TextDecoder().decode(write[0]!.buf)) as T;
   } catch (cause) {
     throw new VaccelError('EPROTO', `malformed ${task} result`, { cause });
+  }
+  const upstream = (result as { upstream?: Partial<UpstreamImageAnswer> } | null)?.upstream;
+  if (!Array.isArray(result) && upstream !== undefined) {
+    if (typeof upstream?.op !== 'string' || typeof upstream.text !== 'string')
+      throw new VaccelError('EPROTO', `malformed upstream ${task} answer`);
+    return { result: emptyResult(task) as T, upstream: { op: upstream.op, text: upstream.text } };
   }
   if (task === 'segment') (result as Segmentation).mask = write[2]!.buf;
   const annotated = write[1]!.buf;
