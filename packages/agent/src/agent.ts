@@ -169,6 +169,13 @@ export class Agent implements AsyncDisposable {
    * moves a socket's handle into a Socket of its own, so the handle is what stays the same).
    */
   readonly #devices = new WeakMap<object, DeviceMemory>();
+  /** The address each socket came in on (by its handle), for the per-listener byte counters. */
+  readonly #listenerOf = new WeakMap<object, string>();
+  /** Each connection's per-listener byte counters. */
+  readonly #listenerBytes = new WeakMap<
+    object,
+    { in: { inc(n: number): void }; out: { inc(n: number): void } }
+  >();
   #handover: HandoverSocket | undefined;
   readonly #governor: ConnectionGovernor;
 
@@ -244,6 +251,12 @@ export class Agent implements AsyncDisposable {
         );
         connection.context = state;
         tenants.set(connection, new Tenant(String(connection.id), 'guest'));
+        const listener = this.#listenerOf.get(handleOf(socket));
+        if (listener)
+          this.#listenerBytes.set(connection, {
+            in: this.metrics.listenerBytesIn.labels({ listener }),
+            out: this.metrics.listenerBytesOut.labels({ listener }),
+          });
         this.metrics.connections.inc();
         log.info({ conn: connection.id }, 'guest connected');
         connection.on('close', (reason) => {
@@ -317,6 +330,8 @@ export class Agent implements AsyncDisposable {
     // Unix sockets are 0600 from their creation (see withUmask).
     const listener = await listen(parsed, options.tls && parsed.kind !== 'unix' ? { tls: options.tls } : {});
     // Tag this listener's sockets before the ttRPC server sees them (its handler runs after ours).
+    const name = formatAddress(parsed);
+    listener.prependListener('connection', (socket: Socket) => this.#listenerOf.set(handleOf(socket), name));
     if (device)
       listener.prependListener('connection', (socket: Socket) => this.#devices.set(handleOf(socket), device));
     this.server.listen(listener);
@@ -430,7 +445,9 @@ export class Agent implements AsyncDisposable {
       let status = 'OK';
       try {
         const reply = await next();
-        this.metrics.bytesOut.inc(payloadLength(reply));
+        const bytes = payloadLength(reply);
+        this.metrics.bytesOut.inc(bytes);
+        this.#listenerBytes.get(ctx.connection)?.out.inc(bytes);
         return reply;
       } catch (error) {
         status = codeName(guestStatus(error).code);
@@ -440,6 +457,7 @@ export class Agent implements AsyncDisposable {
         this.budget.endCall(ctx);
         const op = opOf.get(ctx) ?? '';
         this.metrics.bytesIn.inc(request?.byteLength ?? 0);
+        this.#listenerBytes.get(ctx.connection)?.in.inc(request?.byteLength ?? 0);
         count(ctx.method, op, status);
         observe(ctx.method, op, (performance.now() - started) / 1e3);
       }

@@ -33,6 +33,18 @@ export class AgentMetrics {
     help: 'Reply payload bytes sent',
     registers: [this.registry],
   });
+  readonly listenerBytesIn = new Counter({
+    name: 'vaccel_agent_listener_received_bytes_total',
+    help: 'Request payload bytes received, by the address the connection came in on',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+  readonly listenerBytesOut = new Counter({
+    name: 'vaccel_agent_listener_sent_bytes_total',
+    help: 'Reply payload bytes sent, by the address the connection came in on',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
   readonly sessions = new Gauge({
     name: 'vaccel_agent_sessions',
     help: 'Open sessions',

@@ -121,6 +121,29 @@ suite('agent faults', () => {
     await agent.stop();
   });
 
+  test('counts payload bytes by the address each connection came in on', async () => {
+    const quiet = `unix://${join(tempDir(), 'quiet.sock')}`;
+    const busy = `unix://${join(tempDir(), 'busy.sock')}`;
+    const metricsPort = await freePort();
+    const agent = await startAgent(['-a', quiet, '-a', busy, '--metrics', `127.0.0.1:${metricsPort}`]);
+    try {
+      const { vaccel, session } = await remote(busy);
+      await session.noop();
+      await session.sgemm({ m: 4, n: 4, k: 4, a: new Float32Array(16), b: new Float32Array(16) });
+      await vaccel.close();
+      const listener = (name: string, address: string) =>
+        metric(metricsPort, `vaccel_agent_listener_${name}_bytes_total{listener="${address}"}`);
+      const received = await listener('received', busy);
+      assert.ok(received >= 2 * 16 * 4, `received ${received}`);
+      assert.equal(received, await metric(metricsPort, 'vaccel_agent_received_bytes_total'));
+      assert.equal(await listener('sent', busy), await metric(metricsPort, 'vaccel_agent_sent_bytes_total'));
+      // Nothing came in on the other address: it has no series at all.
+      assert.ok(Number.isNaN(await listener('received', quiet)));
+    } finally {
+      await agent.stop();
+    }
+  });
+
   test('hostile frames get an error or a clean close, and other connections keep working (fuzz)', async () => {
     const path = join(tempDir(), 'f.sock');
     const agent = await startAgent(['-a', `unix://${path}`, '--max-frame', '65536']);

@@ -97,11 +97,30 @@ export function startAgent(options: StartAgentOptions = {}): Promise<AgentProces
   });
 }
 
+/** What {@link agentBytes} reads. */
+export interface AgentBytes {
+  received: number;
+  sent: number;
+  /** The same, by the address the connections came in on (as the agent formats it). */
+  byListener: Record<string, { received: number; sent: number }>;
+}
+
 /** Payload bytes the agent received and sent so far (from its metrics; `metrics: true` needed). */
-export async function agentBytes(agent: AgentProcess): Promise<{ received: number; sent: number }> {
+export async function agentBytes(agent: AgentProcess): Promise<AgentBytes> {
   if (!agent.metricsUrl) throw new Error('the agent was started without metrics');
   const text = await (await fetch(agent.metricsUrl)).text();
   const read = (name: string): number =>
     Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
-  return { received: read('vaccel_agent_received_bytes_total'), sent: read('vaccel_agent_sent_bytes_total') };
+  const byListener: AgentBytes['byListener'] = {};
+  for (const [, direction, listener, value] of text.matchAll(
+    /^vaccel_agent_listener_(received|sent)_bytes_total\{listener="([^"]*)"\} (\S+)$/gm,
+  )) {
+    byListener[listener!] ??= { received: 0, sent: 0 };
+    byListener[listener!]![direction as 'received' | 'sent'] = Number(value);
+  }
+  return {
+    received: read('vaccel_agent_received_bytes_total'),
+    sent: read('vaccel_agent_sent_bytes_total'),
+    byListener,
+  };
 }

@@ -1,8 +1,10 @@
 /**
- * `@vaccel/vhost-user`: a virtio-crypto device backend for QEMU's `cryptodev-vhost-user`. The
- * guest's kernel driver (`virtio_crypto`) hands AES requests to the host; this daemon runs them
- * with the host's OpenSSL or any vAccel plugin. Protocol logic is TypeScript; a small N-API addon
- * does the syscalls Node lacks (descriptor passing, mmap, eventfd).
+ * `@vaccel/vhost-user`: vhost-user device backends for QEMU on one framework ({@link VhostDevice}
+ * with a {@link DeviceModel}, served by {@link VhostUserServer}): a virtio-crypto device for
+ * `cryptodev-vhost-user` (the guest's `virtio_crypto` driver hands AES requests to the host, run
+ * with the host's OpenSSL or any vAccel plugin) and a virtio-vsock device for
+ * `vhost-user-vsock-pci` with Firecracker's hybrid vsock ({@link VsockBackend}). Protocol logic is
+ * TypeScript; a small N-API addon does the syscalls Node lacks (descriptor passing, mmap, eventfd).
  *
  * ```ts
  * await using backend = await CryptoBackend.listen({ socket: '/run/vaccel-crypto.sock' });

@@ -246,7 +246,8 @@ export async function buildGuest(
   const recipe = createHash('sha256')
     .update(JSON.stringify({ GUEST_MODULES, GUEST_TOOLS, GUEST_WORKSPACES }))
     .update(readFileSync(join(guestDir, 'init')))
-    .update(readFileSync(join(guestDir, 'guest-run.mjs')));
+    .update(readFileSync(join(guestDir, 'guest-run.mjs')))
+    .update(readFileSync(join(guestDir, 'transports.mjs')));
   for (const entry of guestPackages()) {
     recipe.update(`${entry.kind} ${entry.path}\n`);
     if (entry.kind === 'file') recipe.update(entry.data);
@@ -290,6 +291,7 @@ export async function buildGuest(
     ...nodeBinary(made),
     ...guestTools(cacheDir, made),
     file('/app/guest-run.mjs', join(guestDir, 'guest-run.mjs')),
+    file('/app/transports.mjs', join(guestDir, 'transports.mjs')),
     ...[
       ['vaccel', 'cli/bin/vaccel.js'],
       ['vaccel-bench', 'bench/bin/vaccel-bench.js'],

@@ -15,8 +15,9 @@ import { CryptoBackend } from '@vaccel/vhost-user';
 import pino from 'pino';
 import { buildGuest } from './build.js';
 import { fig2VirtioCrypto } from './fig2-virtio-crypto.js';
-import { fig4Vm } from './fig4-vm.js';
+import { figureInVm } from './figure-vm.js';
 import { jsonFromOutput, runInGuest } from './run.js';
+import { transportsVm } from './transports.js';
 
 const usage = `Usage: vaccel-vm <build|run|demo|bench> [options] [-- guest command]
 
@@ -29,7 +30,10 @@ const usage = `Usage: vaccel-vm <build|run|demo|bench> [options] [-- guest comma
   bench fig2       fig2 as first published: the guest kernel encrypts through its virtio-crypto
                    device (vaccel-crypto-backend) against the host's openssl speed (needs openssl)
   bench fig4       SGEMM from the guest, in-band over virtio-serial and over ivshmem (--shm), against
-                   the host's in-process SGEMM measured by the same command
+                   the host's in-process SGEMM measured by the same command (--transport vsock:
+                   the guest's calls cross virtio-vsock instead)
+  bench fig7       the same for image classification vs image size
+  bench transports noop round trips from one guest over virtio-serial and virtio-vsock, interleaved
 
 Options:
   --transport T    serial (default): virtio-serial ports to the agent; vsock: only a virtio-vsock
@@ -114,8 +118,10 @@ export async function main(argv: string[]): Promise<number> {
     const image = await buildGuest(cacheDir, { rebuild: values.rebuild, log });
     if (verb === 'bench') {
       const [figure, ...more] = rest;
-      if ((figure !== 'fig2' && figure !== 'fig4') || more.length > 0)
-        throw new Error('bench takes fig2 (through virtio-crypto) or fig4 (over ivshmem)');
+      if (!['fig2', 'fig4', 'fig7', 'transports'].includes(figure ?? '') || more.length > 0)
+        throw new Error(
+          'bench takes fig2 (through virtio-crypto), fig4 or fig7 (in-band and over ivshmem) or transports (serial vs vsock)',
+        );
       const reps = values.reps === undefined ? (values.quick ? 3 : 5) : Number(values.reps);
       if (!Number.isSafeInteger(reps) || reps < 1)
         throw new Error(`--reps must be a positive integer, got ${values.reps}`);
@@ -123,7 +129,13 @@ export async function main(argv: string[]): Promise<number> {
       const result =
         figure === 'fig2'
           ? await fig2VirtioCrypto(options)
-          : await fig4Vm({ ...options, sharedMemoryMiB: sharedMemoryMiB || 256 });
+          : figure === 'transports'
+            ? await transportsVm(options)
+            : await figureInVm(figure as 'fig4' | 'fig7', {
+                ...options,
+                sharedMemoryMiB: sharedMemoryMiB || 256,
+                transport,
+              });
       process.stdout.write(`\n${consoleReport(result)}`);
       if (values.out)
         for (const file of await writeResult(values.out, result)) process.stdout.write(`wrote ${file}\n`);

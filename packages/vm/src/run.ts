@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { agentBytes, startAgent } from '@vaccel/bench/agent-process';
+import { type AgentBytes, agentBytes, startAgent } from '@vaccel/bench/agent-process';
 import { closeQuietly, native } from '@vaccel/memory';
 import { spawnTied } from '@vaccel/process';
 import { VsockBackend, type VsockStats } from '@vaccel/vhost-user';
@@ -18,8 +18,11 @@ import pino from 'pino';
 import { type Accelerator, chooseAccelerator, describeAccelerator } from './accel.js';
 import type { GuestImage } from './build.js';
 
-/** How the guest reaches the agent. */
-export type GuestTransport = 'serial' | 'vsock';
+/**
+ * How the guest reaches the agent: `serial`, `vsock`, or `both` devices (the command's
+ * VACCEL_RPC_ADDRESS is then the serial port; benchmarks compare the two in one guest).
+ */
+export type GuestTransport = 'serial' | 'vsock' | 'both';
 
 /** The guest's CID and the port its RPC plugin connects to, with `transport: 'vsock'`. */
 export const GUEST_CID = 3;
@@ -66,12 +69,12 @@ export interface GuestRun {
   exitCode: number;
   /** Everything the guest printed, exit marker removed. */
   output: string;
-  /** Payload bytes the agent received and sent over virtio-serial (its metrics). */
-  agentBytes: { received: number; sent: number };
+  /** Payload bytes the agent received and sent (its metrics), in all and by listening address. */
+  agentBytes: AgentBytes;
   /** The accelerator QEMU ran the guest with. */
   accelerator: Accelerator;
-  /** With `transport: 'vsock'`: what the vsock backend carried. */
-  vsock?: VsockStats;
+  /** With a vsock device: what the vsock backend carried, and where the agent listened for it. */
+  vsock?: VsockStats & { agentAddress: string };
 }
 
 /** Room for `vaccel.cmd=` on the 2,048-byte x86 kernel command line, after our other options. */
@@ -106,10 +109,10 @@ export async function runInGuest(
   // The descriptor goes when the run ends (QEMU and the agent hold their own).
   await using _ivshmem = { [Symbol.asyncDispose]: async () => closeQuietly(shm) };
   const transport = options.transport ?? 'serial';
-  if (transport !== 'serial' && transport !== 'vsock')
-    throw new Error(`the guest transport is serial or vsock, got ${transport}`);
+  if (transport !== 'serial' && transport !== 'vsock' && transport !== 'both')
+    throw new Error(`the guest transport is serial, vsock or both, got ${transport}`);
   // vsock: the backend's sockets, and the agent where Firecracker would forward the guest's port.
-  const vsockDir = transport === 'vsock' ? mkdtempSync(join(tmpdir(), 'vaccel-vsock-')) : undefined;
+  const vsockDir = transport !== 'serial' ? mkdtempSync(join(tmpdir(), 'vaccel-vsock-')) : undefined;
   await using _vsockDir = {
     [Symbol.asyncDispose]: async () => {
       if (vsockDir) rmSync(vsockDir, { recursive: true, force: true });
@@ -127,6 +130,7 @@ export async function runInGuest(
   await using agent = await startAgent({
     metrics: true,
     deviceMemoryFd: shm,
+    // Where Firecracker would forward the guest's port.
     extraAddresses: uds ? [`unix://${uds}_${VSOCK_PORT}`] : [],
   });
   const socket = agent.address.replace(/^unix:\/\//, '');
@@ -163,19 +167,24 @@ export async function runInGuest(
           ],
           ...['-device', 'ivshmem-plain,memdev=vaccelshm'],
         ];
-  const channel = vsock
-    ? [
-        ...['-chardev', `socket,id=vsock0,path=${vsock.socket}`],
-        ...['-device', 'vhost-user-vsock-pci,chardev=vsock0'],
-      ]
-    : [
-        ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=vaccel,path=${socket},reconnect=1`],
-        ...['-device', 'virtserialport,chardev=vaccel,name=vaccel'],
-        // A second port to the same agent, for a second process in the guest (a port opens once).
-        ...['-chardev', `socket,id=vaccel2,path=${socket},reconnect=1`],
-        ...['-device', 'virtserialport,chardev=vaccel2,name=vaccel-2'],
-      ];
-  const address = vsock ? ` vaccel.address=vsock://2:${VSOCK_PORT}` : '';
+  const channel = [
+    ...(vsock
+      ? [
+          ...['-chardev', `socket,id=vsock0,path=${vsock.socket}`],
+          ...['-device', 'vhost-user-vsock-pci,chardev=vsock0'],
+        ]
+      : []),
+    ...(transport !== 'vsock'
+      ? [
+          ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=vaccel,path=${socket},reconnect=1`],
+          ...['-device', 'virtserialport,chardev=vaccel,name=vaccel'],
+          // A second port to the same agent, for a second process in the guest (a port opens once).
+          ...['-chardev', `socket,id=vaccel2,path=${socket},reconnect=1`],
+          ...['-device', 'virtserialport,chardev=vaccel2,name=vaccel-2'],
+        ]
+      : []),
+  ];
+  const address = transport === 'vsock' ? ` vaccel.address=vsock://2:${VSOCK_PORT}` : '';
   // Tied: QEMU dies with this process, however it ends (the agent is tied the same way).
   const qemu = spawnTied(
     'qemu-system-x86_64',
@@ -239,7 +248,7 @@ export async function runInGuest(
     output,
     agentBytes: await agentBytes(agent),
     accelerator,
-    ...(vsock ? { vsock: vsock.stats() } : {}),
+    ...(vsock ? { vsock: { ...vsock.stats(), agentAddress: `unix://${uds}_${VSOCK_PORT}` } } : {}),
   };
 }
 
