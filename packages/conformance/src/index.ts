@@ -102,11 +102,17 @@ export interface GoPeerServer extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-/** Starts `go-peer serve` on a fresh unix socket; resolves once it listens. */
-export function startGoPeer(binary: string): Promise<GoPeerServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'vaccel-go-peer-'));
-  const path = join(dir, 'peer.sock');
-  const child = spawnTied(binary, ['serve', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts `go-peer <args>`; resolves with what `ready` makes of its stdout once it says it listens
+ * (`ready` returns undefined until then). `cleanup` runs after it exits on stop.
+ */
+function spawnGoPeer<T>(
+  binary: string,
+  args: string[],
+  ready: (stdout: string) => T | undefined,
+  cleanup: () => void = () => {},
+): Promise<{ value: T; process: ChildProcess; stop(): Promise<void> }> {
+  const child = spawnTied(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let output = '';
   child.stderr!.on('data', (chunk) => {
@@ -115,15 +121,34 @@ export function startGoPeer(binary: string): Promise<GoPeerServer> {
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
-    rmSync(dir, { recursive: true, force: true });
+    cleanup();
   };
   return new Promise((resolve, reject) => {
-    child.stdout!.once('data', () => {
+    let said = '';
+    const onData = (chunk: Buffer): void => {
+      said += chunk.toString();
+      const value = ready(said);
+      if (value === undefined) return;
+      child.stdout!.off('data', onData);
       child.stdout!.resume();
-      resolve({ path, process: child, stop, [Symbol.asyncDispose]: stop });
-    });
-    void exited.then(() => reject(new Error(`go-peer serve exited before listening:\n${output}`)));
+      resolve({ value, process: child, stop });
+    };
+    child.stdout!.on('data', onData);
+    void exited.then(() => reject(new Error(`go-peer ${args[0]} exited before listening:\n${output}`)));
   });
+}
+
+/** Starts `go-peer serve` on a fresh unix socket; resolves once it listens. */
+export async function startGoPeer(binary: string): Promise<GoPeerServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'vaccel-go-peer-'));
+  const path = join(dir, 'peer.sock');
+  const { process, stop } = await spawnGoPeer(
+    binary,
+    ['serve', path],
+    (said) => (said.length > 0 ? path : undefined),
+    () => rmSync(dir, { recursive: true, force: true }),
+  );
+  return { path, process, stop, [Symbol.asyncDispose]: stop };
 }
 
 /** A running `go-peer upstream`: a TCP agent writing like upstream's (header and body apart, Nagle on). */
@@ -138,30 +163,11 @@ export interface GoUpstreamAgent extends AsyncDisposable {
  * Starts `go-peer upstream` on a free loopback TCP port (`version` `'0.7'`: answering on vAccel
  * 0.7.1's service string only); resolves once it listens.
  */
-export function startGoUpstream(binary: string, version?: '0.7'): Promise<GoUpstreamAgent> {
-  const child = spawnTied(binary, ['upstream', '127.0.0.1:0', ...(version ? [version] : [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let output = '';
-  child.stderr!.on('data', (chunk) => {
-    output += chunk;
-  });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  };
-  return new Promise((resolve, reject) => {
-    let line = '';
-    const onData = (chunk: Buffer): void => {
-      line += chunk.toString();
-      const match = /^listening (\S+)\n/.exec(line);
-      if (!match) return;
-      child.stdout!.off('data', onData);
-      child.stdout!.resume();
-      resolve({ address: `tcp://${match[1]}`, process: child, stop, [Symbol.asyncDispose]: stop });
-    };
-    child.stdout!.on('data', onData);
-    void exited.then(() => reject(new Error(`go-peer upstream exited before listening:\n${output}`)));
-  });
+export async function startGoUpstream(binary: string, version?: '0.7'): Promise<GoUpstreamAgent> {
+  const { value, process, stop } = await spawnGoPeer(
+    binary,
+    ['upstream', '127.0.0.1:0', ...(version ? [version] : [])],
+    (said) => /^listening (\S+)\n/.exec(said)?.[1],
+  );
+  return { address: `tcp://${value}`, process, stop, [Symbol.asyncDispose]: stop };
 }

@@ -24,4 +24,5 @@ export {
   VMADDR_PORT_ANY,
   type VsockConnectOptions,
   type VsockListenOptions,
+  vsockUnavailable,
 } from './vsock.js';

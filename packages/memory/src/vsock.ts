@@ -186,3 +186,26 @@ export function listenVsock(cid: number, port: number, options: VsockListenOptio
     throw error;
   }
 }
+
+/**
+ * Why AF_VSOCK cannot be used here (no addon, no vsock module or device, a sandbox that forbids
+ * it), or undefined when it can: binds a listening socket to a kernel-chosen port and closes it.
+ */
+export function vsockUnavailable(): string | undefined {
+  let lib: ReturnType<typeof native>;
+  try {
+    lib = native();
+  } catch {
+    return 'the @vaccel/memory addon is not built';
+  }
+  try {
+    lib.close(lib.vsockListen(VMADDR_CID_ANY, VMADDR_PORT_ANY));
+    lib.vsockLocalCid();
+    return undefined;
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    if (['EAFNOSUPPORT', 'ENOENT', 'ENODEV', 'EPERM', 'EACCES'].includes(code ?? ''))
+      return `no usable AF_VSOCK here: ${message}`;
+    throw error;
+  }
+}

@@ -21,23 +21,8 @@ import {
   nativeAvailable,
   VMADDR_CID_ANY,
   VMADDR_PORT_ANY,
+  vsockUnavailable,
 } from '@vaccel/memory';
-
-/** Why vsock tests cannot run here, or undefined when they can. */
-function noVsock(): string | undefined {
-  if (!nativeAvailable()) return 'the @vaccel/memory addon is not built';
-  try {
-    native().close(native().vsockListen(VMADDR_CID_ANY, VMADDR_PORT_ANY));
-    native().vsockLocalCid();
-    return undefined;
-  } catch (error) {
-    const { code, message } = error as NodeJS.ErrnoException;
-    // No vsock module (EAFNOSUPPORT), no vsock device (ENOENT, ENODEV), or a sandbox that forbids it.
-    if (['EAFNOSUPPORT', 'ENOENT', 'ENODEV', 'EPERM', 'EACCES'].includes(code ?? ''))
-      return `no usable AF_VSOCK here: ${message}`;
-    throw error;
-  }
-}
 
 const closed = (fd: number): boolean => {
   try {
@@ -139,7 +124,7 @@ describe('descriptor adoption', {
   });
 });
 
-describe('AF_VSOCK', { skip: noVsock() ?? false }, () => {
+describe('AF_VSOCK', { skip: vsockUnavailable() ?? false }, () => {
   it('listens on any CID and a kernel-chosen port, and closes (the port is free again)', async () => {
     const first = listenVsock(VMADDR_CID_ANY, VMADDR_PORT_ANY);
     const address = first.address();

@@ -20,24 +20,10 @@ import {
   nativeAvailable,
   VMADDR_CID_ANY,
   VMADDR_PORT_ANY,
+  vsockUnavailable,
 } from '@vaccel/memory';
 import { connect, formatAddress, listen, parseAddress, VSOCK_CID_ANY } from '@vaccel/remote';
 import { Client, type Connection, Server } from '@vaccel/ttrpc';
-
-function noVsock(): string | undefined {
-  if (!nativeAvailable()) return 'the @vaccel/memory addon is not built';
-  try {
-    native().close(native().vsockListen(VMADDR_CID_ANY, VMADDR_PORT_ANY));
-    native().vsockLocalCid();
-    return undefined;
-  } catch (error) {
-    const { code, message } = error as NodeJS.ErrnoException;
-    // No vsock module (EAFNOSUPPORT), no vsock device (ENOENT, ENODEV), or a sandbox that forbids it.
-    if (['EAFNOSUPPORT', 'ENOENT', 'ENODEV', 'EPERM', 'EACCES'].includes(code ?? ''))
-      return `no usable AF_VSOCK here: ${message}`;
-    throw error;
-  }
-}
 
 /** Asserts a VaccelError with `code` whose message names `address`. */
 const vaccelError =
@@ -116,7 +102,7 @@ describe('vsock addresses', () => {
   });
 });
 
-describe('vsock transport', { skip: noVsock() ?? false }, () => {
+describe('vsock transport', { skip: vsockUnavailable() ?? false }, () => {
   it('listens on vsock://-1:PORT as a net.Server, and closes', async () => {
     // A free port: the kernel's choice, released again (vsock ports are not reused at once).
     const probe = listenVsock(VMADDR_CID_ANY, VMADDR_PORT_ANY);

@@ -2,7 +2,7 @@
 // vmw_vsock_virtio_transport (receive buffers on ring 0, packets out on ring 1).
 import { LoopbackFrontend, vsockPacket } from './helpers.js';
 
-const { HEADER_BYTES, HOST_CID, Op, SocketType, encodeHeader } = vsockPacket;
+const { HEADER_BYTES, HOST_CID, Op, SocketType, encodeHeader, readHeader } = vsockPacket;
 type Header = vsockPacket.Header;
 
 /** A packet the device wrote into a receive buffer. */
@@ -57,20 +57,7 @@ export class VsockDriver {
     const address = this.#buffers.get(done!.head)!;
     this.#buffers.delete(done!.head);
     const bytes = this.frontend.read(address, done!.written);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const packet: Received = {
-      srcCid: view.getUint32(0, true),
-      dstCid: view.getUint32(8, true),
-      srcPort: view.getUint32(16, true),
-      dstPort: view.getUint32(20, true),
-      len: view.getUint32(24, true),
-      type: view.getUint16(28, true),
-      op: view.getUint16(30, true),
-      flags: view.getUint32(32, true),
-      bufAlloc: view.getUint32(36, true),
-      fwdCnt: view.getUint32(40, true),
-      data: bytes.slice(HEADER_BYTES),
-    };
+    const packet: Received = { ...readHeader([bytes]), data: bytes.slice(HEADER_BYTES) };
     this.giveBuffer();
     return packet;
   }
