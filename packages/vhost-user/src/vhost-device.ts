@@ -57,6 +57,11 @@ export interface DeviceModel {
   memoryChanged?(memory: GuestMemory): void;
   /** The front-end reset the device (its rings are stopped). */
   reset?(): void;
+  /**
+   * The front-end stopped ring `index` (GET_VRING_BASE, or SET_VRING_ENABLE 0): QEMU does so when
+   * the driver resets the device (a reboot, a new driver) or the VM stops.
+   */
+  stopped?(index: number): void;
   /** The connection is gone. */
   close?(): void;
 }
@@ -197,6 +202,7 @@ export class VhostDevice {
         const { index } = readVringState(payload, 'GET_VRING_BASE');
         const ring = this.#vring(index);
         ring.stop();
+        this.model.stopped?.(index);
         return reply(vringState(index, ring.base));
       }
       case Request.SET_VRING_KICK: {
@@ -213,6 +219,8 @@ export class VhostDevice {
         const { ring, fd } = this.#vringFd(message);
         closeQuietly(ring.call);
         ring.call = fd;
+        // A ring restarted before its new call descriptor came may have signalled the old one.
+        if (ring.running) ring.notify();
         return false;
       }
       case Request.SET_VRING_ERR: {
@@ -226,7 +234,10 @@ export class VhostDevice {
         const ring = this.#vring(index);
         ring.enabled = num === 1;
         if (ring.enabled) this.#start(ring);
-        else ring.stop();
+        else {
+          ring.stop();
+          this.model.stopped?.(index);
+        }
         return false;
       }
       case Request.GET_CONFIG:

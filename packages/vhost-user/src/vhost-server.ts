@@ -122,7 +122,8 @@ export class Connection<M extends DeviceModel = DeviceModel> {
 export class VhostUserServer<M extends DeviceModel = DeviceModel> {
   readonly socket: string;
   readonly #listenFd: number;
-  readonly #watcher: Watcher;
+  #watcher: Watcher;
+  #retry?: NodeJS.Timeout;
   readonly #options: VhostUserServerOptions<M>;
   readonly #connections = new Set<Connection<M>>();
   #nextId = 1;
@@ -162,7 +163,14 @@ export class VhostUserServer<M extends DeviceModel = DeviceModel> {
       try {
         fd = native().accept(this.#listenFd);
       } catch (error) {
-        log.warn({ err: error }, 'accept failed');
+        // Out of descriptors (EMFILE) leaves the connection waiting, and a level-triggered
+        // watcher would call again at once: stop watching for a moment instead of spinning.
+        log.warn({ err: error }, 'accept failed; trying again in 100 ms');
+        this.#watcher.close();
+        this.#retry = setTimeout(() => {
+          this.#retry = undefined;
+          if (!this.#closed) this.#watcher = new (native().Watcher)(this.#listenFd, () => this.#accept());
+        }, 100).unref();
         return;
       }
       if (fd === null) return;
@@ -183,6 +191,7 @@ export class VhostUserServer<M extends DeviceModel = DeviceModel> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#retry);
     this.#watcher.close();
     closeQuietly(this.#listenFd);
     for (const connection of [...this.#connections]) connection.close();

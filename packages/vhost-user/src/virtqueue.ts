@@ -121,6 +121,8 @@ export class SplitQueue {
   readonly #availableIndex: Uint16Array;
   readonly #used: DataView;
   readonly #usedIndex: Uint16Array;
+  /** The used ring's avail_event field (event indices). */
+  readonly #availEvent: Uint16Array;
   #lastAvailable: number;
   #nextUsed: number;
 
@@ -141,6 +143,7 @@ export class SplitQueue {
     // Ring addresses are 2- and 4-byte aligned and regions start on pages, so these views align.
     this.#availableIndex = new Uint16Array(available.buffer, available.byteOffset, 2);
     this.#usedIndex = new Uint16Array(used.buffer, used.byteOffset, 2);
+    this.#availEvent = new Uint16Array(used.buffer, used.byteOffset + 4 + 8 * size, 1);
     this.#lastAvailable = lastAvailable & 0xffff;
     this.#nextUsed = Atomics.load(this.#usedIndex, 1);
   }
@@ -185,7 +188,9 @@ export class SplitQueue {
    * guest accepted, and a driver without event indices ignores the field.
    */
   requestKick(): void {
-    this.#used.setUint16(4 + 8 * this.size, this.#lastAvailable, true);
+    // A sequentially consistent store: the driver stores avail_idx then reads avail_event, we store
+    // avail_event then read avail_idx (`pending`); with plain stores both could miss the other's.
+    Atomics.store(this.#availEvent, 0, this.#lastAvailable);
   }
 
   /** True when the driver made more entries available than we have popped. */

@@ -6,7 +6,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { logTap, Request, readU64, VsockBackend, vsockPacket } from './helpers.js';
+import { logTap, Request, readU64, VsockBackend, vringState, vsockPacket } from './helpers.js';
 import { GUEST_CID, VsockDriver } from './vsock-driver.js';
 
 const { HOST_CID, Op, Shutdown } = vsockPacket;
@@ -171,6 +171,74 @@ describe('vhost-user vsock backend (hybrid vsock)', () => {
     guest.send({ op: Op.CREDIT_UPDATE, srcPort: 40001, bufAlloc: 64 * 1024, fwdCnt: 8192 });
     const rest = await guest.read(data.byteLength - 8192);
     assert.deepEqual(Buffer.concat([first, rest]), data);
+  });
+
+  it('asks for credit once per stall, and takes credit from any packet (an RW too)', async () => {
+    const guest = await attach();
+    guest.send({ op: Op.REQUEST, srcPort: 40004, bufAlloc: 4096 });
+    await guest.until(Op.RESPONSE);
+    const host = await nextAccepted();
+    const data = randomBytes(12_288);
+    host.socket.write(data);
+    const first = await guest.read(4096);
+    await guest.until(Op.CREDIT_REQUEST);
+    // Linux answers a credit request with its credit as it is: that is no reason to ask again.
+    guest.send({ op: Op.CREDIT_UPDATE, srcPort: 40004, bufAlloc: 4096, fwdCnt: 0 });
+    // Credit given on the guest's own data, as Linux piggybacks fwd_cnt on every packet.
+    guest.send({ op: Op.RW, srcPort: 40004, bufAlloc: 4096, fwdCnt: 4096 }, Buffer.from('x'));
+    const packets = [];
+    let got = 0;
+    while (got < 4096) {
+      const packet = await guest.receive();
+      packets.push(packet.op);
+      if (packet.op === Op.RW) got += packet.data.byteLength;
+    }
+    assert.deepEqual(packets, [Op.RW], 'the next 4 KiB came in one packet, with no second request');
+    guest.send({ op: Op.CREDIT_UPDATE, srcPort: 40004, bufAlloc: 4096, fwdCnt: 8192 });
+    const rest = await guest.read(4096);
+    assert.equal(Buffer.concat([first, rest]).byteLength, 8192);
+  });
+
+  it("delivers the host's last bytes and its end when the guest had half-closed first", async () => {
+    const guest = await attach();
+    guest.send({ op: Op.REQUEST, srcPort: 40005, bufAlloc: 4096 });
+    await guest.until(Op.RESPONSE);
+    const host = await nextAccepted();
+    guest.send({ op: Op.SHUTDOWN, srcPort: 40005, flags: Shutdown.SEND, bufAlloc: 4096 });
+    await once(host.socket, 'end');
+    const data = randomBytes(20_000);
+    host.socket.end(data); // both halves now ended: the socket closes with bytes still to deliver
+    const chunks: Uint8Array[] = [];
+    let fwdCnt = 0;
+    for (;;) {
+      const packet = await guest.receive();
+      if (packet.op === Op.RW) {
+        chunks.push(packet.data);
+        fwdCnt += packet.data.byteLength;
+        guest.send({ op: Op.CREDIT_UPDATE, srcPort: 40005, bufAlloc: 4096, fwdCnt });
+      } else if (packet.op !== Op.CREDIT_REQUEST) {
+        assert.equal(packet.op, Op.SHUTDOWN, 'an end, not a reset');
+        assert.equal(packet.flags, Shutdown.BOTH);
+        break;
+      }
+    }
+    assert.deepEqual(Buffer.concat(chunks), data);
+  });
+
+  it('keeps a closed connection whose host still holds its socket counted, and drops streams on a ring stop', async () => {
+    const guest = await attach();
+    const { host } = await open(guest, 40006);
+    const ended = once(host.socket, 'end');
+    guest.send({ op: Op.SHUTDOWN, srcPort: 40006, flags: Shutdown.BOTH });
+    await guest.until(Op.RST);
+    await ended;
+    assert.deepEqual([backend.stats().open, backend.stats().closing], [0, 1]);
+    // QEMU stops the rings when the guest's driver resets the device (a reboot): nothing survives.
+    const { host: other } = await open(guest, 40007);
+    const gone = once(other.socket, 'end');
+    await guest.frontend.send(Request.GET_VRING_BASE, vringState(0, 0));
+    await gone;
+    assert.deepEqual([backend.stats().open, backend.stats().closing], [0, 0]);
   });
 
   it('resets a guest that sends past the credit it was given', async () => {

@@ -36,12 +36,18 @@ export interface VsockStats extends VsockCounters {
   attached: boolean;
   /** Connections open now. */
   open: number;
+  /** Connections the guest closed, their host sockets still taking their last bytes (10 s at most). */
+  closing: number;
 }
 
 /** The longest `CONNECT <port>\n` line accepted from a host process. */
 const MAX_CONNECT_LINE = 32;
 /** A host process that says nothing is dropped after this. */
 const HANDSHAKE_TIMEOUT_MS = 5000;
+/** Host processes that have not said their port yet, at most. */
+const MAX_HANDSHAKES = 64;
+/** The receive buffer a connection may advertise: a page up to 1 GiB (buf_alloc is a u32). */
+const BUFFER_BYTES = { min: 4096, max: 2 ** 30 } as const;
 
 /** A running vhost-user vsock backend. */
 export class VsockBackend {
@@ -86,6 +92,8 @@ export class VsockBackend {
         }),
     });
     hybrid.on('connection', (socket) => this.#handshake(socket));
+    // Accept failures (EMFILE, ENFILE) after listening: logged, never a crash.
+    hybrid.on('error', (error) => log.warn({ err: error }, 'hybrid vsock socket failed'));
   }
 
   /** Listens on `options.socket` (vhost-user) and `options.uds` (host processes). */
@@ -93,12 +101,17 @@ export class VsockBackend {
     const guestCid = options.guestCid ?? 3;
     if (!Number.isInteger(guestCid) || guestCid < 3 || guestCid >= 2 ** 32 - 1)
       throw new VaccelError('EINVAL', `guest CID ${guestCid}: CIDs 0-2 and 2^32-1 are reserved`);
-    for (const [name, value] of [
-      ['bufferBytes', options.bufferBytes],
-      ['maxConnections', options.maxConnections],
-    ] as const)
-      if (value !== undefined && (!Number.isSafeInteger(value) || value < 1))
-        throw new VaccelError('EINVAL', `${name} must be a positive integer, got ${value}`);
+    const { maxConnections, bufferBytes } = options;
+    if (maxConnections !== undefined && (!Number.isSafeInteger(maxConnections) || maxConnections < 1))
+      throw new VaccelError('EINVAL', `maxConnections must be a positive integer, got ${maxConnections}`);
+    if (
+      bufferBytes !== undefined &&
+      (!Number.isSafeInteger(bufferBytes) || bufferBytes < BUFFER_BYTES.min || bufferBytes > BUFFER_BYTES.max)
+    )
+      throw new VaccelError(
+        'EINVAL',
+        `bufferBytes must be an integer from ${BUFFER_BYTES.min} to ${BUFFER_BYTES.max}, got ${bufferBytes}`,
+      );
     const log =
       options.logger ?? pino({ level: 'info', base: { name: 'vaccel-vsock-backend' } }, pino.destination(2));
     removeStaleSocket(options.uds);
@@ -138,6 +151,11 @@ export class VsockBackend {
   /** Reads a host process's `CONNECT <port>\n`, then hands it to the device. */
   #handshake(socket: Socket): void {
     socket.on('error', (error) => this.#log.debug({ err: error }, 'hybrid vsock client failed'));
+    if (this.#handshaking.size >= MAX_HANDSHAKES) {
+      this.#counters.refused++;
+      socket.destroy();
+      return;
+    }
     let line = Buffer.alloc(0);
     const timer = setTimeout(() => refuse('no CONNECT line'), HANDSHAKE_TIMEOUT_MS).unref();
     const refuse = (why: string): void => {
@@ -174,14 +192,23 @@ export class VsockBackend {
       }
     };
     this.#handshaking.add(socket);
-    socket.once('close', () => this.#handshaking.delete(socket));
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.#handshaking.delete(socket);
+    });
     socket.on('readable', onReadable);
   }
 
   /** Counters since start, and what is open now. */
   stats(): VsockStats {
     const device = this.#device();
-    return { ...this.#counters, attached: device !== undefined, open: device?.connections ?? 0 };
+    const closing = device?.closing ?? 0;
+    return {
+      ...this.#counters,
+      attached: device !== undefined,
+      open: (device?.connections ?? 0) - closing,
+      closing,
+    };
   }
 
   /** Stops listening, drops every connection and the front-end, removes both sockets. */

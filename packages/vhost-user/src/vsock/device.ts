@@ -4,10 +4,11 @@
  * connects to `<uds>` and writes `CONNECT P\n` is connected to the guest's port P (answered
  * `OK <host port>\n`). Streams only, with the spec's credit flow control both ways.
  *
- * What a guest can do to the host is bounded: connections per device, bytes buffered per
- * connection (a guest sending past the credit it was given is reset), control packets waiting
- * for receive buffers (past the bound the device stops reading the guest's transmit queue until
- * the guest gives buffers). Malformed chains are returned unread and counted.
+ * What a guest can do to the host is bounded: connections per device (closing ones included),
+ * bytes buffered per connection (a guest sending past the credit it was given is reset), resets
+ * waiting for receive buffers (past the bound the device stops reading the guest's transmit queue
+ * until the guest gives buffers). A connection's own control packets are flags on it, never a
+ * queue that could drop them. Malformed chains are returned unread and counted.
  * @module
  */
 import { connect as netConnect, type Socket } from 'node:net';
@@ -33,12 +34,24 @@ import {
 const RX = 0;
 /** Packets handled in one go before yielding to the event loop. */
 const BATCH = 256;
-/** Control packets (responses, resets, credit updates) waiting for receive buffers, at most. */
-const MAX_CONTROL = 1024;
+/** Resets waiting for receive buffers, at most; past this the transmit ring is not read. */
+const MAX_RESETS = 1024;
 /** A host-initiated connection the guest neither accepts nor refuses is dropped after this. */
 const REQUEST_TIMEOUT_MS = 5000;
+/** A closed connection's last bytes get this long to drain before its socket is destroyed. */
+const CLOSE_TIMEOUT_MS = 10_000;
 /** Where host ports of host-initiated connections start (as Firecracker's). */
 const FIRST_LOCAL_PORT = 2 ** 30;
+
+/** Control packets a connection owes the guest, in the order they go. */
+const Owed = { REQUEST: 1, RESPONSE: 2, CREDIT_UPDATE: 4, CREDIT_REQUEST: 8, SHUTDOWN: 16 } as const;
+const OWED_OPS: readonly [number, number][] = [
+  [Owed.REQUEST, Op.REQUEST],
+  [Owed.RESPONSE, Op.RESPONSE],
+  [Owed.CREDIT_UPDATE, Op.CREDIT_UPDATE],
+  [Owed.CREDIT_REQUEST, Op.CREDIT_REQUEST],
+  [Owed.SHUTDOWN, Op.SHUTDOWN],
+];
 
 /** Counters one backend keeps over its devices. */
 export interface VsockCounters {
@@ -63,7 +76,7 @@ export interface VsockDeviceOptions {
   uds: string;
   log: Logger;
   counters: VsockCounters;
-  /** Connections open at once (default 256). */
+  /** Connections open at once, closing ones included (default 256). */
   maxConnections?: number;
   /** Receive buffer per connection, advertised as `buf_alloc` (default 256 KiB). */
   bufferBytes?: number;
@@ -82,28 +95,23 @@ interface Connection {
   sent: number;
   peerBufAlloc: number;
   peerFwdCnt: number;
+  /** A CREDIT_REQUEST went out for this stall; the next change of the guest's credit ends it. */
+  creditRequested: boolean;
   /** Bytes read from the socket, not yet sent to the guest. */
   outbox?: Buffer;
-  /** The host side sent its FIN; once the outbox is empty the guest is told (SHUTDOWN SEND). */
+  /** The host side sent its FIN: once the outbox is empty the guest is told. */
   hostEnded: boolean;
-  hostEndSent: boolean;
+  /** The socket closed cleanly: nothing more can be written to it either. */
+  hostClosed: boolean;
+  shutdownSent: boolean;
   /** Stream bytes accepted from the guest, and how many of them the socket has taken. */
   received: number;
   forwarded: number;
   /** `forwarded` as last told to the guest. */
   advertised: number;
-  creditUpdateQueued: boolean;
-  creditRequested: boolean;
+  /** {@link Owed} bits. */
+  owed: number;
   timer?: NodeJS.Timeout;
-}
-
-/** A packet for the guest, its credit fields filled in when it is written. */
-interface Outgoing {
-  op: number;
-  flags: number;
-  hostPort: number;
-  guestPort: number;
-  connection?: Connection;
 }
 
 const keyOf = (hostPort: number, guestPort: number): string => `${hostPort}:${guestPort}`;
@@ -122,9 +130,14 @@ export class VsockDevice implements DeviceModel {
   readonly #maxConnections: number;
   readonly #bufferBytes: number;
   readonly #connections = new Map<string, Connection>();
+  /** Sockets of connections the guest closed, still writing its last bytes to the host. */
+  readonly #closing = new Map<Socket, NodeJS.Timeout>();
   /** Connections with bytes (or an end) to send, in round-robin order. */
   readonly #ready = new Set<Connection>();
-  readonly #control: Outgoing[] = [];
+  /** Connections owing control packets. */
+  readonly #owing = new Set<Connection>();
+  /** Resets for connections that are gone (or never were). */
+  readonly #resets: { hostPort: number; guestPort: number }[] = [];
   #rx?: Vring;
   #tx?: Vring;
   #nextLocalPort = FIRST_LOCAL_PORT;
@@ -139,9 +152,14 @@ export class VsockDevice implements DeviceModel {
     this.#bufferBytes = options.bufferBytes ?? 256 * 1024;
   }
 
-  /** Connections open now. */
+  /** Connections open now (closing ones included: they count against the limit). */
   get connections(): number {
-    return this.#connections.size;
+    return this.#connections.size + this.#closing.size;
+  }
+
+  /** Connections the guest closed whose host sockets are still taking their last bytes. */
+  get closing(): number {
+    return this.#closing.size;
   }
 
   config(): Uint8Array {
@@ -166,14 +184,14 @@ export class VsockDevice implements DeviceModel {
    * the guest accepts, and closed if it refuses.
    */
   connectToGuest(socket: Socket, port: number, rest: Buffer): void {
-    if (this.#closed || this.#connections.size >= this.#maxConnections) {
+    if (this.#closed || this.connections >= this.#maxConnections) {
       this.#counters.refused++;
       socket.destroy();
       return;
     }
+    const used = new Set([...this.#connections.values()].map((c) => c.hostPort));
     let hostPort = this.#nextLocalPort;
-    while ([...this.#connections.values()].some((c) => c.hostPort === hostPort))
-      hostPort = hostPort + 1 >= 2 ** 32 ? FIRST_LOCAL_PORT : hostPort + 1;
+    while (used.has(hostPort)) hostPort = hostPort + 1 >= 2 ** 32 ? FIRST_LOCAL_PORT : hostPort + 1;
     this.#nextLocalPort = hostPort + 1 >= 2 ** 32 ? FIRST_LOCAL_PORT : hostPort + 1;
     const connection = this.#open(hostPort, port, socket, 'requesting', 0, 0);
     if (rest.byteLength > 0) connection.outbox = rest;
@@ -181,10 +199,15 @@ export class VsockDevice implements DeviceModel {
       this.#log.debug({ port }, 'the guest did not answer a connection request');
       this.#reset(connection);
     }, REQUEST_TIMEOUT_MS).unref();
-    this.#queue({ op: Op.REQUEST, flags: 0, hostPort, guestPort: port, connection });
+    this.#owe(connection, Owed.REQUEST);
   }
 
   reset(): void {
+    this.#dropAll();
+  }
+
+  /** A ring stopped: the driver reset the device (a reboot, a new driver) and its streams are gone. */
+  stopped(): void {
     this.#dropAll();
   }
 
@@ -198,9 +221,15 @@ export class VsockDevice implements DeviceModel {
       clearTimeout(connection.timer);
       connection.socket.destroy();
     }
+    for (const [socket, timer] of this.#closing) {
+      clearTimeout(timer);
+      socket.destroy();
+    }
     this.#connections.clear();
+    this.#closing.clear();
     this.#ready.clear();
-    this.#control.length = 0;
+    this.#owing.clear();
+    this.#resets.length = 0;
   }
 
   // --- guest → host ---
@@ -208,8 +237,8 @@ export class VsockDevice implements DeviceModel {
   async #drainTransmit(queue: SplitQueue, ring: Vring): Promise<void> {
     for (;;) {
       let served = 0;
-      // A guest that gives no receive buffers cannot make its answers pile up: stop reading it.
-      while (this.#control.length < MAX_CONTROL) {
+      // A guest that gives no receive buffers cannot make resets pile up: stop reading it.
+      while (this.#resets.length < MAX_RESETS) {
         const head = queue.pop();
         if (head === undefined) break;
         try {
@@ -230,7 +259,7 @@ export class VsockDevice implements DeviceModel {
           if (ring.queue !== queue) return;
         }
       }
-      if (this.#control.length >= MAX_CONTROL) {
+      if (this.#resets.length >= MAX_RESETS) {
         ring.notify();
         this.#rx?.serve();
         return; // resumed once the receive side has room again
@@ -250,14 +279,11 @@ export class VsockDevice implements DeviceModel {
       return;
     }
     const connection = this.#connections.get(keyOf(header.dstPort, header.srcPort));
-    if (connection && header.op !== Op.REQUEST) {
-      connection.peerBufAlloc = header.bufAlloc;
-      connection.peerFwdCnt = header.fwdCnt;
-    }
     if (header.dstCid !== HOST_CID || header.type !== SocketType.STREAM) {
       if (header.op !== Op.RST) this.#refuse(header);
       return;
     }
+    if (connection && header.op !== Op.REQUEST) this.#credit(connection, header);
     switch (header.op) {
       case Op.REQUEST:
         if (connection) this.#reset(connection);
@@ -277,20 +303,8 @@ export class VsockDevice implements DeviceModel {
         return;
       case Op.SHUTDOWN:
         if (!connection) break;
-        if ((header.flags & Shutdown.BOTH) === Shutdown.BOTH) {
-          // The guest closed: finish writing what it sent, then tell it the connection is gone.
-          this.#forget(connection);
-          connection.socket.end();
-          connection.socket.resume(); // what the host still sends is dropped, never buffered
-          this.#queue({
-            op: Op.RST,
-            flags: 0,
-            hostPort: connection.hostPort,
-            guestPort: connection.guestPort,
-          });
-          this.#counters.resets++;
-        } else if (header.flags & Shutdown.SEND) connection.socket.end();
-        this.#wake(connection);
+        if ((header.flags & Shutdown.BOTH) === Shutdown.BOTH) this.#retire(connection);
+        else if (header.flags & Shutdown.SEND) connection.socket.end();
         return;
       case Op.RST:
         if (connection) {
@@ -299,10 +313,11 @@ export class VsockDevice implements DeviceModel {
         }
         return;
       case Op.CREDIT_UPDATE:
-        if (connection) this.#wake(connection);
-        return;
+        if (connection) return;
+        break;
       case Op.CREDIT_REQUEST:
-        if (connection) this.#creditUpdate(connection);
+        if (!connection) break;
+        this.#owe(connection, Owed.CREDIT_UPDATE);
         return;
     }
     // Anything else, or for no connection: the spec's answer is a reset (never to a reset).
@@ -311,10 +326,22 @@ export class VsockDevice implements DeviceModel {
     else this.#refuse(header);
   }
 
+  /** Takes the guest's credit from one of its packets. */
+  #credit(connection: Connection, header: Header): void {
+    if (header.bufAlloc === connection.peerBufAlloc && header.fwdCnt === connection.peerFwdCnt) return;
+    const before = this.#room(connection);
+    connection.peerBufAlloc = header.bufAlloc;
+    connection.peerFwdCnt = header.fwdCnt;
+    // The stall (if any) is over or changed: a later one may ask again.
+    connection.creditRequested = false;
+    // Linux gives credit on any packet (an RW's fwd_cnt too), not only in CREDIT_UPDATE.
+    if (this.#room(connection) > before) this.#wake(connection);
+  }
+
   #connectToHost(header: Header): void {
     const { dstPort: hostPort, srcPort: guestPort } = header;
     const path = `${this.#uds}_${hostPort}`;
-    if (this.#connections.size >= this.#maxConnections || Buffer.byteLength(path) > 107) {
+    if (this.connections >= this.#maxConnections || Buffer.byteLength(path) > 107) {
       this.#counters.refused++;
       this.#refuse(header);
       return;
@@ -325,7 +352,7 @@ export class VsockDevice implements DeviceModel {
       if (this.#connections.get(connection.key) !== connection) return;
       connection.state = 'open';
       this.#counters.connections++;
-      this.#queue({ op: Op.RESPONSE, flags: 0, hostPort, guestPort, connection });
+      this.#owe(connection, Owed.RESPONSE);
       this.#watch(connection);
     });
   }
@@ -347,19 +374,26 @@ export class VsockDevice implements DeviceModel {
       sent: 0,
       peerBufAlloc,
       peerFwdCnt,
+      creditRequested: false,
       hostEnded: false,
-      hostEndSent: false,
+      hostClosed: false,
+      shutdownSent: false,
       received: 0,
       forwarded: 0,
       advertised: 0,
-      creditUpdateQueued: false,
-      creditRequested: false,
+      owed: 0,
     };
     this.#connections.set(connection.key, connection);
     socket.on('error', (error) => this.#log.debug({ err: error, port: hostPort }, 'host socket failed'));
-    socket.once('close', () => {
-      // Closed under a live connection (refused, reset, or the host process died): reset it.
+    socket.once('close', (hadError) => {
       if (this.#connections.get(connection.key) !== connection) return;
+      if (!hadError && connection.state === 'open' && connection.hostEnded) {
+        // Both sides ended cleanly: what the host sent last still goes to the guest, then the end.
+        connection.hostClosed = true;
+        this.#wake(connection);
+        return;
+      }
+      // Refused, reset, or the host process died: the guest is told at once.
       if (connection.state === 'connecting') this.#counters.refused++;
       this.#reset(connection);
     });
@@ -390,26 +424,33 @@ export class VsockDevice implements DeviceModel {
       connection.forwarded += data.byteLength;
       // Tell the guest about the room at a quarter of the buffer: never so late that it waits.
       if (connection.forwarded - connection.advertised >= this.#bufferBytes / 4)
-        this.#creditUpdate(connection);
+        this.#owe(connection, Owed.CREDIT_UPDATE);
     });
   }
 
-  #creditUpdate(connection: Connection): void {
-    if (connection.creditUpdateQueued || this.#connections.get(connection.key) !== connection) return;
-    connection.creditUpdateQueued = true;
-    this.#queue({
-      op: Op.CREDIT_UPDATE,
-      flags: 0,
-      hostPort: connection.hostPort,
-      guestPort: connection.guestPort,
-      connection,
-    });
+  /**
+   * The guest closed (SHUTDOWN with both flags): its last bytes still go to the host, the guest
+   * gets its reset, and the socket is destroyed if it has not closed within the timeout.
+   */
+  #retire(connection: Connection): void {
+    this.#forget(connection);
+    const { socket } = connection;
+    socket.end();
+    socket.resume(); // what the host still sends is dropped, never buffered
+    if (!socket.destroyed) {
+      const timer = setTimeout(() => socket.destroy(), CLOSE_TIMEOUT_MS).unref();
+      this.#closing.set(socket, timer);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        this.#closing.delete(socket);
+      });
+    }
+    this.#resetPacket(connection.hostPort, connection.guestPort);
   }
 
   /** Answers a packet with a reset. */
   #refuse(header: Header): void {
-    this.#queue({ op: Op.RST, flags: 0, hostPort: header.dstPort, guestPort: header.srcPort });
-    this.#counters.resets++;
+    this.#resetPacket(header.dstPort, header.srcPort);
   }
 
   /** Resets a connection: the guest is told, the host socket destroyed. */
@@ -417,28 +458,36 @@ export class VsockDevice implements DeviceModel {
     if (this.#connections.get(connection.key) !== connection) return;
     this.#forget(connection);
     connection.socket.destroy();
-    this.#queue({ op: Op.RST, flags: 0, hostPort: connection.hostPort, guestPort: connection.guestPort });
-    this.#counters.resets++;
+    this.#resetPacket(connection.hostPort, connection.guestPort);
   }
 
   #forget(connection: Connection): void {
     clearTimeout(connection.timer);
     this.#connections.delete(connection.key);
     this.#ready.delete(connection);
+    this.#owing.delete(connection);
     connection.socket.removeAllListeners('readable');
   }
 
   // --- host → guest ---
 
-  #queue(packet: Outgoing): void {
+  #resetPacket(hostPort: number, guestPort: number): void {
     if (this.#closed) return;
-    if (this.#control.length >= MAX_CONTROL * 2) {
-      // Only host events can get here past the bound the transmit side keeps (the guest reads
-      // nothing): dropping is what a full link does, and the guest's own timeouts recover.
+    if (this.#resets.length >= MAX_RESETS * 2) {
+      // Only host events get past the bound the transmit side keeps, while the guest reads
+      // nothing: a reset for a stream already gone may be lost, as on a full link.
       this.#counters.badPackets++;
       return;
     }
-    this.#control.push(packet);
+    this.#resets.push({ hostPort, guestPort });
+    this.#counters.resets++;
+    this.#rx?.serve();
+  }
+
+  #owe(connection: Connection, what: number): void {
+    if (this.#connections.get(connection.key) !== connection) return;
+    connection.owed |= what;
+    this.#owing.add(connection);
     this.#rx?.serve();
   }
 
@@ -450,44 +499,32 @@ export class VsockDevice implements DeviceModel {
   }
 
   /** Room the guest has for this connection's bytes. */
-  #credit(connection: Connection): number {
+  #room(connection: Connection): number {
     const inFlight = (connection.sent - connection.peerFwdCnt) >>> 0;
     return Math.max(0, connection.peerBufAlloc - inFlight);
   }
 
-  /** The next connection with bytes and credit, having queued ends and credit requests on the way. */
+  /** The next connection with bytes and credit, having noted ends and stalls on the way. */
   #nextSender(): Connection | undefined {
     for (const connection of this.#ready) {
-      if (!connection.outbox) {
+      if (!connection.outbox && !connection.socket.destroyed) {
         const chunk = connection.socket.read() as Buffer | null;
         if (chunk) connection.outbox = chunk;
       }
       if (!connection.outbox) {
         this.#ready.delete(connection);
-        if (connection.hostEnded && !connection.hostEndSent) {
-          connection.hostEndSent = true;
-          this.#queue({
-            op: Op.SHUTDOWN,
-            flags: Shutdown.SEND,
-            hostPort: connection.hostPort,
-            guestPort: connection.guestPort,
-            connection,
-          });
+        if (connection.hostEnded && !connection.shutdownSent) {
+          connection.shutdownSent = true;
+          this.#owe(connection, Owed.SHUTDOWN);
         }
         continue;
       }
-      if (this.#credit(connection) === 0) {
-        // Parked until the guest's next packet for it says it has room.
+      if (this.#room(connection) === 0) {
+        // Parked until the guest's next packet for it changes its credit; asked once per stall.
         this.#ready.delete(connection);
         if (!connection.creditRequested) {
           connection.creditRequested = true;
-          this.#queue({
-            op: Op.CREDIT_REQUEST,
-            flags: 0,
-            hostPort: connection.hostPort,
-            guestPort: connection.guestPort,
-            connection,
-          });
+          this.#owe(connection, Owed.CREDIT_REQUEST);
         }
         continue;
       }
@@ -497,11 +534,16 @@ export class VsockDevice implements DeviceModel {
   }
 
   #fillReceive(queue: SplitQueue, ring: Vring): void {
-    const hadBacklog = this.#control.length >= MAX_CONTROL;
+    const hadBacklog = this.#resets.length >= MAX_RESETS;
     let pushed = 0;
     for (;;) {
-      const sender = this.#control.length > 0 ? undefined : this.#nextSender();
-      if (this.#control.length === 0 && !sender) break;
+      const owing = this.#resets.length > 0 ? undefined : this.#owing.values().next().value;
+      const sender = this.#resets.length > 0 || owing ? undefined : this.#nextSender();
+      if (this.#resets.length === 0 && !owing && !sender) {
+        // Finding nothing to send may have noted something owed (an end, a credit request).
+        if (this.#owing.size > 0) continue;
+        break;
+      }
       const head = queue.pop();
       if (head === undefined) {
         queue.requestKick();
@@ -514,7 +556,11 @@ export class VsockDevice implements DeviceModel {
         const room = Math.min(chain.writableBytes - HEADER_BYTES, MAX_PACKET_DATA);
         if (room < 0) throw new Error(`a receive buffer of ${chain.writableBytes} bytes`);
         if (sender) written = this.#sendData(chain.writable, sender, room);
-        else written = this.#sendControl(chain.writable, this.#control.shift()!);
+        else if (owing) written = this.#sendOwed(chain.writable, owing);
+        else {
+          const { hostPort, guestPort } = this.#resets.shift()!;
+          written = writePacket(chain.writable, this.#header(Op.RST, 0, hostPort, guestPort, undefined, 0));
+        }
       } catch (error) {
         this.#counters.badPackets++;
         this.#log.debug({ err: error }, 'unusable receive buffer returned empty');
@@ -523,44 +569,59 @@ export class VsockDevice implements DeviceModel {
       pushed++;
     }
     if (pushed > 0) ring.notify();
-    if (hadBacklog && this.#control.length < MAX_CONTROL) this.#tx?.serve();
+    if (hadBacklog && this.#resets.length < MAX_RESETS) this.#tx?.serve();
   }
 
-  #header(packet: Outgoing, len: number): Header {
-    const connection = packet.connection;
+  #header(
+    op: number,
+    flags: number,
+    hostPort: number,
+    guestPort: number,
+    connection: Connection | undefined,
+    len: number,
+  ): Header {
     if (connection) {
+      // Every packet carries fwd_cnt: a separate credit update is owed no more.
       connection.advertised = connection.forwarded;
-      connection.creditUpdateQueued = false;
+      connection.owed &= ~Owed.CREDIT_UPDATE;
     }
     return {
       srcCid: HOST_CID,
       dstCid: this.guestCid,
-      srcPort: packet.hostPort,
-      dstPort: packet.guestPort,
+      srcPort: hostPort,
+      dstPort: guestPort,
       len,
       type: SocketType.STREAM,
-      op: packet.op,
-      flags: packet.flags,
+      op,
+      flags,
       bufAlloc: this.#bufferBytes,
       fwdCnt: (connection?.forwarded ?? 0) >>> 0,
     };
   }
 
-  #sendControl(writable: readonly Uint8Array[], packet: Outgoing): number {
-    if (packet.op === Op.CREDIT_REQUEST && packet.connection) packet.connection.creditRequested = false;
-    return writePacket(writable, this.#header(packet, 0));
+  /** Writes the first control packet `connection` owes. */
+  #sendOwed(buffers: readonly Uint8Array[], connection: Connection): number {
+    const [bit, op] = OWED_OPS.find(([bit]) => connection.owed & bit)!;
+    connection.owed &= ~bit;
+    if (connection.owed === 0) this.#owing.delete(connection);
+    // The end: SEND when the host half-closed, both once its socket is gone (nothing can be
+    // written to it either). A closed socket's connection waits for the guest's reset, a while.
+    const flags = op === Op.SHUTDOWN ? (connection.hostClosed ? Shutdown.BOTH : Shutdown.SEND) : 0;
+    if (op === Op.SHUTDOWN && connection.hostClosed)
+      connection.timer = setTimeout(() => this.#reset(connection), CLOSE_TIMEOUT_MS).unref();
+    return writePacket(
+      buffers,
+      this.#header(op, flags, connection.hostPort, connection.guestPort, connection, 0),
+    );
   }
 
-  #sendData(writable: readonly Uint8Array[], connection: Connection, room: number): number {
+  #sendData(buffers: readonly Uint8Array[], connection: Connection, room: number): number {
     const outbox = connection.outbox!;
-    const length = Math.min(room, this.#credit(connection), outbox.byteLength);
+    const length = Math.min(room, this.#room(connection), outbox.byteLength);
     const data = outbox.subarray(0, length);
     const written = writePacket(
-      writable,
-      this.#header(
-        { op: Op.RW, flags: 0, hostPort: connection.hostPort, guestPort: connection.guestPort, connection },
-        length,
-      ),
+      buffers,
+      this.#header(Op.RW, 0, connection.hostPort, connection.guestPort, connection, length),
       data,
     );
     connection.sent += length;
