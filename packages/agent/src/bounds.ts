@@ -5,8 +5,8 @@
  * peer, and counted (`vaccel_agent_connections_dropped_total{reason}`).
  *
  * Peers: a unix-socket peer is its uid (SO_PEERCRED, through the @vaccel/memory addon); a TCP
- * peer is its remote address. Without the addon unix peers are not told apart (the global cap
- * still holds).
+ * peer is its remote address; an AF_VSOCK peer is its VM's CID. Without the addon unix peers are
+ * not told apart (the global cap still holds).
  * @module
  */
 import type { Logger } from '@vaccel/core';
