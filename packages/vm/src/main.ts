@@ -148,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
         const { received, sent } = run.agentBytes;
         log(
           run.vsock
-            ? `the agent received ${received} and sent ${sent} payload bytes; the vsock backend carried ${run.vsock.bytesFromGuest} bytes from the guest and ${run.vsock.bytesToGuest} to it over ${run.vsock.connections} connection(s) (hybrid vsock)`
+            ? `the agent received ${received} and sent ${sent} payload bytes on ${run.vsock.agentAddress}; the vsock backend carried ${run.vsock.bytesFromGuest} bytes from the guest and ${run.vsock.bytesToGuest} to it over ${run.vsock.connections} connection(s)${sharedMemoryMiB > 0 ? ' (big data went through the ivshmem device; --no-shm sends it over vsock too)' : ''}`
             : `the agent received ${received} and sent ${sent} payload bytes over virtio-serial`,
         );
         return run.exitCode;
