@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every packages/*/test/**/*.test.ts (and examples/test, deploy/test) with node:test through tsx, on the TypeScript sources
+// Runs every packages/*/test/**/*.test.ts (and examples/test, deploy/test, scripts/test) with node:test through tsx, on the TypeScript sources
 // (the `@vaccel/source` export condition), so tests never depend on a stale build.
 // Usage: node scripts/run-tests.mjs [path-filter …] [-- extra node --test flags]
 import { spawnSync } from 'node:child_process';
@@ -25,6 +25,7 @@ const files = [
   ...readdirSync(join(root, 'packages')).map((pkg) => join(root, 'packages', pkg, 'test')),
   join(root, 'examples', 'test'),
   join(root, 'deploy', 'test'),
+  join(root, 'scripts', 'test'),
 ]
   .flatMap((dir) => {
     try {

@@ -15,7 +15,7 @@
  * limit; they are not asked about.
  * @module
  */
-import type { StatusReply } from './server.js';
+import type { StatusReply } from './status.js';
 import { ALIGN_FROM } from './wire.js';
 
 /** Payloads at least this long are admitted (smaller ones share the reader's slabs). */

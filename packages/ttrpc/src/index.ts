@@ -34,8 +34,14 @@ export {
   Server,
   type ServerInterceptor,
   type ServerOptions,
-  type StatusReply,
   type UnaryHandler,
 } from './server.js';
-export { Code, codeName, isTtrpcError, TtrpcClosedError, TtrpcError } from './status.js';
+export {
+  Code,
+  codeName,
+  isTtrpcError,
+  type StatusReply,
+  TtrpcClosedError,
+  TtrpcError,
+} from './status.js';
 export { ALIGN_FROM, ALIGNMENT, alignmentPad, PAD_FIELD, putVarint, varintSize } from './wire.js';

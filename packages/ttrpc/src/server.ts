@@ -20,7 +20,7 @@ import {
 } from './envelope.js';
 import { checkMaxFrame, type Frame, FrameFlag, FrameType, type OversizedFrame } from './frame.js';
 import { MessageQueue } from './queue.js';
-import { Code, codeName, TtrpcError } from './status.js';
+import { Code, codeName, type StatusReply, TtrpcError } from './status.js';
 
 export { type CallContext, type CloseReason, Connection } from './connection.js';
 
@@ -33,13 +33,6 @@ export interface ClientStreamMethod {
 }
 /** A method implementation. */
 export type Method = UnaryHandler | ClientStreamMethod;
-
-/** A status to answer with. */
-export interface StatusReply {
-  code: number;
-  message: string;
-  details?: readonly Any[];
-}
 
 /**
  * Wraps every call of a server, as containerd/ttrpc's `UnaryServerInterceptor` does: it runs

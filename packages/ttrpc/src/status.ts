@@ -4,6 +4,13 @@
  */
 import type { Any } from '@bufbuild/protobuf/wkt';
 
+/** A status to answer with. */
+export interface StatusReply {
+  code: number;
+  message: string;
+  details?: readonly Any[];
+}
+
 /** gRPC status codes, as carried in `ttrpc.Status.code`. */
 export const Code = Object.freeze({
   OK: 0,

@@ -4,7 +4,7 @@
  */
 import { VaccelError } from '@vaccel/core';
 import type { ConstantBudget } from './budget.js';
-import type { Conversion, TfNode } from './tf-graph.js';
+import type { Conversion, TfNode } from './conversion.js';
 import { type HostTensor, TfType } from './tf-tensor.js';
 
 /** How one TensorFlow op becomes ONNX. */

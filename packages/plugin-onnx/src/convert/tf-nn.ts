@@ -6,6 +6,7 @@
  */
 import { VaccelError } from '@vaccel/core';
 import type { AttributeValue } from '../graph.js';
+import type { Conversion, TfNode } from './conversion.js';
 import {
   attrBool,
   attrFloat,
@@ -20,7 +21,6 @@ import {
   out,
   typeOf,
 } from './tf-attr.js';
-import type { Conversion, TfNode } from './tf-graph.js';
 import { reshaped, transposed } from './tf-tensor.js';
 
 const TO_NCHW = { perm: { ints: [0, 3, 1, 2] } };

@@ -6,6 +6,7 @@
  */
 
 import type { ConstantBudget } from './budget.js';
+import type { TfNode } from './conversion.js';
 import {
   attrBool,
   attrFloat,
@@ -19,7 +20,6 @@ import {
   out,
   typeOf,
 } from './tf-attr.js';
-import type { TfNode } from './tf-graph.js';
 import { nnOps, relu6 } from './tf-nn.js';
 import { shapeOps } from './tf-shape.js';
 import { allocHost, elementwise, type HostTensor, isFloat, onnxType, TfType } from './tf-tensor.js';
