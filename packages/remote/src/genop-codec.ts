@@ -296,7 +296,20 @@ export function encodeGenopResponse(
 }
 
 function wrongType(field: string, type: WireType): never {
-  throw new Error(`genop: field ${field} has wire type ${type}`);
+  throw new VaccelError('EBADMSG', `genop: field ${field} has wire type ${type}`);
+}
+
+/**
+ * Runs a decoder: malformed bytes (a truncated field, a bad varint, a wrong wire type) become a
+ * VaccelError `EBADMSG` naming the message, whichever layer noticed them.
+ */
+export function decodeOrBadMessage<T>(what: string, decode: () => T): T {
+  try {
+    return decode();
+  } catch (cause) {
+    if (cause instanceof VaccelError) throw cause;
+    throw new VaccelError('EBADMSG', `malformed ${what}: ${(cause as Error)?.message ?? cause}`, { cause });
+  }
 }
 
 /** A uint64 as a number; past 2^53 it is Infinity, which no bound check lets through. */
@@ -358,13 +371,17 @@ function decodeArg(bytes: Uint8Array): DecodedArg {
   return arg as DecodedArg & { argType: WireArgType };
 }
 
-/** Decodes a genop.Request; `buf`s are views of `bytes`. @throws Error for malformed bytes. */
+/** Decodes a genop.Request; `buf`s are views of `bytes`. @throws VaccelError `EBADMSG` for malformed bytes. */
 export function decodeGenopRequest(bytes: Uint8Array): {
   $typeName: 'vaccel.genop.Request';
   sessionId: bigint;
   readArgs: DecodedArg[];
   writeArgs: DecodedArg[];
 } {
+  return decodeOrBadMessage('genop.Request', () => decodeRequest(bytes));
+}
+
+function decodeRequest(bytes: Uint8Array): ReturnType<typeof decodeGenopRequest> {
   const reader = new BinaryReader(bytes);
   const out = {
     $typeName: 'vaccel.genop.Request' as const,
@@ -385,11 +402,15 @@ export function decodeGenopRequest(bytes: Uint8Array): {
   return out;
 }
 
-/** Decodes a genop.Response; `buf`s are views of `bytes`. @throws Error for malformed bytes. */
+/** Decodes a genop.Response; `buf`s are views of `bytes`. @throws VaccelError `EBADMSG` for malformed bytes. */
 export function decodeGenopResponse(bytes: Uint8Array): {
   $typeName: 'vaccel.genop.Response';
   writeArgs: DecodedArg[];
 } {
+  return decodeOrBadMessage('genop.Response', () => decodeResponse(bytes));
+}
+
+function decodeResponse(bytes: Uint8Array): ReturnType<typeof decodeGenopResponse> {
   const reader = new BinaryReader(bytes);
   const out = { $typeName: 'vaccel.genop.Response' as const, writeArgs: [] as DecodedArg[] };
   while (reader.pos < reader.len) {

@@ -24,6 +24,7 @@ import {
 import {
   decodeGenopRequest,
   decodeGenopResponse,
+  decodeOrBadMessage,
   encodeGenopRequest,
   encodeGenopResponse,
 } from './genop-codec.js';
@@ -59,7 +60,8 @@ async function* decodeAll<I extends DescMessage>(
   schema: I,
   payloads: AsyncIterable<Uint8Array>,
 ): AsyncGenerator<MessageShape<I>> {
-  for await (const payload of payloads) yield fromBinary(schema, payload);
+  for await (const payload of payloads)
+    yield decodeOrBadMessage(schema.typeName, () => fromBinary(schema, payload));
 }
 
 /** ttRPC methods (by wire name) for a typed implementation. */
@@ -79,7 +81,7 @@ export function serviceHandlers<S extends GenServiceMethods>(
     const decode = (payload: Uint8Array): unknown =>
       method.input.typeName === GenopRequestSchema.typeName
         ? decodeGenopRequest(payload)
-        : fromBinary(method.input, payload);
+        : decodeOrBadMessage(method.input.typeName, () => fromBinary(method.input, payload));
     if (method.methodKind === 'unary') {
       methods[method.name] = async (payload, ctx) => encode(await fn(decode(payload), ctx));
     } else if (method.methodKind === 'client_streaming') {
@@ -125,16 +127,20 @@ export function serviceClient<S extends GenServiceMethods>(
         : encode(request);
     stub[method.localName] =
       method.methodKind === 'client_streaming'
-        ? async (requests: Iterable<unknown>, options?: CallOptions) =>
-            fromBinary(
-              method.output,
-              await client.callStream(serviceName, method.name, [...requests].map(encode), options),
-            )
+        ? async (requests: Iterable<unknown>, options?: CallOptions) => {
+            const reply = await client.callStream(
+              serviceName,
+              method.name,
+              [...requests].map(encode),
+              options,
+            );
+            return decodeOrBadMessage(method.output.typeName, () => fromBinary(method.output, reply));
+          }
         : async (request: unknown, options?: CallOptions) => {
             const reply = await client.call(serviceName, method.name, encodeUnary(request), options);
             return method.output.typeName === GenopResponseSchema.typeName
               ? decodeGenopResponse(reply)
-              : fromBinary(method.output, reply);
+              : decodeOrBadMessage(method.output.typeName, () => fromBinary(method.output, reply));
           };
   }
   return stub as ServiceClient<S>;

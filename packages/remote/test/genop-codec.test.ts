@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { VaccelError } from '@vaccel/core';
 import fc from 'fast-check';
-import { RequestSchema, ResponseSchema } from '../src/gen/genop_pb.js';
+import { ArgSchema, RequestSchema, ResponseSchema } from '../src/gen/genop_pb.js';
+import { SharedRefSchema } from '../src/gen/shared_memory_pb.js';
 import {
   decodeGenopRequest,
   decodeGenopResponse,
@@ -115,4 +117,64 @@ test('the decoders reject what protobuf-es rejects: truncated bytes and wrong wi
   }
   // read_args (field 2) as a varint instead of a message.
   assert.throws(() => decodeGenopRequest(new Uint8Array([0x10, 0x01])));
+});
+
+test('malformed genop bytes are EBADMSG, never a plain Error (property)', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+      for (const decode of [decodeGenopRequest, decodeGenopResponse]) {
+        try {
+          decode(bytes);
+        } catch (error) {
+          assert.ok(error instanceof VaccelError, `a ${(error as Error).constructor.name}: ${error}`);
+          assert.equal(error.code, 'EBADMSG');
+        }
+      }
+    }),
+  );
+  // A truncated length-delimited field, for certain.
+  assert.throws(() => decodeGenopRequest(Uint8Array.of(0x12, 0x05, 0x01)), { code: 'EBADMSG' });
+});
+
+const sharedRef = fc.record({
+  regionId: fc.nat(),
+  offset: fc.oneof(fc.nat(), fc.constant(2 ** 40)),
+  length: fc.nat(),
+});
+
+test('genop.Arg field 16 (SharedRef) is what its generated schema reads and writes (property)', () => {
+  const field16 = (arg: Uint8Array): Uint8Array => {
+    // Arg's field 16 is unknown to the generated Arg: protobuf-es keeps it as its length and bytes.
+    const parsed = fromBinary(ArgSchema, arg);
+    const unknown = parsed.$unknown?.find((u) => u.no === 16);
+    assert.ok(unknown, 'field 16 present');
+    return unknown.data.subarray(1 + (unknown.data[0]! >= 0x80 ? 1 : 0));
+  };
+  fc.assert(
+    fc.property(sharedRef, fc.integer({ min: 0, max: 29 }), (ref, argType) => {
+      // Ours → the schema.
+      const request = concat(
+        encodeGenopRequest({ readArgs: [{ ref, size: ref.length, argType, buf: new Uint8Array(0) }] }),
+      );
+      const parsed = fromBinary(RequestSchema, request);
+      const argBytes = toBinary(ArgSchema, parsed.readArgs[0]!);
+      const theirs = fromBinary(SharedRefSchema, field16(argBytes));
+      assert.deepEqual(
+        { regionId: theirs.regionId, offset: Number(theirs.offset), length: Number(theirs.length) },
+        { ...ref },
+      );
+      // The schema → ours.
+      const refBytes = toBinary(
+        SharedRefSchema,
+        create(SharedRefSchema, { ...ref, offset: BigInt(ref.offset), length: BigInt(ref.length) }),
+      );
+      const arg = concat([
+        toBinary(ArgSchema, create(ArgSchema, { size: ref.length, argType })),
+        Uint8Array.of(0x82, 0x01, refBytes.byteLength),
+        refBytes,
+      ]);
+      const ours = decodeGenopRequest(concat([Uint8Array.of(0x12, arg.byteLength), arg])).readArgs[0]!;
+      assert.deepEqual({ ...ours.ref }, { ...ref });
+    }),
+  );
 });
