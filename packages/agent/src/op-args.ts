@@ -5,42 +5,22 @@
  * guest's RPC plugin keeps the same resource table for the other direction).
  * @module
  */
-import { type Arg, Args, OpType, ReadArg } from '@vaccel/core';
+import { type Arg, Args, allOps, OpType, opInfo, ReadArg } from '@vaccel/core';
 
-/** Read-arg index of a resource id (INT64; 0 means "the plugin's default" and stays 0). */
-export const RESOURCE_ARG: Partial<Record<OpType, number>> = {
-  [OpType.ExecWithResource]: 0,
-  [OpType.TfModelLoad]: 0,
-  [OpType.TfModelUnload]: 0,
-  [OpType.TfModelRun]: 0,
-  [OpType.ImageClassifyTopK]: 2,
-  [OpType.ModelLoad]: 0,
-  [OpType.ModelRun]: 0,
-  [OpType.ModelUnload]: 0,
-  [OpType.ImageDetectBoxes]: 1,
-  [OpType.ImagePoseKeypoints]: 1,
-  [OpType.ImageSegmentMask]: 1,
-};
-
-/** Ops whose read arg 0 is an encoded image that a plugin decodes. */
-export const IMAGE_OPS: ReadonlySet<OpType> = new Set<OpType>([
-  OpType.ImageClassify,
-  OpType.ImageDetect,
-  OpType.ImageSegment,
-  OpType.ImagePose,
-  OpType.ImageDepth,
-  OpType.ImageClassifyTopK,
-  OpType.ImageDetectBoxes,
-  OpType.ImagePoseKeypoints,
-  OpType.ImageSegmentMask,
-]);
+/** Ops whose read arg 0 is an encoded image that a plugin decodes (core's op table: `image`). */
+export const IMAGE_OPS: ReadonlySet<OpType> = new Set(
+  allOps()
+    .filter((info) => info.image)
+    .map((info) => info.op),
+);
 
 /**
  * Rewrites the resource id in `read` (in place) with `translate`'s answer.
  * @throws what `translate` throws for an id the connection does not hold.
  */
 export function translateResourceArg(op: OpType, read: Arg[], translate: (id: number) => number): void {
-  const at = RESOURCE_ARG[op];
+  // 0 means "the plugin's default" and stays 0.
+  const at = opInfo(op)?.resourceArg;
   if (at === undefined || read[at] === undefined) return;
   const id = ReadArg.int64(read[at], 'resource id');
   if (id !== 0) read[at] = Args.int64(translate(id));

@@ -5,7 +5,7 @@
  * @internal
  */
 import type { Duplex } from 'node:stream';
-import { Args, OpType as Op, type OpType, opByName, VaccelError } from '@vaccel/core';
+import { Args, allOps, OpType as Op, type OpType, VaccelError } from '@vaccel/core';
 import { Client, Code, TtrpcError } from '@vaccel/ttrpc';
 import { errorFromRpc } from './errors.js';
 import { toWireArg } from './genop-codec.js';
@@ -20,12 +20,9 @@ const AGENT_SERVICE_ASYNC = 'vaccel.asynchronous.agent.AgentService';
 export const AGENT_SERVICE_V07 = 'vaccel.AgentService';
 
 /** Ops upstream's 0.8 RPC plugin registers (for agents that cannot list their own). */
-const UPSTREAM_OPS = [
-  'exec', 'exec_with_resource', 'image_classify', 'image_detect', 'image_segment', 'image_depth', 'image_pose',
-  'tflite_model_load', 'tflite_model_unload', 'tflite_model_run', 'torch_model_load', 'torch_model_run',
-  'blas_sgemm', 'fpga_arraycopy', 'fpga_mmult', 'fpga_parallel', 'fpga_vectoradd', 'minmax', 'opencv',
-  'tf_model_load', 'tf_model_unload', 'tf_model_run',
-].map((name) => opByName(name)!); // biome-ignore format: a list reads better packed
+const UPSTREAM_OPS = allOps()
+  .filter((info) => info.upstreamServed)
+  .map((info) => info.op);
 
 export interface Linked {
   readonly client: Client;

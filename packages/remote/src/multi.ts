@@ -13,7 +13,8 @@ import {
   type Logger,
   type OpContext,
   type OpHandler,
-  OpType,
+  type OpType,
+  opInfo,
   opName,
   type Plugin,
   PluginType,
@@ -49,12 +50,6 @@ const unreachable = (error: unknown): boolean =>
 /** Errors after which an agent is taken out of placement for a while. */
 const agentFailed = (error: unknown): boolean =>
   isVaccelError(error) && (error.code === 'ECONNRESET' || error.code === 'ETIMEDOUT');
-
-const LOADS = new Set<OpType>([OpType.ModelLoad, OpType.TfModelLoad]);
-const UNLOADS = new Map<OpType, OpType>([
-  [OpType.ModelUnload, OpType.ModelLoad],
-  [OpType.TfModelUnload, OpType.TfModelLoad],
-]);
 
 /**
  * The RPC plugin over several agents; `make` builds the single-agent plugin of one address. An
@@ -110,9 +105,9 @@ export function multiAgentPlugin(
     return entry;
   }
 
-  const handler =
-    (op: OpType): OpHandler =>
-    async (args, ctx) => {
+  const handler = (op: OpType): OpHandler => {
+    const info = opInfo(op);
+    return async (args, ctx) => {
       const tried = new Set<Agent>();
       for (;;) {
         let entry = placed.get(ctx.session.id);
@@ -145,12 +140,15 @@ export function multiAgentPlugin(
           agent.inflight--;
         }
         const id =
-          LOADS.has(op) || UNLOADS.has(op) ? ReadArg.int64(args.read[0], `${opName(op)} model id`) : 0;
-        if (LOADS.has(op)) entry.models.set(id, op);
-        if (UNLOADS.has(op)) entry.models.delete(id);
+          info?.loads || info?.unloads !== undefined
+            ? ReadArg.int64(args.read[info.resourceArg ?? 0], `${opName(op)} model id`)
+            : 0;
+        if (info?.loads) entry.models.set(id, op);
+        if (info?.unloads !== undefined) entry.models.delete(id);
         return;
       }
     };
+  };
 
   const ops: Partial<Record<OpType, OpHandler>> = {};
   for (const op of Object.keys(agents[0]!.plugin.ops).map(Number) as OpType[]) ops[op] = handler(op);

@@ -16,6 +16,7 @@ import {
   type OpContext,
   type OpHandler,
   OpType,
+  opInfo,
   opName,
   type Plugin,
   PluginType,
@@ -92,34 +93,8 @@ interface RemoteSession {
   models: Set<number>;
 }
 
-/** Ops an upstream agent serves only through its TensorFlow RPCs. */
-const TF_OPS = new Set<OpType>([OpType.TfModelLoad, OpType.TfModelRun, OpType.TfModelUnload]);
-
-/** Read-arg index holding a local resource id, for ops that reference one. */
-const resourceArg: Partial<Record<OpType, number>> = {
-  [OpType.ModelLoad]: 0,
-  [OpType.ModelRun]: 0,
-  [OpType.ModelUnload]: 0,
-  [OpType.ImageClassifyTopK]: 2,
-  [OpType.ExecWithResource]: 0,
-  [OpType.TfModelLoad]: 0,
-  [OpType.TfModelRun]: 0,
-  [OpType.TfModelUnload]: 0,
-  [OpType.ImageDetectBoxes]: 1,
-  [OpType.ImagePoseKeypoints]: 1,
-  [OpType.ImageSegmentMask]: 1,
-};
-
-/**
- * Typed image ops (ours) and the upstream op each falls back to on an agent that lacks them but
- * serves the upstream one (docs/protocol.md §8), with the read arg holding the model id.
- */
-const FALLBACKS: Partial<Record<OpType, { upstream: OpType; modelArg: number }>> = {
-  [OpType.ImageClassifyTopK]: { upstream: OpType.ImageClassify, modelArg: 2 },
-  [OpType.ImageDetectBoxes]: { upstream: OpType.ImageDetect, modelArg: 1 },
-  [OpType.ImagePoseKeypoints]: { upstream: OpType.ImagePose, modelArg: 1 },
-  [OpType.ImageSegmentMask]: { upstream: OpType.ImageSegment, modelArg: 1 },
-};
+/** True for ops an upstream agent serves only through its TensorFlow RPCs. */
+const viaTensorflowRpc = (op: OpType): boolean => opInfo(op)?.upstreamRpc === 'tensorflow';
 
 /** Upstream's fixed-size text output, up to its first NUL. */
 function fixedText(bytes: Uint8Array | undefined): string {
@@ -310,9 +285,10 @@ function singleAgentPlugin(
   async function forward(op: OpType, opArgs: OpArgs, ctx: OpContext): Promise<void> {
     const { read, write } = opArgs;
     const linked = link.current ?? (await link.get(ctx.signal));
-    const fallback = FALLBACKS[op];
-    if (fallback && !linked.ops.includes(op) && linked.ops.includes(fallback.upstream))
-      return fallBack(op, fallback.upstream, fallback.modelArg, opArgs, ctx);
+    // Typed image ops fall back to the upstream op (same read args, the model id at resourceArg).
+    const info = opInfo(op);
+    if (info?.fallback !== undefined && !linked.ops.includes(op) && linked.ops.includes(info.fallback))
+      return fallBack(op, info.fallback, info.resourceArg ?? 0, opArgs, ctx);
     if (op >= EXTENSION_OP_MIN && !linked.ours) {
       throw new VaccelError(
         'ENOTSUP',
@@ -322,10 +298,10 @@ function singleAgentPlugin(
     const known = session(linked, ctx.session, ctx);
     const s = known instanceof Promise ? await known : known;
     const args = [...read];
-    const at = resourceArg[op];
+    const at = opInfo(op)?.resourceArg;
     const localId = at !== undefined ? ReadArg.int64(args[at], `${opName(op)} resource id`) : 0;
     if (at !== undefined && localId > 0) args[at] = Args.int64(await agentResource(linked, s, localId, ctx));
-    if (!linked.ours && TF_OPS.has(op)) {
+    if (!linked.ours && viaTensorflowRpc(op)) {
       await tensorflowViaRpc(await linked.stub.full(), op, s.agentId, args, write, callOptions(ctx));
       if (op === OpType.TfModelLoad) s.models.add(localId);
       if (op === OpType.TfModelUnload) s.models.delete(localId);
@@ -358,7 +334,7 @@ function singleAgentPlugin(
       // reply's buffer is reused. Outputs the agent left in shared memory come as references.
       // The tf_model ops are upstream's numbers with our model ops' layout (upstream serves them
       // only as TensorFlow RPCs): their outputs (model info, tensors) are sized by the agent too.
-      const inPlace = op < EXTENSION_OP_MIN && !TF_OPS.has(op);
+      const inPlace = op < EXTENSION_OP_MIN && !viaTensorflowRpc(op);
       sent = true;
       await linked.client.callWith(
         linked.service,

@@ -64,6 +64,25 @@ export interface OpInfo {
   readonly extension: boolean;
   /** How much work one call is, for schedulers (see {@link OpCost}). */
   readonly cost: OpCost;
+  /**
+   * Read-arg index (after the op number) of the INT64 resource id the op references: the agent
+   * translates it into its own ids, the RPC plugin uploads the resource first.
+   */
+  readonly resourceArg?: number;
+  /** The op loads a model from its resource (the RPC plugin replays it after a reconnect). */
+  readonly loads?: boolean;
+  /** The load op whose model this op unloads. */
+  readonly unloads?: OpType;
+  /** Read arg 0 is an encoded image a plugin decodes (the agent admits it by its pixels). */
+  readonly image?: boolean;
+  /** Upstream's RPC plugin registers the op: an upstream agent that lists nothing serves it. */
+  readonly upstreamServed?: boolean;
+  /** On an upstream agent the op goes through upstream's TensorFlow RPCs, not Genop. */
+  readonly upstreamRpc?: 'tensorflow';
+  /** The upstream op an extension falls back to on an agent that lacks it (same read args, text reply). */
+  readonly fallback?: OpType;
+  /** What to use instead, for an op no plugin here runs (said in the ENOTSUP message). */
+  readonly alternative?: string;
 }
 
 /**
@@ -75,37 +94,76 @@ export interface OpInfo {
  */
 export type OpCost = 'cheap' | 'data' | 'compute';
 
-const COSTS: Partial<Record<OpType, OpCost>> = {
-  [OpType.Exec]: 'compute',
-  [OpType.ExecWithResource]: 'compute',
-  [OpType.ImageClassify]: 'compute',
-  [OpType.ImageDetect]: 'compute',
-  [OpType.ImageSegment]: 'compute',
-  [OpType.ImagePose]: 'compute',
-  [OpType.ImageDepth]: 'compute',
-  [OpType.TfModelLoad]: 'compute',
-  [OpType.TfModelRun]: 'compute',
-  [OpType.TfliteModelLoad]: 'compute',
-  [OpType.TfliteModelRun]: 'compute',
-  [OpType.TorchModelLoad]: 'compute',
-  [OpType.TorchModelRun]: 'compute',
-  [OpType.TorchSgemm]: 'data',
-  [OpType.BlasSgemm]: 'data',
-  [OpType.FpgaArrayCopy]: 'data',
-  [OpType.FpgaMmult]: 'data',
-  [OpType.FpgaParallel]: 'data',
-  [OpType.FpgaVectorAdd]: 'data',
-  [OpType.MinMax]: 'data',
-  [OpType.OpenCv]: 'compute',
-  [OpType.AesEncrypt]: 'data',
-  [OpType.AesDecrypt]: 'data',
-  [OpType.ImageClassifyTopK]: 'compute',
-  [OpType.ModelLoad]: 'compute',
-  [OpType.ModelRun]: 'compute',
-  [OpType.ImageDetectBoxes]: 'compute',
-  [OpType.ImagePoseKeypoints]: 'compute',
-  [OpType.ImageSegmentMask]: 'compute',
-  // Noop, the unloads and ListOperations are cheap (the default).
+const ONNX_INSTEAD = 'export the model to ONNX and run it with model_load/model_run';
+const TFLITE = `TensorFlow Lite models do not run here: ${ONNX_INSTEAD}`;
+const TORCH = `TorchScript models do not run here: ${ONNX_INSTEAD} (torch.onnx.export)`;
+
+type OpFacts = Omit<OpInfo, 'op' | 'name' | 'extension' | 'cost'> & { cost?: OpCost };
+
+/**
+ * Every per-op fact besides number and name: the one place to describe an op (see
+ * docs/adding-an-op.md). Unlisted facts default to: cheap, no resource, not served upstream.
+ */
+const FACTS: Partial<Record<OpType, OpFacts>> = {
+  [OpType.Noop]: {},
+  [OpType.Exec]: { cost: 'compute', upstreamServed: true },
+  [OpType.ExecWithResource]: { cost: 'compute', resourceArg: 0, upstreamServed: true },
+  [OpType.ImageClassify]: { cost: 'compute', image: true, upstreamServed: true },
+  [OpType.ImageDetect]: { cost: 'compute', image: true, upstreamServed: true },
+  [OpType.ImageSegment]: { cost: 'compute', image: true, upstreamServed: true },
+  [OpType.ImagePose]: { cost: 'compute', image: true, upstreamServed: true },
+  [OpType.ImageDepth]: {
+    cost: 'compute',
+    image: true,
+    upstreamServed: true,
+    alternative: 'no depth model ships with vaccel-ts: run an ONNX depth model with model_load/model_run',
+  },
+  [OpType.TfModelLoad]: {
+    cost: 'compute',
+    resourceArg: 0,
+    loads: true,
+    upstreamServed: true,
+    upstreamRpc: 'tensorflow',
+  },
+  [OpType.TfModelUnload]: {
+    resourceArg: 0,
+    unloads: OpType.TfModelLoad,
+    upstreamServed: true,
+    upstreamRpc: 'tensorflow',
+  },
+  [OpType.TfModelRun]: { cost: 'compute', resourceArg: 0, upstreamServed: true, upstreamRpc: 'tensorflow' },
+  [OpType.TfliteModelLoad]: { cost: 'compute', upstreamServed: true, alternative: TFLITE },
+  [OpType.TfliteModelUnload]: { upstreamServed: true, alternative: TFLITE },
+  [OpType.TfliteModelRun]: { cost: 'compute', upstreamServed: true, alternative: TFLITE },
+  [OpType.TorchModelLoad]: { cost: 'compute', upstreamServed: true, alternative: TORCH },
+  [OpType.TorchModelRun]: { cost: 'compute', upstreamServed: true, alternative: TORCH },
+  [OpType.TorchSgemm]: { cost: 'data' },
+  [OpType.BlasSgemm]: { cost: 'data', upstreamServed: true },
+  [OpType.FpgaArrayCopy]: { cost: 'data', upstreamServed: true },
+  [OpType.FpgaMmult]: { cost: 'data', upstreamServed: true },
+  [OpType.FpgaParallel]: { cost: 'data', upstreamServed: true },
+  [OpType.FpgaVectorAdd]: { cost: 'data', upstreamServed: true },
+  [OpType.MinMax]: { cost: 'data', upstreamServed: true },
+  [OpType.OpenCv]: {
+    cost: 'compute',
+    upstreamServed: true,
+    alternative: 'there is no OpenCV backend: use exec with an allowlisted module instead',
+  },
+  [OpType.AesEncrypt]: { cost: 'data' },
+  [OpType.AesDecrypt]: { cost: 'data' },
+  [OpType.ImageClassifyTopK]: {
+    cost: 'compute',
+    resourceArg: 2,
+    image: true,
+    fallback: OpType.ImageClassify,
+  },
+  [OpType.ModelLoad]: { cost: 'compute', resourceArg: 0, loads: true },
+  [OpType.ModelRun]: { cost: 'compute', resourceArg: 0 },
+  [OpType.ModelUnload]: { resourceArg: 0, unloads: OpType.ModelLoad },
+  [OpType.ListOperations]: {},
+  [OpType.ImageDetectBoxes]: { cost: 'compute', resourceArg: 1, image: true, fallback: OpType.ImageDetect },
+  [OpType.ImagePoseKeypoints]: { cost: 'compute', resourceArg: 1, image: true, fallback: OpType.ImagePose },
+  [OpType.ImageSegmentMask]: { cost: 'compute', resourceArg: 1, image: true, fallback: OpType.ImageSegment },
 };
 
 const snakeCase = (key: string): string =>
@@ -127,10 +185,11 @@ const table: ReadonlyMap<number, OpInfo> = new Map(
   Object.entries(OpType).map(([key, op]) => [
     op,
     Object.freeze({
+      ...FACTS[op],
       op,
       name: nameOverrides[op] ?? snakeCase(key),
       extension: op >= EXTENSION_OP_MIN,
-      cost: COSTS[op] ?? 'cheap',
+      cost: FACTS[op]?.cost ?? 'cheap',
     }),
   ]),
 );
@@ -161,18 +220,13 @@ export function isOpType(op: number): op is OpType {
   return table.has(op);
 }
 
-const ONNX_INSTEAD = 'export the model to ONNX and run it with model_load/model_run';
-
 /**
  * What to use instead of upstream ops no vaccel-ts plugin runs (there is no TensorFlow Lite or
- * Torch runtime for Node, no shipped depth model, no OpenCV), for the ENOTSUP message.
+ * Torch runtime for Node, no shipped depth model, no OpenCV), for the ENOTSUP message: each op's
+ * {@link OpInfo.alternative}.
  */
-export const OP_ALTERNATIVES: Readonly<Partial<Record<OpType, string>>> = {
-  [OpType.TfliteModelLoad]: `TensorFlow Lite models do not run here: ${ONNX_INSTEAD}`,
-  [OpType.TfliteModelUnload]: `TensorFlow Lite models do not run here: ${ONNX_INSTEAD}`,
-  [OpType.TfliteModelRun]: `TensorFlow Lite models do not run here: ${ONNX_INSTEAD}`,
-  [OpType.TorchModelLoad]: `TorchScript models do not run here: ${ONNX_INSTEAD} (torch.onnx.export)`,
-  [OpType.TorchModelRun]: `TorchScript models do not run here: ${ONNX_INSTEAD} (torch.onnx.export)`,
-  [OpType.ImageDepth]: `no depth model ships with vaccel-ts: run an ONNX depth model with model_load/model_run`,
-  [OpType.OpenCv]: 'there is no OpenCV backend: use exec with an allowlisted module instead',
-};
+export const OP_ALTERNATIVES: Readonly<Partial<Record<OpType, string>>> = Object.freeze(
+  Object.fromEntries(
+    [...table.values()].filter((info) => info.alternative).map((info) => [info.op, info.alternative]),
+  ),
+);
