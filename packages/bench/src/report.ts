@@ -42,9 +42,15 @@ export function markdown(result: FigureResult): string {
     );
   }
   if (result.comparisons.length > 0) {
+    // Against the in-process path the ratio is the guest's overhead; against a floor (C, Go) it
+    // is how far the path is from what the transport allows.
+    const baselines = new Set(result.comparisons.map((c) => c.host));
+    const baseline = baselines.size === 1 ? [...baselines][0]! : 'baseline';
     lines.push(
       '',
-      `| ${result.xTitle} | metric | guest path | guest / host [95 % CI] | overhead |`,
+      baseline === 'host (in-process)'
+        ? `| ${result.xTitle} | metric | guest path | guest / host [95 % CI] | overhead |`
+        : `| ${result.xTitle} | metric | path | path / ${baseline} [95 % CI] | cost over it |`,
       '|---|---|---|---:|---:|',
     );
     for (const c of result.comparisons) {

@@ -90,5 +90,13 @@ suite('vaccel-bench', () => {
     const md = readFileSync(join(out, 'rpc.md'), 'utf8');
     assert.match(md, /\| noop p50 \| noop p50 \| guest \(agent, unix\)/);
     assert.match(md, /\| target \| measured \[95 % CI\]/);
+    // Wire paths are compared with their floor, never with in-process calls that move no bytes.
+    for (const c of result.comparisons as { host: string }[]) assert.equal(c.host, 'C AF_UNIX floor');
+    assert.ok(
+      !(result.points as Point[]).some(
+        (p) => p.series === 'host (in-process)' && p.metric === '4 MiB payload',
+      ),
+      'no in-process payload throughput',
+    );
   });
 });
