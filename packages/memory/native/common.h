@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <node_api.h>
 #include <uv.h>
@@ -29,6 +30,13 @@ static inline napi_value throw_errno(napi_env env, const char *syscall, int err)
   napi_set_named_property(env, error, "syscall", name);
   napi_throw(env, error);
   return NULL;
+}
+
+// Closes fd (a socket or memfd being set up) and throws the errno its failing call left.
+static inline napi_value close_and_throw(napi_env env, int fd, const char *syscall) {
+  int err = errno;
+  close(fd);
+  return throw_errno(env, syscall, err);
 }
 
 static inline napi_value throw_type(napi_env env, const char *message) {

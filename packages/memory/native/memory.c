@@ -50,13 +50,6 @@ static int fill_unix_address(napi_env env, napi_value value, struct sockaddr_un 
   return 1;
 }
 
-// Closes fd (a socket or memfd being set up) and throws the errno its failing call left.
-static napi_value close_and_throw(napi_env env, int fd, const char *syscall) {
-  int err = errno;
-  close(fd);
-  return throw_errno(env, syscall, err);
-}
-
 // listen(path, backlog) -> fd: a non-blocking listening unix stream socket.
 static napi_value js_listen(napi_env env, napi_callback_info info) {
   size_t argc = 2;

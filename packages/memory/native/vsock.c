@@ -27,12 +27,6 @@ static int arg_u32(napi_env env, napi_value value, uint32_t *out) {
   return 1;
 }
 
-static napi_value close_and_throw(napi_env env, int fd, const char *syscall) {
-  int err = errno;
-  close(fd);
-  return throw_errno(env, syscall, err);
-}
-
 // vsockConnect(cid, port, timeoutMs) -> fd of a non-blocking socket whose connect has started
 // (or, rarely, finished). The kernel gives up after timeoutMs (its default is 2 s, shorter than
 // callers may want); an immediate failure (ENODEV: no route to that CID) throws here.

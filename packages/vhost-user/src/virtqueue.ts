@@ -199,10 +199,19 @@ export class SplitQueue {
   }
 }
 
-/** Copies `length` bytes starting `offset` bytes into the concatenation of `buffers`. */
-export function gather(buffers: readonly Uint8Array[], offset: number, length: number): Uint8Array {
+/**
+ * `length` bytes starting `offset` bytes into the concatenation of `buffers`: a view when they lie
+ * in one buffer (unless `copy`), else a copy. Guest memory may change once a chain is returned:
+ * what outlives the chain takes `copy`.
+ */
+export function gather(
+  buffers: readonly Uint8Array[],
+  offset: number,
+  length: number,
+  copy = false,
+): Uint8Array {
   const single = sliceOfOne(buffers, offset, length);
-  if (single) return single;
+  if (single) return copy ? single.slice() : single;
   const out = new Uint8Array(length);
   let filled = 0;
   let skip = offset;

@@ -106,5 +106,5 @@ export function readData(readable: readonly Uint8Array[], header: Header, readab
       'EBADMSG',
       `a packet says ${header.len} bytes of data but its buffers hold ${readableBytes - HEADER_BYTES}`,
     );
-  return gather(readable, HEADER_BYTES, header.len).slice();
+  return gather(readable, HEADER_BYTES, header.len, true);
 }
