@@ -127,31 +127,24 @@ function vsockPeer(stream: unknown): number | undefined {
   }
 }
 
-/** The pid and uid of a unix-socket peer, when the stream is one and the addon can ask. */
-function unixPeer(stream: unknown): { pid: number; uid: number } | undefined {
-  const socket = stream as Socket & { _handle?: { fd?: number } };
-  const fd = socket._handle?.fd ?? -1;
-  // A unix socket has no remote address; TCP's does.
-  if (typeof socket.remoteAddress === 'string' || fd < 0 || !nativeAvailable()) return undefined;
-  // A vsock peer is a VM, not a local process: SO_PEERCRED would answer, but with no one.
-  if (vsockPeer(stream) !== undefined) return undefined;
-  try {
-    return native().peerCredentials(fd);
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * Who is at the other end, for per-peer caps: a TCP peer's address, a vsock peer's CID (each VM
- * its own peer: SO_PEERCRED on vsock says nothing, the same "uid" for every VM), a unix peer's uid.
+ * Who is at the other end, asked once per connection: `key` groups connections for the per-peer
+ * caps (a TCP peer's address, a vsock peer's CID — each VM its own peer, as SO_PEERCRED on vsock
+ * names no one — or a unix peer's uid); `unix` is a unix-socket peer's pid and uid, when the
+ * addon can ask.
  */
-function peerKey(socket: Socket): string | undefined {
-  if (typeof socket.remoteAddress === 'string') return socket.remoteAddress;
+function identify(socket: Socket): { key?: string; unix?: { pid: number; uid: number } } {
+  if (typeof socket.remoteAddress === 'string') return { key: socket.remoteAddress };
   const cid = vsockPeer(socket);
-  if (cid !== undefined) return `vsock:${cid}`;
-  const peer = unixPeer(socket);
-  return peer ? `uid:${peer.uid}` : undefined;
+  if (cid !== undefined) return { key: `vsock:${cid}` };
+  const fd = (socket as Socket & { _handle?: { fd?: number } })._handle?.fd ?? -1;
+  if (fd < 0 || !nativeAvailable()) return {};
+  try {
+    const unix = native().peerCredentials(fd);
+    return { key: `uid:${unix.uid}`, unix };
+  } catch {
+    return {};
+  }
 }
 
 export class Agent implements AsyncDisposable {
@@ -242,11 +235,12 @@ export class Agent implements AsyncDisposable {
       onConnection: (connection) => {
         const socket = connection.stream as Socket;
         // Over a cap the connection is closed here, before it owns anything.
-        if (!this.#governor.admit(connection, peerKey(socket))) return;
+        const peer = identify(socket);
+        if (!this.#governor.admit(connection, peer.key)) return;
         const state = new ConnectionState(
           connection.id,
           limits,
-          unixPeer(socket),
+          peer.unix,
           this.#devices.get(handleOf(socket)),
         );
         connection.context = state;
