@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { convertTfGraph, parseTfjsGraphModel } from '@vaccel/plugin-onnx/convert';
+import { convertTfGraph, parseTfjsGraphModel } from '@vaccel/tf2onnx';
 import { HUMAN_MODELS_VERSION, loadHumanModel } from './human.js';
 import { convertDefaultModel, LABELS, NSFWJS_VERSION } from './nsfwjs.js';
 import { COCO_LABELS, KEYPOINTS, SKELETON } from './vision-labels.js';

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { TfjsGraphModel } from '@vaccel/plugin-onnx/convert';
+import type { TfjsGraphModel } from '@vaccel/tf2onnx';
 
 export const HUMAN_MODELS_VERSION = '3.0.4';
 const require = createRequire(import.meta.url);

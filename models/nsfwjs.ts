@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { convertLayersModel, type TfjsLayersModel } from '@vaccel/plugin-onnx/convert';
+import { convertLayersModel, type TfjsLayersModel } from '@vaccel/tf2onnx';
 
 export const NSFWJS_VERSION = '4.4.0';
 export const LABELS = ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'];

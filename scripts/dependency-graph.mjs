@@ -14,8 +14,9 @@ const root = fileURLToPath(new URL('..', import.meta.url));
  */
 export const LAYERS = [
   ['core'],
-  ['process', 'memory', 'ttrpc'],
-  ['remote', 'plugin-onnx'],
+  ['process', 'memory', 'ttrpc', 'tf2onnx'],
+  ['protocol', 'plugin-onnx'],
+  ['remote'],
   ['agent', 'vhost-user'],
   ['cli', 'conformance'],
   ['bench'],

@@ -8,19 +8,21 @@ import type { Server as NetServer, Socket } from 'node:net';
 import { type Logger, type Vaccel, VaccelError } from '@vaccel/core';
 import { native, nativeAvailable } from '@vaccel/memory';
 import {
-  AGENT_SERVICE_ASYNC,
-  AGENT_SERVICE_SYNC,
-  AgentService,
-  AgentServiceV071,
   formatAddress,
   isLoopback,
   listen,
   parseAddress,
   quickAckOnRead,
+  type TlsServerOptions,
+} from '@vaccel/protocol';
+import {
+  AGENT_SERVICE_ASYNC,
+  AGENT_SERVICE_SYNC,
+  AgentService,
+  AgentServiceV071,
   SharedMemoryService,
   serviceHandlers,
-  type TlsServerOptions,
-} from '@vaccel/remote';
+} from '@vaccel/protocol/service';
 import {
   type CallContext,
   type Connection,

@@ -7,7 +7,7 @@
  * are made, so the rewrite happens once, here.
  * @module
  */
-import { statusFromError } from '@vaccel/remote';
+import { statusFromError } from '@vaccel/protocol';
 import type { StatusReply } from '@vaccel/ttrpc';
 
 /** What a host path is replaced with. */

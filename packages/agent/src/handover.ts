@@ -12,7 +12,7 @@
 import { unlinkSync } from 'node:fs';
 import { type Logger, VaccelError } from '@vaccel/core';
 import { closeQuietly, native, type Watcher } from '@vaccel/memory';
-import { PRIVATE_SOCKET_MODE, withUmask } from '@vaccel/remote';
+import { PRIVATE_SOCKET_MODE, withUmask } from '@vaccel/protocol';
 
 /** Bytes of a nonce. */
 export const NONCE_BYTES = 32;

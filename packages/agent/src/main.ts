@@ -15,7 +15,7 @@ import {
   VaccelError,
 } from '@vaccel/core';
 import { keepFreedMemory } from '@vaccel/memory';
-import { DEFAULT_ADDRESS } from '@vaccel/remote';
+import { DEFAULT_ADDRESS } from '@vaccel/protocol';
 import { checkMaxFrame } from '@vaccel/ttrpc';
 import pino from 'pino';
 import { Agent } from './agent.js';

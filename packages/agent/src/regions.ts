@@ -10,7 +10,7 @@
  */
 import { VaccelError } from '@vaccel/core';
 import { native } from '@vaccel/memory';
-import type { SharedRef } from '@vaccel/remote';
+import type { SharedRef } from '@vaccel/protocol';
 
 /** One attached region. */
 interface Region {

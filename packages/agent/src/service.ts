@@ -19,15 +19,14 @@ import {
   VaccelError,
 } from '@vaccel/core';
 import {
-  type AgentService,
-  type AgentServiceV071,
   type DecodedArg,
   fromWireArg,
   type GenArg,
   refWireArg,
   type ServiceImpl,
   toWireArg,
-} from '@vaccel/remote';
+} from '@vaccel/protocol';
+import type { AgentService, AgentServiceV071 } from '@vaccel/protocol/service';
 import type { CallContext } from '@vaccel/ttrpc';
 import type { Admission } from './admission.js';
 import type { AgentMetrics } from './metrics.js';

@@ -16,7 +16,7 @@ import {
   type Tensor,
   VaccelError,
 } from '@vaccel/core';
-import { tfTensorFromWire, tfTensorName, tfTensorToWire, type WireTfTensor } from '@vaccel/remote';
+import { tfTensorFromWire, tfTensorName, tfTensorToWire, type WireTfTensor } from '@vaccel/protocol';
 import type { CallContext } from '@vaccel/ttrpc';
 
 const modelIdOf = (id: bigint): number => {

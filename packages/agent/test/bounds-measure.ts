@@ -11,7 +11,12 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { create, type DescMessage, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
-import { AGENT_SERVICE_ASYNC, AGENT_SERVICE_SYNC, AgentService, SyncAgentService } from '@vaccel/remote';
+import {
+  AGENT_SERVICE_ASYNC,
+  AGENT_SERVICE_SYNC,
+  AgentService,
+  SyncAgentService,
+} from '@vaccel/protocol/service';
 import { encodeHeader, FrameDecoder, FrameFlag, FrameType, RequestSchema } from '@vaccel/ttrpc';
 import { tempDir } from './helpers.js';
 

@@ -12,16 +12,16 @@ import { suite, test } from 'node:test';
 import { create, type DescMessage, fromBinary, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import { OpType, Vaccel } from '@vaccel/core';
 import { native, nativeAvailable } from '@vaccel/memory';
+import { connect } from '@vaccel/protocol';
 import {
   AGENT_SERVICE_ASYNC,
   AGENT_SERVICE_SYNC,
   AgentService,
-  connect,
-  remotePlugin,
   SharedMemoryService,
   SyncAgentService,
   serviceClient,
-} from '@vaccel/remote';
+} from '@vaccel/protocol/service';
+import { remotePlugin } from '@vaccel/remote';
 import {
   Client,
   encodeHeader,

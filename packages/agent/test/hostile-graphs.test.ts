@@ -10,16 +10,11 @@ import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { ErrorCodes, isVaccelError, ResourceType, tensor, Vaccel } from '@vaccel/core';
-import {
-  AGENT_SERVICE_SYNC,
-  connect,
-  detailErrno,
-  remotePlugin,
-  SyncAgentService,
-  serviceClient,
-} from '@vaccel/remote';
+import { connect, detailErrno } from '@vaccel/protocol';
+import { AGENT_SERVICE_SYNC, SyncAgentService, serviceClient } from '@vaccel/protocol/service';
+import { remotePlugin } from '@vaccel/remote';
+import { DataType, GraphDefSchema, type NodeDef } from '@vaccel/tf2onnx/tensorflow';
 import { Client, TtrpcError } from '@vaccel/ttrpc';
-import { DataType, GraphDefSchema, type NodeDef } from '../../plugin-onnx/src/gen/tensorflow_graph_pb.js';
 import { type RunningAgent, startAgent, tempDir } from './helpers.js';
 
 const type = (value: DataType) => ({ value: { case: 'type' as const, value } });

@@ -19,10 +19,7 @@ import { create } from '@bufbuild/protobuf';
 import { isVaccelError, ResourceType, type Session, tensor, type Vaccel } from '@vaccel/core';
 import { DataType, initializer, modelBytes, node, valueInfo } from '@vaccel/plugin-onnx';
 import { spawnTied } from '@vaccel/process';
-import {
-  TensorProto_DataLocation as DataLocation,
-  TensorProtoSchema,
-} from '../../plugin-onnx/src/gen/onnx_pb.js';
+import { TensorProto_DataLocation as DataLocation, TensorProtoSchema } from '@vaccel/tf2onnx/onnx';
 import { tempDir } from './helpers.js';
 import { guest } from './walls-helpers.js';
 

@@ -6,14 +6,14 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
 import { OpType, Vaccel } from '@vaccel/core';
+import { connect } from '@vaccel/protocol';
 import {
   AGENT_SERVICE_SYNC,
   AgentServiceV071,
-  connect,
-  remotePlugin,
   SyncAgentService,
   serviceClient,
-} from '@vaccel/remote';
+} from '@vaccel/protocol/service';
+import { remotePlugin } from '@vaccel/remote';
 import { Client } from '@vaccel/ttrpc';
 import { type RunningAgent, startAgent, tempDir } from './helpers.js';
 

@@ -7,16 +7,14 @@ import { after, before, suite, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Args, OpType, packCipher, Vaccel } from '@vaccel/core';
 import { native, nativeAvailable } from '@vaccel/memory';
+import { refWireArg, type SharedRef, toWireArg } from '@vaccel/protocol';
 import {
   AGENT_SERVICE_SYNC,
-  refWireArg,
-  remotePlugin,
   SharedMemoryService,
-  type SharedRef,
   SyncAgentService,
   serviceClient,
-  toWireArg,
-} from '@vaccel/remote';
+} from '@vaccel/protocol/service';
+import { remotePlugin } from '@vaccel/remote';
 import { Client } from '@vaccel/ttrpc';
 import fc from 'fast-check';
 import { freePort, type RunningAgent, startAgent, tempDir } from './helpers.js';

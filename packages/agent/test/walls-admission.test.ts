@@ -7,16 +7,14 @@ import { join } from 'node:path';
 import { suite, test } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { OpType, VaccelError } from '@vaccel/core';
+import { connect, detailErrno, errorFromRpc } from '@vaccel/protocol';
 import {
   AGENT_SERVICE_ASYNC,
   AGENT_SERVICE_SYNC,
-  connect,
-  detailErrno,
-  errorFromRpc,
   GenopRequestSchema,
   SyncAgentService,
   serviceClient,
-} from '@vaccel/remote';
+} from '@vaccel/protocol/service';
 import { Client, FrameFlag, FrameType, TtrpcError } from '@vaccel/ttrpc';
 import sharp from 'sharp';
 import { GATE_PLUGIN, gatedNoop, openGate } from './gate.js';

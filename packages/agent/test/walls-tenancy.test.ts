@@ -22,15 +22,8 @@ import {
 } from '@vaccel/core';
 import { nativeAvailable } from '@vaccel/memory';
 import { DEFAULT_MODEL_DIR } from '@vaccel/plugin-onnx';
-import {
-  AGENT_SERVICE_SYNC,
-  connect,
-  detailErrno,
-  errorFromRpc,
-  SyncAgentService,
-  serviceClient,
-  toWireArg,
-} from '@vaccel/remote';
+import { connect, detailErrno, errorFromRpc, toWireArg } from '@vaccel/protocol';
+import { AGENT_SERVICE_SYNC, SyncAgentService, serviceClient } from '@vaccel/protocol/service';
 import { Client, TtrpcError } from '@vaccel/ttrpc';
 import { tempDir } from './helpers.js';
 import { guest, logEvent, startReadyAgent } from './walls-helpers.js';

@@ -23,7 +23,8 @@ import {
 import { createStderrLogger, LogLevel, Vaccel } from '@vaccel/core';
 import { execPlugin } from '@vaccel/core/plugins';
 import { hostPlugins } from '@vaccel/plugin-onnx';
-import { connect, errorFromRpc, remotePlugin } from '@vaccel/remote';
+import { connect, errorFromRpc } from '@vaccel/protocol';
+import { remotePlugin } from '@vaccel/remote';
 import { Client, Code, Server, TtrpcError } from '@vaccel/ttrpc';
 
 let peer: GoPeerBuild;

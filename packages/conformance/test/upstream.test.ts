@@ -26,10 +26,10 @@ import {
   decodeGenopResponse,
   encodeGenopRequest,
   quickAckOnRead,
-  remotePlugin,
   tcpDescriptor,
   toWireArg,
-} from '@vaccel/remote';
+} from '@vaccel/protocol';
+import { remotePlugin } from '@vaccel/remote';
 import { Client } from '@vaccel/ttrpc';
 
 const run = promisify(execFile);

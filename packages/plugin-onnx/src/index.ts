@@ -56,6 +56,7 @@ const INLINE_SGEMM_FLOPS = 2 * 16 ** 3;
  */
 const CALLER_THREAD_SGEMM_FLOPS = 2 ** 24;
 
+export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from '@vaccel/tf2onnx/onnx';
 export { Classifier, type ClassifyResult, type ClassifyTimings, readModelBlobs } from './classifier.js';
 export { runnerChannel } from './contained/pool.js';
 export {
@@ -66,7 +67,6 @@ export {
   parseDescriptor,
   parseLabels,
 } from './descriptor.js';
-export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from './graph.js';
 export { admitModel, DEFAULT_INTAKE, type IntakeLimits } from './intake.js';
 export { onnxModelOf, onnxModelOffThread } from './model-formats.js';
 export {

@@ -41,7 +41,7 @@ import {
   type NodeProto,
   type SparseTensorProto,
   type TensorProto,
-} from './gen/onnx_pb.js';
+} from '@vaccel/tf2onnx/onnx';
 
 /** What intake allows. */
 export interface IntakeLimits {

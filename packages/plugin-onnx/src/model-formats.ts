@@ -18,7 +18,7 @@ import {
   parseGraphDef,
   parseTfjsGraphModel,
   type TfjsGraphModel,
-} from './convert/index.js';
+} from '@vaccel/tf2onnx';
 
 /**
  * Largest `model.json` parsed (16 MiB; real graph models' are under 1 MiB, their weights are in the

@@ -10,8 +10,8 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import type { Logger, SgemmArgs } from '@vaccel/core';
+import { DataType, modelBytes, node, valueInfo } from '@vaccel/tf2onnx/onnx';
 import * as ort from 'onnxruntime-node';
-import { DataType, modelBytes, node, valueInfo } from './graph.js';
 import { createSession, type OrtSession, type SessionSettings } from './session.js';
 
 /** Graphs kept (least recently used dropped first). */

@@ -18,10 +18,8 @@ import {
   parseGraphDef,
   parseTfjsGraphModel,
   supportedTfOps,
-} from '@vaccel/plugin-onnx/convert';
-import fc from 'fast-check';
-import * as ort from 'onnxruntime-node';
-import { ModelProtoSchema } from '../src/gen/onnx_pb.js';
+} from '@vaccel/tf2onnx';
+import { ModelProtoSchema } from '@vaccel/tf2onnx/onnx';
 import {
   type AttrValue,
   AttrValueSchema,
@@ -30,7 +28,9 @@ import {
   type NodeDef,
   TensorProtoSchema,
   TensorShapeProtoSchema,
-} from '../src/gen/tensorflow_graph_pb.js';
+} from '@vaccel/tf2onnx/tensorflow';
+import fc from 'fast-check';
+import * as ort from 'onnxruntime-node';
 import { onnxModelOffThread } from '../src/model-formats.js';
 
 const type = (value: DataType): AttrValue => create(AttrValueSchema, { value: { case: 'type', value } });

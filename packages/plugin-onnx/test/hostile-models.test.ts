@@ -17,8 +17,6 @@ import {
   runnerChannel,
   valueInfo,
 } from '@vaccel/plugin-onnx';
-import fc from 'fast-check';
-import sharp from 'sharp';
 import {
   AttributeProtoSchema,
   AttributeProto_AttributeType as AttributeType,
@@ -27,8 +25,10 @@ import {
   ModelProtoSchema,
   type TensorProto,
   TensorProtoSchema,
-} from '../src/gen/onnx_pb.js';
-import { GraphDefSchema, DataType as TfDataType } from '../src/gen/tensorflow_graph_pb.js';
+} from '@vaccel/tf2onnx/onnx';
+import { GraphDefSchema, DataType as TfDataType } from '@vaccel/tf2onnx/tensorflow';
+import fc from 'fast-check';
+import sharp from 'sharp';
 import { photo } from './helpers.js';
 
 const code = (expected: string) => (error: unknown) =>

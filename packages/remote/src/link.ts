@@ -6,13 +6,18 @@
  */
 import type { Duplex } from 'node:stream';
 import { Args, allOps, OpType as Op, type OpType, VaccelError } from '@vaccel/core';
+import {
+  AGENT_SERVICE,
+  type AgentStub,
+  agentStub,
+  connect,
+  errorFromRpc,
+  loadAddon,
+  quickAckOnRead,
+  type TlsClientOptions,
+  toWireArg,
+} from '@vaccel/protocol';
 import { Client, Code, TtrpcError } from '@vaccel/ttrpc';
-import { errorFromRpc } from './errors.js';
-import { toWireArg } from './genop-codec.js';
-import { AGENT_SERVICE, type AgentStub, agentStub } from './light-client.js';
-import { loadAddon } from './memory-addon.js';
-import { quickAckOnRead } from './quick-ack.js';
-import { connect, type TlsClientOptions } from './transport.js';
 
 /** The 0.8 async build's service string, tried when the sync one is not served. */
 const AGENT_SERVICE_ASYNC = 'vaccel.asynchronous.agent.AgentService';

@@ -25,16 +25,21 @@ import {
   UPSTREAM_TAG_BYTES,
   VaccelError,
 } from '@vaccel/core';
+import type { TlsClientOptions } from '@vaccel/protocol';
+import {
+  DEFAULT_ADDRESS,
+  decodeGenopResponse,
+  encodeGenopRequest,
+  errorFromRpc,
+  toWireArg,
+  type WireArg,
+} from '@vaccel/protocol';
 import { Code, TtrpcError } from '@vaccel/ttrpc';
-import { DEFAULT_ADDRESS } from './address.js';
-import { errorFromRpc } from './errors.js';
-import { decodeGenopResponse, encodeGenopRequest, toWireArg, type WireArg } from './genop-codec.js';
 import { AgentLink, type Linked } from './link.js';
 import { multiAgentPlugin, splitAddresses } from './multi.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
 import { EMPTY_INFO, tensorflowViaRpc } from './tf-rpc.js';
 import { tlsMaterial } from './tls-material.js';
-import type { TlsClientOptions } from './transport.js';
 
 /** Options of {@link remotePlugin}. Unset ones come from the environment. */
 export interface RemotePluginOptions {

@@ -12,12 +12,20 @@
 import { existsSync } from 'node:fs';
 import { type Arg, type PluginMemory, RangeAllocator, VaccelError } from '@vaccel/core';
 import type { Native } from '@vaccel/memory';
+import type { ServiceClient } from '@vaccel/protocol';
+import {
+  addon,
+  closeQuietly,
+  loadAddon,
+  mapIvshmem,
+  refWireArg,
+  type SharedRef,
+  toWireArg,
+  type WireArg,
+} from '@vaccel/protocol';
+import type { SharedMemoryService } from '@vaccel/protocol/service';
 import { Code, TtrpcError } from '@vaccel/ttrpc';
-import type { SharedMemory as SharedMemoryService } from './gen/shared_memory_pb.js';
-import { refWireArg, type SharedRef, toWireArg, type WireArg } from './genop-codec.js';
 import type { Linked } from './link.js';
-import { addon, closeQuietly, loadAddon, mapIvshmem } from './memory-addon.js';
-import type { ServiceClient } from './service.js';
 
 const PAGE = 4096;
 
@@ -67,9 +75,8 @@ const stubs = new WeakMap<Linked, Promise<MemoryStub>>();
 const stubOf = (linked: Linked): Promise<MemoryStub> => {
   let stub = stubs.get(linked);
   if (!stub) {
-    stub = Promise.all([import('./service.js'), import('./gen/shared_memory_pb.js')]).then(
-      ([{ serviceClient }, { SharedMemory }]) =>
-        serviceClient(linked.client, SharedMemory, SharedMemory.typeName),
+    stub = import('@vaccel/protocol/service').then(({ serviceClient, SharedMemoryService }) =>
+      serviceClient(linked.client, SharedMemoryService),
     );
     stubs.set(linked, stub);
   }

@@ -12,9 +12,9 @@ import {
   type Tensor,
   VaccelError,
 } from '@vaccel/core';
-import type { AgentService as SyncAgentService } from './gen/agent_sync_pb.js';
-import type { ServiceClient } from './service.js';
-import { tfNode, tfTensorFromWire, tfTensorName, tfTensorToWire } from './tf-tensors.js';
+import type { ServiceClient } from '@vaccel/protocol';
+import { tfNode, tfTensorFromWire, tfTensorName, tfTensorToWire } from '@vaccel/protocol';
+import type { SyncAgentService } from '@vaccel/protocol/service';
 
 /**
  * The model info of a TensorFlow load whose agent describes nothing (upstream's

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { VaccelError } from '@vaccel/core';
-import type { TlsClientOptions } from './transport.js';
+import type { TlsClientOptions } from '@vaccel/protocol';
 
 /** TLS material from options, else read (once, when first needed) from the files the environment names. */
 export function tlsMaterial(

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ResourceType, tensor, Vaccel, VaccelError } from '@vaccel/core';
-import { AGENT_SERVICE_SYNC, remotePlugin, SyncAgentService, serviceHandlers } from '@vaccel/remote';
+import { AGENT_SERVICE_SYNC, SyncAgentService, serviceHandlers } from '@vaccel/protocol/service';
+import { remotePlugin } from '@vaccel/remote';
 import { Server } from '@vaccel/ttrpc';
 
 test('tf_model_load/run/unload on an upstream agent go through its TensorFlow RPCs', async () => {

@@ -126,7 +126,7 @@ function tree(dir: string, to: string, skip: (rel: string) => boolean = () => fa
  * Our packages the guest gets (no models): the library, the CLI, the bench, and the memory addon
  * (built on this host for this node, which the guest runs too) for ivshmem shared memory.
  */
-const GUEST_WORKSPACES = ['core', 'memory', 'process', 'ttrpc', 'remote', 'cli', 'bench'];
+const GUEST_WORKSPACES = ['core', 'memory', 'process', 'ttrpc', 'protocol', 'remote', 'cli', 'bench'];
 /** Example functions (examples/<name>/index.mjs) the guest can run; the HTTP one needs the host's ONNX plugin embedded, so only offloaded. */
 const EXAMPLE_FUNCTIONS = ['batch-function', 'http-function'];
 /** Dependencies of those that only the host uses (native code, plots, the agent itself). */

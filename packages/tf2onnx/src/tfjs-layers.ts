@@ -7,8 +7,8 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
-import type { NodeProto, TensorProto } from '../gen/onnx_pb.js';
-import { DataType, initializer, modelBytes, node, valueInfo } from '../graph.js';
+import type { NodeProto, TensorProto } from './gen/onnx_pb.js';
+import { DataType, initializer, modelBytes, node, valueInfo } from './onnx-graph.js';
 import { checkedCount, permute } from './tf-tensor.js';
 
 /** A layer of `modelTopology.model_config.config.layers`. */

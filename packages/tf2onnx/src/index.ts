@@ -1,5 +1,5 @@
 /**
- * `@vaccel/plugin-onnx/convert`: TensorFlow models → ONNX, in TypeScript (no Python, no TensorFlow).
+ * `@vaccel/tf2onnx`: TensorFlow models → ONNX, in TypeScript (no Python, no TensorFlow).
  *
  * - {@link convertLayersModel}: TF.js layers models (Keras functional, channels_last).
  * - {@link convertTfGraph}: TensorFlow graphs, from a TF.js graph model ({@link parseTfjsGraphModel})

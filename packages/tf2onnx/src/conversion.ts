@@ -6,10 +6,10 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
-import type { NodeProto, TensorProto as OnnxTensor } from '../gen/onnx_pb.js';
-import type { AttrValue } from '../gen/tensorflow_graph_pb.js';
-import { type AttributeValue, node } from '../graph.js';
 import { ConstantBudget } from './budget.js';
+import type { NodeProto, TensorProto as OnnxTensor } from './gen/onnx_pb.js';
+import type { AttrValue } from './gen/tensorflow_graph_pb.js';
+import { type AttributeValue, node } from './onnx-graph.js';
 import {
   checkedCount,
   floatToHalf,

@@ -22,7 +22,7 @@ import {
   VMADDR_PORT_ANY,
   vsockUnavailable,
 } from '@vaccel/memory';
-import { connect, formatAddress, listen, parseAddress, VSOCK_CID_ANY } from '@vaccel/remote';
+import { connect, formatAddress, listen, parseAddress, VSOCK_CID_ANY } from '@vaccel/protocol';
 import { Client, type Connection, Server } from '@vaccel/ttrpc';
 
 /** Asserts a VaccelError with `code` whose message names `address`. */
@@ -68,7 +68,7 @@ describe('vsock addresses', () => {
 
   it('need the addon: ENOTSUP without it, saying how to build it', async () => {
     const code = `
-      import { connect, listen } from '@vaccel/remote';
+      import { connect, listen } from '@vaccel/protocol';
       for (const run of [() => connect('vsock://2:1024'), () => listen('vsock://-1:1024')]) {
         try { await run(); console.log('no error'); }
         catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }

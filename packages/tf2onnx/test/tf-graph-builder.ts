@@ -5,8 +5,8 @@
 import '@tensorflow/tfjs-backend-cpu';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import * as tf from '@tensorflow/tfjs-core';
-import { convertTfGraph, parseTfjsGraphModel, type TfjsGraphModel } from '@vaccel/plugin-onnx/convert';
 import * as ort from 'onnxruntime-node';
+import { convertTfGraph, parseTfjsGraphModel, type TfjsGraphModel } from '../src/index.js';
 
 tf.setBackend('cpu');
 

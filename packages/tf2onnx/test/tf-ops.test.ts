@@ -6,13 +6,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { VaccelError } from '@vaccel/core';
-import {
-  convertTfGraph,
-  parseGraphDef,
-  parseTfjsGraphModel,
-  supportedTfOps,
-} from '@vaccel/plugin-onnx/convert';
 import { AttrValueSchema, DataType, GraphDefSchema } from '../src/gen/tensorflow_graph_pb.js';
+import { convertTfGraph, parseGraphDef, parseTfjsGraphModel, supportedTfOps } from '../src/index.js';
 import { attr, buildCase, type OpCase, random, runBoth } from './tf-graph-builder.js';
 
 const rand = random(7);

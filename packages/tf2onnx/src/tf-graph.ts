@@ -11,11 +11,11 @@
  */
 import { fromBinary, fromJson, type JsonValue } from '@bufbuild/protobuf';
 import { isVaccelError, VaccelError } from '@vaccel/core';
-import type { ValueInfoProto } from '../gen/onnx_pb.js';
-import { type GraphDef, GraphDefSchema, type NodeDef } from '../gen/tensorflow_graph_pb.js';
-import { modelBytes, valueInfo } from '../graph.js';
 import { ConstantBudget } from './budget.js';
 import { Conversion, type TfNode, tensorName } from './conversion.js';
+import type { ValueInfoProto } from './gen/onnx_pb.js';
+import { type GraphDef, GraphDefSchema, type NodeDef } from './gen/tensorflow_graph_pb.js';
+import { modelBytes, valueInfo } from './onnx-graph.js';
 import { tfOps } from './tf-ops.js';
 import {
   checkedCount,

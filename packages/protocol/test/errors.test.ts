@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ErrorCodes } from '@vaccel/core';
-import { detailErrno, ERROR_TYPE_URL, errorDetail } from '@vaccel/remote';
+import { detailErrno, ERROR_TYPE_URL, errorDetail } from '@vaccel/protocol';
 import fc from 'fast-check';
 import { ErrorSchema, ErrorType } from '../src/gen/error_pb.js';
 

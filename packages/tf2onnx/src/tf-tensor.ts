@@ -5,10 +5,10 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
-import type { TensorProto as OnnxTensor } from '../gen/onnx_pb.js';
-import { type TensorProto, DataType as TfType } from '../gen/tensorflow_graph_pb.js';
-import { initializer, DataType as OnnxType } from '../graph.js';
 import { type ConstantBudget, MAX_CONSTANT_ELEMENTS } from './budget.js';
+import type { TensorProto as OnnxTensor } from './gen/onnx_pb.js';
+import { type TensorProto, DataType as TfType } from './gen/tensorflow_graph_pb.js';
+import { initializer, DataType as OnnxType } from './onnx-graph.js';
 
 export { MAX_CONSTANT_ELEMENTS, TfType };
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
-import { AGENT_SERVICE_SYNC } from '@vaccel/remote';
+import { AGENT_SERVICE_SYNC } from '@vaccel/protocol/service';
 import type { Client } from '@vaccel/ttrpc';
 import fc from 'fast-check';
 import { RegisterRequestSchema, RegisterResponseSchema } from '../src/gen/resource_pb.js';

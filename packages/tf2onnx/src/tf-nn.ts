@@ -5,8 +5,8 @@
  * @module
  */
 import { VaccelError } from '@vaccel/core';
-import type { AttributeValue } from '../graph.js';
 import type { Conversion, TfNode } from './conversion.js';
+import type { AttributeValue } from './onnx-graph.js';
 import {
   attrBool,
   attrFloat,
