@@ -10,93 +10,17 @@
  *   message; the ttRPC envelope aligns the message in its frame, and the reader gives each big
  *   frame its own buffer. So Float32/Float64 args are viewed in place on the other side.
  * - Decoding gives what protobuf-es's `fromBinary` gives (property-tested), with `bytes` as views.
+ * - An arg may carry a {@link SharedRef} (field 16) in place of its bytes (see wire-arg.ts).
  *
- * - An arg may carry a {@link SharedRef} (field 16, our extension) in place of its bytes: `length`
- *   bytes of a shared-memory region attached to the connection. Only sent to a vaccel-ts agent that
- *   attached the region; upstream decoders would skip the field.
- *
- * Also the one conversion between core Args and wire args, used by both the plugin and the agent.
+ * Malformed bytes fail with `EBADMSG` ({@link decodeOrBadMessage}).
  * @module
  */
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
-import { type Arg, type ArgType, VaccelError } from '@vaccel/core';
+import { VaccelError } from '@vaccel/core';
 import { ALIGN_FROM, alignmentPad, putVarint, varintSize } from '@vaccel/ttrpc';
-import type { Arg as GenArg, ArgType as WireArgType } from './gen/genop_pb.js';
-
-/** A reference to bytes in a shared-memory region (vaccel_ts.memory.SharedRef). */
-export interface SharedRef {
-  regionId: number;
-  offset: number;
-  /** Bytes; also the arg's `size`. */
-  length: number;
-}
-
-/** genop.Arg's field for a {@link SharedRef}. */
-const REF_FIELD = 16;
-
-/** An arg as it goes on the wire (the init shape of genop.Arg). */
-export interface WireArg {
-  /** Where the bytes are instead of `buf` (then `size` is `ref.length`). */
-  ref?: SharedRef;
-  buf?: Uint8Array;
-  /** Default: the buffer's length (the full length when chunked). */
-  size?: number;
-  argType?: number;
-  customTypeId?: number;
-  parts?: number;
-  partNo?: number;
-}
-
-/** A core arg on the wire: size = its length, the type as is. */
-export const toWireArg = (arg: Arg): WireArg => ({
-  buf: arg.buf,
-  size: arg.buf.byteLength,
-  argType: arg.type,
-  customTypeId: arg.customTypeId ?? 0,
-});
-
-/** A wire arg that refers to `ref`'s bytes (none of them travel). */
-export const refWireArg = (arg: Arg, ref: SharedRef): WireArg => ({
-  ref,
-  size: ref.length,
-  argType: arg.type,
-  customTypeId: arg.customTypeId ?? 0,
-});
-
-/** A decoded genop.Arg, with the {@link SharedRef} it may carry. */
-export type DecodedArg = GenArg & { ref?: SharedRef };
-
-/**
- * A wire arg as a core arg (its buffer is a view, not a copy). An arg with a shared reference
- * gets the bytes `resolve` finds for it (bounds-checked there); without `resolve` it is refused.
- * @throws VaccelError `EINVAL` when `size` is not the buffer's length (upstream's agent refuses
- * those too) or a reference cannot be resolved.
- */
-export function fromWireArg(
-  arg: DecodedArg,
-  what: string,
-  index: number,
-  resolve?: (ref: SharedRef, where: string) => Uint8Array,
-): Arg {
-  if (arg.ref) {
-    const where = `${what} arg ${index}`;
-    if (!resolve) throw new VaccelError('EINVAL', `${where}: shared memory references are not accepted here`);
-    if (arg.buf.byteLength > 0 || arg.size !== arg.ref.length)
-      throw new VaccelError('EINVAL', `${where}: a shared reference carries no bytes and size = its length`);
-    return {
-      type: arg.argType as number as ArgType,
-      buf: resolve(arg.ref, where),
-      customTypeId: arg.customTypeId,
-    };
-  }
-  if (arg.size !== arg.buf.byteLength) {
-    throw new VaccelError(
-      'EINVAL',
-      `${what} arg ${index}: size ${arg.size} does not match its ${arg.buf.byteLength} bytes`,
-    );
-  }
-  return { type: arg.argType as number as ArgType, buf: arg.buf, customTypeId: arg.customTypeId };
-}
+import { decodeOrBadMessage } from './bad-message.js';
+import type { ArgType as WireArgType } from './gen/genop_pb.js';
+import { type DecodedArg, REF_FIELD, type SharedRef, type WireArg } from './wire-arg.js';
 
 // Field order and proto3 defaults (zero fields are omitted) as in genop.proto and protobuf-es.
 const EMPTY: Uint8Array = new Uint8Array(0);
@@ -296,20 +220,7 @@ export function encodeGenopResponse(
 }
 
 function wrongType(field: string, type: WireType): never {
-  throw new VaccelError('EBADMSG', `genop: field ${field} has wire type ${type}`);
-}
-
-/**
- * Runs a decoder: malformed bytes (a truncated field, a bad varint, a wrong wire type) become a
- * VaccelError `EBADMSG` naming the message, whichever layer noticed them.
- */
-export function decodeOrBadMessage<T>(what: string, decode: () => T): T {
-  try {
-    return decode();
-  } catch (cause) {
-    if (cause instanceof VaccelError) throw cause;
-    throw new VaccelError('EBADMSG', `malformed ${what}: ${(cause as Error)?.message ?? cause}`, { cause });
-  }
+  throw new VaccelError('EBADMSG', `malformed genop message: field ${field} has wire type ${type}`);
 }
 
 /** A uint64 as a number; past 2^53 it is Infinity, which no bound check lets through. */

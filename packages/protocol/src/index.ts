@@ -13,23 +13,26 @@ export {
   parseAddress,
   VSOCK_CID_ANY,
 } from './address.js';
+export { decodeOrBadMessage } from './bad-message.js';
+export {
+  type CodecMap,
+  HAND_CODECS,
+  handDecoder,
+  handEncoder,
+  MESSAGE,
+  type MessageCodec,
+  type UploadBlob,
+} from './codecs.js';
 export { detailErrno, ERROR_TYPE_URL, errorDetail, errorFromRpc, statusFromError } from './errors.js';
 export type { Arg as GenArg } from './gen/genop_pb.js';
 export {
-  type DecodedArg,
   decodeGenopRequest,
   decodeGenopResponse,
-  decodeOrBadMessage,
   encodeGenopRequest,
   encodeGenopResponse,
-  fromWireArg,
   type GenopEncodeOptions,
-  refWireArg,
-  type SharedRef,
-  toWireArg,
-  type WireArg,
 } from './genop-codec.js';
-export { AGENT_SERVICE, type AgentStub, agentStub, type UploadBlob } from './light-client.js';
+export { AGENT_SERVICE, type AgentStub, agentStub } from './light-client.js';
 /** @internal The optional native addon (`@vaccel/memory`), loaded on first need. */
 export { addon, closeQuietly, loadAddon, mapIvshmem } from './memory-addon.js';
 /** @internal TCP_QUICKACK after each read (tests and the bench drive it directly). */
@@ -54,3 +57,11 @@ export {
   type TlsServerOptions,
   withUmask,
 } from './transport.js';
+export {
+  type DecodedArg,
+  fromWireArg,
+  refWireArg,
+  type SharedRef,
+  toWireArg,
+  type WireArg,
+} from './wire-arg.js';

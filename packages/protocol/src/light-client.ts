@@ -1,30 +1,26 @@
 /**
- * The agent RPCs every guest makes — CreateSession, DestroySession, RegisterResource, Genop — with
- * hand-written protobuf codecs (byte-for-byte what protobuf-es writes; tested), so a cold guest
- * never loads the reflection runtime and the descriptors of every vAccel message. The rest of the
- * service (ImageClassification, GetProfiler, the TensorFlow RPCs) comes from the generated stub,
- * loaded on first use by {@link AgentStub.full}.
+ * The agent RPCs every guest makes — CreateSession, DestroySession, RegisterResource, Genop — over
+ * the hand codecs of the codec map ({@link HAND_CODECS}), so a cold guest never loads the
+ * reflection runtime and the descriptors of every vAccel message. The rest of the service
+ * (ImageClassification, GetProfiler, the TensorFlow RPCs) comes from the generated stub, loaded on
+ * first use by {@link AgentStub.full}, over the same map.
  * @internal
  */
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { CallOptions, Client } from '@vaccel/ttrpc';
+import { type CodecMap, HAND_CODECS, handDecoder, handEncoder, MESSAGE, type UploadBlob } from './codecs.js';
 import type { AgentService as SyncAgentService } from './gen/agent_sync_pb.js';
-import { decodeGenopResponse, encodeGenopRequest, type WireArg } from './genop-codec.js';
+import type { decodeGenopResponse } from './genop-codec.js';
 import type { ServiceClient } from './service.js';
+import type { WireArg } from './wire-arg.js';
+
+export type { UploadBlob };
 
 /** The agent service string (0.8, sync build). */
 export const AGENT_SERVICE = 'vaccel.sync.agent.AgentService';
 
-/** One blob of a resource upload. */
-export interface UploadBlob {
-  /** resource.BlobType: FILE 0, BUFFER 1, MAPPED 2. */
-  type: number;
-  name: string;
-  data: Uint8Array;
-  size: number;
-}
-
 type FullStub = ServiceClient<(typeof SyncAgentService)['method']>;
+type GenopReply = ReturnType<typeof decodeGenopResponse>;
+type GenopRequest = { sessionId: bigint; readArgs: readonly WireArg[]; writeArgs: readonly WireArg[] };
 
 /** The light stub. */
 export interface AgentStub {
@@ -34,65 +30,55 @@ export interface AgentStub {
     request: { sessionId: bigint; resourceId: bigint; resourceType?: number; blobs?: readonly UploadBlob[] },
     options?: CallOptions,
   ): Promise<{ resourceId: bigint }>;
-  genop(
-    request: { sessionId: bigint; readArgs: readonly WireArg[]; writeArgs: readonly WireArg[] },
-    options?: CallOptions,
-  ): Promise<ReturnType<typeof decodeGenopResponse>>;
+  genop(request: GenopRequest, options?: CallOptions): Promise<GenopReply>;
+  /**
+   * Genop whose reply `use` reads while its bytes are still the connection's (the reply's arg
+   * buffers are views that are reused after `use` returns): copy out what you keep.
+   */
+  genopWith<T>(request: GenopRequest, use: (reply: GenopReply) => T, options?: CallOptions): Promise<T>;
   /** The generated stub for every other method (loaded once, on first use). */
   full(): Promise<FullStub>;
 }
 
-/** Reads one varint field `field` of a reply (int64, as protobuf-es reads it); 0n when absent. */
-function int64Field(reply: Uint8Array, field: number): bigint {
-  const reader = new BinaryReader(reply);
-  let value = 0n;
-  while (reader.pos < reader.len) {
-    const [no, type] = reader.tag();
-    if (no === field && type === WireType.Varint) value = BigInt(reader.int64());
-    else reader.skip(type, no);
-  }
-  return value;
-}
-
-const int64Message = (field: number, value: bigint): Uint8Array =>
-  value === 0n ? new Uint8Array(0) : new BinaryWriter().tag(field, WireType.Varint).int64(value).finish();
-
-/** A light stub over `client`. */
-export function agentStub(client: Client, service = AGENT_SERVICE): AgentStub {
+/** A light stub over `client`, calling `service` with the codecs of `codecs`. */
+export function agentStub(
+  client: Client,
+  service = AGENT_SERVICE,
+  codecs: CodecMap = HAND_CODECS,
+): AgentStub {
   let full: Promise<FullStub> | undefined;
+  const unary = <Req, Rep>(method: string, requestType: string, replyType: string | undefined) => {
+    const encode = handEncoder<Req>(requestType, codecs);
+    const decode = replyType ? handDecoder<Rep>(replyType, codecs) : undefined;
+    return async (request: Req, options?: CallOptions): Promise<Rep> => {
+      const reply = await client.call(service, method, encode(request), options);
+      return decode?.(reply) as Rep;
+    };
+  };
+  const encodeGenop = handEncoder<GenopRequest>(MESSAGE.genopRequest, codecs);
+  const decodeGenop = handDecoder<GenopReply>(MESSAGE.genopResponse, codecs);
   return {
-    async createSession({ flags }, options) {
-      const request =
-        flags === 0 ? new Uint8Array(0) : new BinaryWriter().tag(1, WireType.Varint).uint32(flags).finish();
-      return { sessionId: int64Field(await client.call(service, 'CreateSession', request, options), 1) };
-    },
-    async destroySession({ sessionId }, options) {
-      await client.call(service, 'DestroySession', int64Message(1, sessionId), options);
-    },
-    async registerResource({ sessionId, resourceId, resourceType = 0, blobs = [] }, options) {
-      // RegisterRequest{paths 1, blobs 2, resource_type 3, resource_id 4, session_id 5}
-      const writer = new BinaryWriter();
-      for (const blob of blobs) {
-        writer.tag(2, WireType.LengthDelimited).fork();
-        if (blob.type !== 0) writer.tag(1, WireType.Varint).int32(blob.type);
-        if (blob.name) writer.tag(2, WireType.LengthDelimited).string(blob.name);
-        if (blob.data.byteLength > 0) writer.tag(3, WireType.LengthDelimited).bytes(blob.data);
-        if (blob.size !== 0) writer.tag(4, WireType.Varint).uint32(blob.size);
-        writer.join();
-      }
-      if (resourceType !== 0) writer.tag(3, WireType.Varint).int32(resourceType);
-      if (resourceId !== 0n) writer.tag(4, WireType.Varint).int64(resourceId);
-      if (sessionId !== 0n) writer.tag(5, WireType.Varint).int64(sessionId);
-      const reply = await client.call(service, 'RegisterResource', writer.finish(), options);
-      return { resourceId: int64Field(reply, 1) };
-    },
-    async genop(request, options) {
-      return decodeGenopResponse(await client.call(service, 'Genop', encodeGenopRequest(request), options));
+    createSession: unary('CreateSession', MESSAGE.createSessionRequest, MESSAGE.createSessionResponse),
+    destroySession: unary('DestroySession', MESSAGE.destroySessionRequest, undefined),
+    registerResource: unary(
+      'RegisterResource',
+      MESSAGE.registerResourceRequest,
+      MESSAGE.registerResourceResponse,
+    ),
+    genop: unary('Genop', MESSAGE.genopRequest, MESSAGE.genopResponse),
+    genopWith(request, use, options) {
+      return client.callWith(
+        service,
+        'Genop',
+        encodeGenop(request),
+        (bytes) => use(decodeGenop(bytes)),
+        options,
+      );
     },
     full() {
       full ??= import('./service.js').then(async ({ serviceClient }) => {
         const { AgentService } = await import('./gen/agent_sync_pb.js');
-        return serviceClient(client, AgentService, service);
+        return serviceClient(client, AgentService, service, codecs);
       });
       return full;
     },

@@ -1,8 +1,9 @@
 /**
  * Binds a protobuf-es service descriptor to @vaccel/ttrpc: `serviceHandlers` turns a typed
  * implementation into ttRPC methods; `serviceClient` turns a ttRPC client into a typed stub with
- * the same method names. One generated interface types both ends. Genop requests and replies,
- * the messages that carry the data, are encoded without copying their arg buffers.
+ * the same method names. One generated interface types both ends. Each message goes through the
+ * codec map (codecs.ts): its hand codec where it has one (genop, without copying arg buffers),
+ * else the generated schema; malformed bytes fail with `EBADMSG` either way.
  * @module
  */
 import {
@@ -15,19 +16,10 @@ import {
 } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
 import type { CallContext, CallOptions, Client, Method, Payload } from '@vaccel/ttrpc';
+import { decodeOrBadMessage } from './bad-message.js';
+import { type CodecMap, HAND_CODECS } from './codecs.js';
 import { AgentService as AsyncAgentService } from './gen/agent_asynchronous_pb.js';
 import { AgentService as SyncAgentService } from './gen/agent_sync_pb.js';
-import {
-  RequestSchema as GenopRequestSchema,
-  ResponseSchema as GenopResponseSchema,
-} from './gen/genop_pb.js';
-import {
-  decodeGenopRequest,
-  decodeGenopResponse,
-  decodeOrBadMessage,
-  encodeGenopRequest,
-  encodeGenopResponse,
-} from './genop-codec.js';
 
 /** Service strings of the vAccel 0.8 agent (sync and async builds use different packages). */
 export const AGENT_SERVICE_SYNC = SyncAgentService.typeName;
@@ -56,38 +48,51 @@ export type ServiceImpl<S extends GenServiceMethods> = {
   [K in keyof S]: S[K]['methodKind'] extends 'unary' ? Unary<S[K]> : ClientStream<S[K]>;
 };
 
-async function* decodeAll<I extends DescMessage>(
-  schema: I,
-  payloads: AsyncIterable<Uint8Array>,
-): AsyncGenerator<MessageShape<I>> {
-  for await (const payload of payloads)
-    yield decodeOrBadMessage(schema.typeName, () => fromBinary(schema, payload));
+/** Encoder and decoder of one message type: the map's hand codec, else the generated schema. */
+function codecOf<D extends DescMessage>(
+  schema: D,
+  codecs: CodecMap,
+): { encode: (message: unknown) => Payload; decode: (bytes: Uint8Array) => unknown } {
+  const hand = codecs.get(schema.typeName);
+  return {
+    encode:
+      (hand?.encode as ((message: unknown) => Payload) | undefined) ??
+      ((message) => toBinary(schema, create(schema, message as MessageInitShape<D>))),
+    decode:
+      (hand?.decode as ((bytes: Uint8Array) => unknown) | undefined) ??
+      ((bytes) => decodeOrBadMessage(schema.typeName, () => fromBinary(schema, bytes))),
+  };
 }
 
-/** ttRPC methods (by wire name) for a typed implementation. */
+/** One buffer for a payload (a stream's Data frames carry one each). */
+const joined = (payload: Payload): Uint8Array =>
+  payload instanceof Uint8Array ? payload : Buffer.concat(payload as Uint8Array[]);
+
+async function* decodeAll(
+  decode: (bytes: Uint8Array) => unknown,
+  payloads: AsyncIterable<Uint8Array>,
+): AsyncGenerator<unknown> {
+  for await (const payload of payloads) yield decode(payload);
+}
+
+/** ttRPC methods (by wire name) for a typed implementation, with the messages' `codecs`. */
 export function serviceHandlers<S extends GenServiceMethods>(
   service: GenService<S>,
   impl: Partial<ServiceImpl<S>>,
+  codecs: CodecMap = HAND_CODECS,
 ): Record<string, Method> {
   const methods: Record<string, Method> = {};
   for (const method of service.methods) {
     const fn = impl[method.localName as keyof S] as ((...args: unknown[]) => unknown) | undefined;
     if (!fn) continue;
-    const encode = (reply: unknown): Payload =>
-      method.output.typeName === GenopResponseSchema.typeName
-        ? encodeGenopResponse(reply as never)
-        : toBinary(method.output, create(method.output, reply as never));
-    // Genop requests, the hot path, skip protobuf-es's reflection.
-    const decode = (payload: Uint8Array): unknown =>
-      method.input.typeName === GenopRequestSchema.typeName
-        ? decodeGenopRequest(payload)
-        : decodeOrBadMessage(method.input.typeName, () => fromBinary(method.input, payload));
+    const { decode } = codecOf(method.input, codecs);
+    const { encode } = codecOf(method.output, codecs);
     if (method.methodKind === 'unary') {
       methods[method.name] = async (payload, ctx) => encode(await fn(decode(payload), ctx));
     } else if (method.methodKind === 'client_streaming') {
       methods[method.name] = {
         kind: 'client-stream',
-        handler: async (payloads, ctx) => encode(await fn(decodeAll(method.input, payloads), ctx)),
+        handler: async (payloads, ctx) => encode(await fn(decodeAll(decode, payloads), ctx)),
       };
     }
   }
@@ -111,37 +116,30 @@ export type ServiceClient<S extends GenServiceMethods> = {
       : never;
 };
 
-/** A typed stub calling `serviceName` (default: the descriptor's own) through `client`. */
+/** A typed stub calling `serviceName` (default: the descriptor's own) through `client`, with `codecs`. */
 export function serviceClient<S extends GenServiceMethods>(
   client: Client,
   service: GenService<S>,
   serviceName = service.typeName,
+  codecs: CodecMap = HAND_CODECS,
 ): ServiceClient<S> {
   const stub: Record<string, unknown> = {};
   for (const method of service.methods) {
-    const encode = (request: unknown): Uint8Array =>
-      toBinary(method.input, create(method.input, request as never));
-    const encodeUnary = (request: unknown): Payload =>
-      method.input.typeName === GenopRequestSchema.typeName
-        ? encodeGenopRequest(request as never)
-        : encode(request);
+    const { encode } = codecOf(method.input, codecs);
+    const { decode } = codecOf(method.output, codecs);
     stub[method.localName] =
       method.methodKind === 'client_streaming'
-        ? async (requests: Iterable<unknown>, options?: CallOptions) => {
-            const reply = await client.callStream(
-              serviceName,
-              method.name,
-              [...requests].map(encode),
-              options,
-            );
-            return decodeOrBadMessage(method.output.typeName, () => fromBinary(method.output, reply));
-          }
-        : async (request: unknown, options?: CallOptions) => {
-            const reply = await client.call(serviceName, method.name, encodeUnary(request), options);
-            return method.output.typeName === GenopResponseSchema.typeName
-              ? decodeGenopResponse(reply)
-              : decodeOrBadMessage(method.output.typeName, () => fromBinary(method.output, reply));
-          };
+        ? async (requests: Iterable<unknown>, options?: CallOptions) =>
+            decode(
+              await client.callStream(
+                serviceName,
+                method.name,
+                [...requests].map((request) => joined(encode(request))),
+                options,
+              ),
+            )
+        : async (request: unknown, options?: CallOptions) =>
+            decode(await client.call(serviceName, method.name, encode(request), options));
   }
   return stub as ServiceClient<S>;
 }

@@ -8,20 +8,18 @@
  * @internal
  */
 import {
-  Args,
   isVaccelError,
   type Logger,
   type OpContext,
   type OpHandler,
   type OpType,
-  opInfo,
   opName,
   type Plugin,
   PluginType,
-  ReadArg,
   type SessionInfo,
   VaccelError,
 } from '@vaccel/core';
+import { LoadedModels } from './loaded-models.js';
 
 /** How long an agent that failed stays out of placement (ms), by default. */
 export const AGENT_DOWN_MS = 1000;
@@ -37,8 +35,8 @@ interface Agent {
 
 interface Placed {
   agent: Agent;
-  /** Model resource ids the session loaded (op, id), replayed when it moves. */
-  models: Map<number, OpType>;
+  /** The models the session loaded, loaded again on the agent it moves to. */
+  models: LoadedModels;
 }
 
 /** Socket errors that mean the call never reached the agent: safe to send elsewhere. */
@@ -88,7 +86,7 @@ export function multiAgentPlugin(
   /** Moves (or first places) a session onto `agent`, replaying its model loads there. */
   async function placeOn(agent: Agent, info: SessionInfo, ctx: OpContext): Promise<Placed> {
     const old = placed.get(info.id);
-    const entry: Placed = { agent, models: old?.models ?? new Map() };
+    const entry: Placed = { agent, models: old?.models ?? new LoadedModels() };
     placed.set(info.id, entry);
     agent.sessions++;
     if (old) {
@@ -99,15 +97,14 @@ export function multiAgentPlugin(
         { session: info.id, from: old.agent.address, to: agent.address },
         'session moved to another agent',
       );
-      for (const [model, op] of entry.models)
-        await agent.plugin.ops[op]!({ read: [Args.int64(model)], write: [Args.raw()] }, ctx);
+      await entry.models.replay(async (op, args) => agent.plugin.ops[op]!(args, ctx));
     } else logger?.debug({ session: info.id, agent: agent.address }, 'session placed');
     return entry;
   }
 
-  const handler = (op: OpType): OpHandler => {
-    const info = opInfo(op);
-    return async (args, ctx) => {
+  const handler =
+    (op: OpType): OpHandler =>
+    async (args, ctx) => {
       const tried = new Set<Agent>();
       for (;;) {
         let entry = placed.get(ctx.session.id);
@@ -139,16 +136,10 @@ export function multiAgentPlugin(
         } finally {
           agent.inflight--;
         }
-        const id =
-          info?.loads || info?.unloads !== undefined
-            ? ReadArg.int64(args.read[info.resourceArg ?? 0], `${opName(op)} model id`)
-            : 0;
-        if (info?.loads) entry.models.set(id, op);
-        if (info?.unloads !== undefined) entry.models.delete(id);
+        entry.models.note(op, args.read);
         return;
       }
     };
-  };
 
   const ops: Partial<Record<OpType, OpHandler>> = {};
   for (const op of Object.keys(agents[0]!.plugin.ops).map(Number) as OpType[]) ops[op] = handler(op);

@@ -6,6 +6,7 @@
  */
 
 import {
+  type Arg,
   Args,
   allOps,
   EXTENSION_OP_MIN,
@@ -21,23 +22,16 @@ import {
   type Plugin,
   PluginType,
   ReadArg,
-  type SessionInfo,
   UPSTREAM_TAG_BYTES,
   VaccelError,
 } from '@vaccel/core';
 import type { TlsClientOptions } from '@vaccel/protocol';
-import {
-  DEFAULT_ADDRESS,
-  decodeGenopResponse,
-  encodeGenopRequest,
-  errorFromRpc,
-  toWireArg,
-  type WireArg,
-} from '@vaccel/protocol';
-import { Code, TtrpcError } from '@vaccel/ttrpc';
+import { DEFAULT_ADDRESS, errorFromRpc } from '@vaccel/protocol';
 import { AgentLink, type Linked } from './link.js';
 import { multiAgentPlugin, splitAddresses } from './multi.js';
-import { DEFAULT_STAGING_BYTES, GuestRegions, type Staged } from './shared-memory.js';
+import { callGenop } from './remote-call.js';
+import { RemoteSessions } from './remote-session.js';
+import { DEFAULT_STAGING_BYTES, GuestRegions } from './shared-memory.js';
 import { EMPTY_INFO, tensorflowViaRpc } from './tf-rpc.js';
 import { tlsMaterial } from './tls-material.js';
 
@@ -89,15 +83,6 @@ export interface RemotePluginOptions {
 /** `1`, `true`, `yes`, `on` (any case). */
 const truthy = (value: string | undefined): boolean => /^(1|true|yes|on)$/i.test(value?.trim() ?? '');
 
-interface RemoteSession {
-  generation: number;
-  agentId: bigint;
-  /** Local resource ids registered with the agent session. */
-  registered: Set<number>;
-  /** Local model resource ids loaded with model_load, re-loaded after a reconnect. */
-  models: Set<number>;
-}
-
 /** True for ops an upstream agent serves only through its TensorFlow RPCs. */
 const viaTensorflowRpc = (op: OpType): boolean => opInfo(op)?.upstreamRpc === 'tensorflow';
 
@@ -106,24 +91,6 @@ function fixedText(bytes: Uint8Array | undefined): string {
   if (!bytes) return '';
   const end = bytes.indexOf(0);
   return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-/** read_args[0] of a genop, per op: the same bytes for every call (only ever read). */
-const opArgs = new Map<OpType, WireArg>();
-function opArg(op: OpType): WireArg {
-  let arg = opArgs.get(op);
-  if (!arg) {
-    arg = toWireArg(Args.uint8(op));
-    opArgs.set(op, arg);
-  }
-  return arg;
-}
-
-/** A copy of reply bytes the caller keeps (uninitialised memory, filled at once). */
-function copyOut(bytes: Uint8Array): Uint8Array {
-  const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
-  copy.set(bytes);
-  return new Uint8Array(copy.buffer, copy.byteOffset, copy.byteLength);
 }
 
 /**
@@ -165,7 +132,6 @@ function singleAgentPlugin(
     versionIgnore: options.versionIgnore ?? truthy(env.VACCEL_VERSION_IGNORE),
     versionIgnored: (message) => logger?.warn({ address }, message),
   });
-  const sessions = new Map<number, RemoteSession>();
   const stagingBytes = options.stagingBytes ?? Number(env.VACCEL_RPC_STAGING_BYTES ?? DEFAULT_STAGING_BYTES);
   if (!Number.isSafeInteger(stagingBytes) || stagingBytes < 0)
     throw new VaccelError('EINVAL', `staging bytes must be a whole number ≥ 0, got ${stagingBytes}`);
@@ -183,81 +149,7 @@ function singleAgentPlugin(
   };
 
   const callOptions = (ctx: OpContext) => ({ signal: ctx.signal, timeoutMs });
-
-  /** Agent sessions being created, so concurrent first ops of a session create only one. */
-  const creating = new Map<number, { generation: number; done: Promise<RemoteSession> }>();
-
-  function session(
-    linked: Linked,
-    info: SessionInfo,
-    ctx: OpContext,
-  ): Promise<RemoteSession> | RemoteSession {
-    const s = sessions.get(info.id);
-    if (s?.generation === linked.generation) return s;
-    const pending = creating.get(info.id);
-    if (pending?.generation === linked.generation) return pending.done;
-    const done = createAgentSession(linked, info, s, ctx).finally(() => {
-      if (creating.get(info.id)?.done === done) creating.delete(info.id);
-    });
-    creating.set(info.id, { generation: linked.generation, done });
-    return done;
-  }
-
-  async function createAgentSession(
-    linked: Linked,
-    info: SessionInfo,
-    old: RemoteSession | undefined,
-    ctx: OpContext,
-  ): Promise<RemoteSession> {
-    const { sessionId } = await linked.stub.createSession(
-      { flags: info.hint & ~PluginType.Remote },
-      callOptions(ctx),
-    );
-    const models = old?.models ?? new Set<number>();
-    const s = {
-      generation: linked.generation,
-      agentId: sessionId,
-      registered: new Set<number>(),
-      models: new Set<number>(),
-    };
-    sessions.set(info.id, s);
-    // The agent lost the models this session had loaded with the old connection: load them again.
-    for (const model of models)
-      await forward(OpType.ModelLoad, { read: [Args.int64(model)], write: [Args.raw()] }, ctx);
-    return s;
-  }
-
-  async function agentResource(
-    linked: Linked,
-    s: RemoteSession,
-    localId: number,
-    ctx: OpContext,
-  ): Promise<bigint> {
-    const data = ctx.resource(localId);
-    let agentId = linked.resources.get(data.digest);
-    if (agentId !== undefined && !s.registered.has(localId)) {
-      try {
-        await linked.stub.registerResource({ resourceId: agentId, sessionId: s.agentId }, callOptions(ctx));
-      } catch {
-        agentId = undefined; // the agent freed it meanwhile: upload again
-      }
-    }
-    if (agentId === undefined) {
-      const blobs = data.blobs.map(({ name, data: bytes }) => ({
-        type: 1, // resource.BlobType.BUFFER
-        name,
-        data: bytes,
-        size: bytes.byteLength,
-      }));
-      ({ resourceId: agentId } = await linked.stub.registerResource(
-        { blobs, resourceType: data.type, resourceId: 0n, sessionId: s.agentId },
-        callOptions(ctx),
-      ));
-      linked.resources.set(data.digest, agentId);
-    }
-    s.registered.add(localId);
-    return agentId;
-  }
+  const sessions = new RemoteSessions({ callOptions, run: (op, args, ctx) => forward(op, args, ctx) });
 
   /**
    * A typed image op on an agent without it: runs upstream's op and writes its text as the typed
@@ -287,6 +179,7 @@ function singleAgentPlugin(
     for (const arg of write.slice(1)) arg.buf = new Uint8Array(0);
   }
 
+  /** Runs `op` on the agent: the fallbacks, the session and its resources, then the call itself. */
   async function forward(op: OpType, opArgs: OpArgs, ctx: OpContext): Promise<void> {
     const { read, write } = opArgs;
     const linked = link.current ?? (await link.get(ctx.signal));
@@ -300,85 +193,40 @@ function singleAgentPlugin(
         `the agent at ${address} does not provide ${opName(op)} (it is not a vaccel-ts agent)`,
       );
     }
-    const known = session(linked, ctx.session, ctx);
+    const known = sessions.of(linked, ctx.session, ctx);
     const s = known instanceof Promise ? await known : known;
     const args = [...read];
-    const at = opInfo(op)?.resourceArg;
+    const at = info?.resourceArg;
     const localId = at !== undefined ? ReadArg.int64(args[at], `${opName(op)} resource id`) : 0;
-    if (at !== undefined && localId > 0) args[at] = Args.int64(await agentResource(linked, s, localId, ctx));
-    if (!linked.ours && viaTensorflowRpc(op)) {
+    if (at !== undefined && localId > 0)
+      args[at] = Args.int64(await sessions.resource(linked, s, localId, ctx));
+    if (!linked.ours && viaTensorflowRpc(op))
       await tensorflowViaRpc(await linked.stub.full(), op, s.agentId, args, write, callOptions(ctx));
-      if (op === OpType.TfModelLoad) s.models.add(localId);
-      if (op === OpType.TfModelUnload) s.models.delete(localId);
-      return;
-    }
-    if (op === OpType.ImageClassify) {
-      const { tags } = await (await linked.stub.full()).imageClassification(
-        { sessionId: s.agentId, image: ReadArg.bytes(args[0], 'image') },
-        callOptions(ctx),
-      );
-      write[0]?.buf.fill(0);
-      const out = write[1]?.buf;
-      if (out) out.set(tags.subarray(0, out.byteLength));
-      return;
-    }
-    // Views in our shared regions go as references, big plain arrays through the staging region.
-    const staged: Staged[] = [];
-    let sent = false;
-    let done = false;
-    try {
-      const readWire = regions.wireArgs(linked, args, staged);
-      const writeWire = regions.wireArgs(linked, write, staged);
-      const request = encodeGenopRequest({
-        sessionId: s.agentId,
-        readArgs: [opArg(op), ...(readWire instanceof Promise ? await readWire : readWire)],
-        writeArgs: writeWire instanceof Promise ? await writeWire : writeWire,
-      });
-      // Upstream ops fill the caller's buffers in place; our extension ops size their outputs, and
-      // the caller gets copies in memory of its own (or in the room it gave). Either way the
-      // reply's buffer is reused. Outputs the agent left in shared memory come as references.
-      // The tf_model ops are upstream's numbers with our model ops' layout (upstream serves them
-      // only as TensorFlow RPCs): their outputs (model info, tensors) are sized by the agent too.
-      const inPlace = op < EXTENSION_OP_MIN && !viaTensorflowRpc(op);
-      sent = true;
-      await linked.client.callWith(
-        linked.service,
-        'Genop',
-        request,
-        (bytes) => {
-          const reply = decodeGenopResponse(bytes);
-          for (const [i, arg] of write.entries()) {
-            const wire = reply.writeArgs[i];
-            if (!wire) continue;
-            const got = wire.ref ? regions.output(linked, wire.ref, arg, inPlace) : wire.buf;
-            if (!got) continue;
-            if (inPlace) arg.buf.set(got.subarray(0, arg.buf.byteLength));
-            else if (got.byteLength > 0 && got.byteLength <= arg.buf.byteLength) {
-              arg.buf.set(got);
-              arg.buf = arg.buf.subarray(0, got.byteLength);
-            } else arg.buf = copyOut(got);
-          }
-        },
-        callOptions(ctx),
-      );
-      done = true;
+    else if (op === OpType.ImageClassify) await classifyViaRpc(linked, s.agentId, args, write, ctx);
+    else {
+      await callGenop(linked, regions, { op, sessionId: s.agentId, read: args, write }, callOptions(ctx));
       // An agent whose TensorFlow backend describes no graph answers the load with no info: it is
       // loaded all the same, declaring nothing (as over upstream's TensorflowModelLoad).
       if (op === OpType.TfModelLoad && write[0]?.buf.byteLength === 0) write[0].buf = EMPTY_INFO;
-    } catch (error) {
-      // An agent that answered is done with the staged copies; one that timed out or went away
-      // may still write into them, so they stay taken (the region goes with its connection).
-      done =
-        !sent ||
-        (error instanceof TtrpcError &&
-          error.code !== Code.DEADLINE_EXCEEDED &&
-          error.code !== Code.CANCELLED);
-      throw error;
-    } finally {
-      if (done) regions.unstage(staged);
     }
-    if (op === OpType.ModelLoad || op === OpType.TfModelLoad) s.models.add(localId);
-    if (op === OpType.ModelUnload || op === OpType.TfModelUnload) s.models.delete(localId);
+    sessions.models(ctx.session.id).note(op, read);
+  }
+
+  /** image_classify on upstream's dedicated RPC (which every agent serves). */
+  async function classifyViaRpc(
+    linked: Linked,
+    sessionId: bigint,
+    args: readonly Arg[],
+    write: Arg[],
+    ctx: OpContext,
+  ): Promise<void> {
+    const { tags } = await (await linked.stub.full()).imageClassification(
+      { sessionId, image: ReadArg.bytes(args[0], 'image') },
+      callOptions(ctx),
+    );
+    write[0]?.buf.fill(0);
+    const out = write[1]?.buf;
+    if (out) out.set(tags.subarray(0, out.byteLength));
   }
 
   const handler =
@@ -422,9 +270,9 @@ function singleAgentPlugin(
     },
     async profile(info) {
       // The agent's regions for this session (its own op timings), when it keeps them.
-      const s = sessions.get(info.id);
       const linked = link.current;
-      if (!s || linked?.generation !== s.generation) return [];
+      const s = sessions.live(info.id, linked);
+      if (!s || !linked) return [];
       const { profiler } = await (await linked.stub.full())
         .getProfiler({ sessionId: s.agentId }, { timeoutMs })
         .catch((error: unknown) => {
@@ -455,11 +303,7 @@ function singleAgentPlugin(
     },
     hooks: {
       async sessionRelease(info) {
-        const s = sessions.get(info.id);
-        sessions.delete(info.id);
-        const linked = link.current; // a session on a dropped connection died with it
-        if (s && linked?.generation === s.generation)
-          await linked.stub.destroySession({ sessionId: s.agentId }).catch(() => {});
+        await sessions.release(info.id, link.current);
       },
     },
     async fini() {
