@@ -29,8 +29,20 @@ export const VSOCK_CID_ANY = 0xffffffff;
 /** Upstream's default agent address. */
 export const DEFAULT_ADDRESS = 'tcp://127.0.0.1:65500';
 
-const FORMS =
-  'unix:///path, unix://@abstract, tcp://host:port, tls://host:port, vsock://CID:PORT, hvsock:///uds:PORT, virtio-serial:///dev/virtio-ports/NAME';
+/**
+ * Every address kind with the forms it is written in: the error messages list them, and the
+ * transport test (packages/protocol/test/transports.test.ts) wants a case for each kind.
+ */
+export const ADDRESS_FORMS: Readonly<Record<Address['kind'], readonly string[]>> = {
+  unix: ['unix:///path', 'unix://@abstract'],
+  tcp: ['tcp://host:port'],
+  tls: ['tls://host:port'],
+  vsock: ['vsock://CID:PORT'],
+  hvsock: ['hvsock:///uds:PORT'],
+  serial: ['virtio-serial:///dev/virtio-ports/NAME'],
+};
+
+const FORMS = Object.values(ADDRESS_FORMS).flat().join(', ');
 
 function invalid(address: string, why: string): never {
   throw new VaccelError('EINVAL', `invalid address ${JSON.stringify(address)}: ${why} (accepted: ${FORMS})`);

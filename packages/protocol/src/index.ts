@@ -6,6 +6,7 @@
  * @module
  */
 export {
+  ADDRESS_FORMS,
   type Address,
   DEFAULT_ADDRESS,
   formatAddress,
