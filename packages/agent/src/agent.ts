@@ -37,8 +37,9 @@ import { type ConnectionBounds, ConnectionGovernor, DEFAULT_BOUNDS } from './bou
 import { defaultMemoryBudget, MemoryBudget } from './budget.js';
 import { HandoverSocket } from './handover.js';
 import { AgentMetrics } from './metrics.js';
+import { timersService } from './profiler.js';
 import { Scheduler, Tenant } from './scheduler.js';
-import { agentService, timersService } from './service.js';
+import { agentService } from './service.js';
 import { sharedMemoryService } from './shared-memory.js';
 import { type ConnectionLimits, ConnectionState, type DeviceMemory } from './state.js';
 import { TokenTable, type TokenTenant } from './tenants.js';

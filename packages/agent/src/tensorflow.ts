@@ -27,7 +27,7 @@ const modelIdOf = (id: bigint): number => {
 
 const OK = { code: 0, message: 'ok' };
 
-/** How the RPCs reach sessions and run ops (the agent service's own, see service.ts). */
+/** How the RPCs reach sessions and run ops (the agent service's own, see service.ts and op-runner.ts). */
 export interface TensorflowHost {
   session(id: bigint, ctx: CallContext): Session;
   /** The runtime's id of the connection's model resource `id`, registered with `session`. */

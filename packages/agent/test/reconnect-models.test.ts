@@ -30,7 +30,7 @@ const graph = (op: string) =>
           },
         },
         { name: 'y', op, input: ['x'], attr: { T: type(DataType.DT_FLOAT) } },
-      ] as NodeDef[],
+      ] as unknown as NodeDef[],
     }),
   );
 
