@@ -8,5 +8,5 @@ export { describeMachine, type MachineInfo } from './machine.js';
 export { formatBytes, HOST } from './paths.js';
 export { Progress } from './progress.js';
 export { consoleReport, writeResult } from './report.js';
-export { compare, type FigureResult, type Point, type Target } from './result.js';
+export { type Baseline, compare, compareWith, type FigureResult, type Point, type Target } from './result.js';
 export { ratio, summarize } from './stats.js';

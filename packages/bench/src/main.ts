@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { FigureOptions } from './figure.js';
-import { consoleReport, writeResult } from './report.js';
+import { consoleReport, renderResult, writeResult } from './report.js';
 import type { FigureResult } from './result.js';
 
 const figures: Record<string, { about: string; run(options: FigureOptions): Promise<FigureResult> }> = {
@@ -61,6 +61,10 @@ ${Object.entries(figures)
   .join('\n')}
   all      every figure above
 
+Re-rendering (no measurement):
+  render FILE.json …  rewrite each result's Markdown and JSON from its JSON, the
+                   comparisons recomputed from its samples and the baselines it declares
+
 Options:
   --quick          a short smoke run (fewer points and repetitions)
   --reps N         measured repetitions per point (default 5, quick 3)
@@ -113,6 +117,14 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const [which, ...extra] = positionals;
+  if (which === 'render') {
+    if (extra.length === 0) {
+      process.stderr.write(`vaccel-bench: render needs the result JSON files\n\n${usage}\n`);
+      return 2;
+    }
+    for (const file of extra) for (const path of renderResult(file)) process.stdout.write(`wrote ${path}\n`);
+    return 0;
+  }
   const names = which === 'all' ? Object.keys(figures) : which ? [which] : [];
   const unknown = names.filter((name) => !figures[name]);
   if (names.length === 0 || unknown.length > 0 || extra.length > 0) {

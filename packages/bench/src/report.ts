@@ -2,10 +2,10 @@
  * Output of a run: a console table, and JSON, CSV and Markdown files.
  * @module
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { formatMachine } from './machine.js';
-import type { FigureResult } from './result.js';
+import { type Comparison, compareWith, type FigureResult } from './result.js';
 import { spreadPercent } from './stats.js';
 
 /** A number with 3 significant digits (no exponent for the ranges we print). */
@@ -17,9 +17,10 @@ export function formatNumber(value: number): string {
 }
 
 /** A median and its interval as `12.3 [12.1, 12.6]`. */
-export function formatWithCi(value: number, ci: readonly [number, number], digits = 3): string {
+export function formatWithCi(value: number, ci: readonly [number, number] | undefined, digits = 3): string {
   const f = (v: number) => (digits === 3 || Math.abs(v) >= 1000 ? formatNumber(v) : v.toPrecision(digits));
-  return Number.isNaN(ci[0]) ? f(value) : `${f(value)} [${f(ci[0])}, ${f(ci[1])}]`;
+  // No interval: NaN, or null once through JSON, or none at all in an old result.
+  return ci === undefined || !Number.isFinite(ci[0]) ? f(value) : `${f(value)} [${f(ci[0])}, ${f(ci[1])}]`;
 }
 
 const pad = (rows: string[][]): string => {
@@ -30,10 +31,12 @@ const pad = (rows: string[][]): string => {
 /** The figure's points and comparisons as Markdown tables. */
 export function markdown(result: FigureResult): string {
   const lines = [`## ${result.name}: ${result.title}`, '', `Machine: ${formatMachine(result.machine)}`, ''];
+  // A result written before summaries carried an interval (e.g. fig2-virtio-crypto) has none to show.
+  const intervals = result.points.some((p) => p.summary.ci95 !== undefined);
   lines.push(
-    `Medians${result.options.quick ? ' (quick run)' : ''} with their 95 % bootstrap intervals; n = samples; spread = IQR / median.`,
+    `Medians${result.options.quick ? ' (quick run)' : ''}${intervals ? ' with their 95 % bootstrap intervals' : ''}; n = samples; spread = IQR / median.`,
     '',
-    `| ${result.xTitle} | metric | series | median [95 % CI] | unit | n | spread |`,
+    `| ${result.xTitle} | metric | series | median${intervals ? ' [95 % CI]' : ''} | unit | n | spread |`,
     '|---|---|---|---:|---|---:|---:|',
   );
   for (const p of result.points) {
@@ -41,23 +44,34 @@ export function markdown(result: FigureResult): string {
       `| ${p.xLabel} | ${p.metric} | ${p.series} | ${formatWithCi(p.summary.median, p.summary.ci95)} | ${p.unit} | ${p.summary.n} | ${spreadPercent(p.summary).toFixed(1)}% |`,
     );
   }
-  if (result.comparisons.length > 0) {
-    // Against the in-process path the ratio is the guest's overhead; against a floor (C, Go) it
-    // is how far the path is from what the transport allows.
-    const baselines = new Set(result.comparisons.map((c) => c.host));
-    const baseline = baselines.size === 1 ? [...baselines][0]! : 'baseline';
+  // One table per baseline, its heading naming what the ratios divide by: against the in-process
+  // path a ratio is the guest's overhead; against a floor (C, Go) or a reference path it is how far
+  // the path is from it.
+  const byBaseline = new Map<string, Comparison[]>();
+  for (const c of result.comparisons) byBaseline.set(c.host, [...(byBaseline.get(c.host) ?? []), c]);
+  for (const [baseline, comparisons] of byBaseline) {
     lines.push(
       '',
-      baseline === 'host (in-process)'
-        ? `| ${result.xTitle} | metric | guest path | guest / host [95 % CI] | overhead |`
-        : `| ${result.xTitle} | metric | path | path / ${baseline} [95 % CI] | cost over it |`,
+      baseline === HOST
+        ? `| ${result.xTitle} | metric | guest path | guest / ${HOST}${intervals ? ' [95 % CI]' : ''} | overhead |`
+        : `| ${result.xTitle} | metric | path | path / ${baseline}${intervals ? ' [95 % CI]' : ''} | cost over it |`,
       '|---|---|---|---:|---:|',
     );
-    for (const c of result.comparisons) {
+    for (const c of comparisons) {
       lines.push(
-        `| ${c.xLabel} | ${c.metric} | ${c.guest} | ${formatWithCi(c.ratio, c.ratioCi95, 4)} | ${c.overheadPercent.toFixed(1)}% |`,
+        `| ${c.xLabel} | ${c.metric} | ${c.guest} | ${formatWithCi(c.ratio, c.ratioCi95, 4)} | ${formatCost(c)} |`,
       );
     }
+  }
+  if (byBaseline.size > 0) {
+    const columns = [
+      ...new Set([...byBaseline.keys()].map((b) => (b === HOST ? 'overhead' : 'cost over it'))),
+    ];
+    const named = columns.join(' and ');
+    lines.push(
+      '',
+      `${named[0]!.toUpperCase()}${named.slice(1)}: the time per op (for a throughput, per byte, FLOP or call) above the baseline's, in % between half and twice it; past that as a factor (×9.21: 9.21 times the baseline's time; ÷5.46: a 5.46th of it).`,
+    );
   }
   if (result.targets?.length) {
     lines.push('', '| target | measured [95 % CI] | bar | goal | met |', '|---|---:|---:|---:|---|');
@@ -72,9 +86,26 @@ export function markdown(result: FigureResult): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** The in-process path's series name (paths.ts's HOST; not imported: it pulls in the runtime). */
+const HOST = 'host (in-process)';
+
+/**
+ * A comparison's cost, in the direction of the time it takes: the time per op (per byte, FLOP or
+ * call for a throughput) against the baseline's, as a percentage between half and twice it and as
+ * a factor past that, so a path 9× slower reads `×9.21`, not `+821.1%`, and one 45× faster `÷45.6`,
+ * not `-97.8%`.
+ */
+export function formatCost(c: Pick<Comparison, 'overheadPercent'>): string {
+  const factor = 1 + c.overheadPercent / 100;
+  if (!Number.isFinite(factor) || factor <= 0) return `${c.overheadPercent}%`;
+  if (factor >= 2) return `×${formatNumber(factor)}`;
+  if (factor <= 0.5) return `÷${formatNumber(1 / factor)}`;
+  return `${c.overheadPercent > 0 ? '+' : ''}${c.overheadPercent.toFixed(1)}%`;
+}
+
 /** A console summary. */
 export function consoleReport(result: FigureResult): string {
-  const rows = [[result.xTitle, 'metric', 'series', 'median [95% CI]', 'unit', 'n', 'vs host [95% CI]']];
+  const rows = [[result.xTitle, 'metric', 'series', 'median [95% CI]', 'unit', 'n', 'vs baseline [95% CI]']];
   for (const p of result.points) {
     const c = result.comparisons.find(
       (c) => c.guest === p.series && c.xLabel === p.xLabel && c.metric === p.metric,
@@ -86,9 +117,7 @@ export function consoleReport(result: FigureResult): string {
       formatWithCi(p.summary.median, p.summary.ci95),
       p.unit,
       String(p.summary.n),
-      c
-        ? `×${formatWithCi(c.ratio, c.ratioCi95, 4)} (${c.overheadPercent >= 0 ? '+' : ''}${c.overheadPercent.toFixed(1)}%)`
-        : '',
+      c ? `÷ ${c.host}: ×${formatWithCi(c.ratio, c.ratioCi95, 4)} (${formatCost(c)})` : '',
     ]);
   }
   let text = `${result.title}\n${formatMachine(result.machine)}\n${pad(rows)}\n`;
@@ -134,6 +163,19 @@ export function csv(result: FigureResult): string {
   return `${[header, ...rows].join('\n')}\n`;
 }
 
+/** The files of a result that hold its comparisons: its JSON and its page (linking its plot if `plotted`). */
+const pages = (result: FigureResult, plotted: boolean): [string, string][] => [
+  [`${result.name}.json`, `${JSON.stringify(result, null, 2)}\n`],
+  [`${result.name}.md`, `${markdown(result)}\n${plotted ? `![${result.name}](${result.name}.svg)\n` : ''}`],
+];
+
+const write = (dir: string, files: [string, string | Buffer][]): string[] =>
+  files.map(([name, text]) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  });
+
 /**
  * Writes `<name>.json`, `.csv`, `.md`, `.svg` and `.png` into `dir`; returns the paths written.
  * Where the plotting packages are not installed (a VM guest gets the slim packages only) the
@@ -148,20 +190,27 @@ export async function writeResult(dir: string, result: FigureResult): Promise<st
       return undefined;
     },
   );
-  const files: [string, string | Buffer][] = [
-    [`${result.name}.json`, `${JSON.stringify(result, null, 2)}\n`],
+  return write(dir, [
+    ...pages(result, plot !== undefined),
     [`${result.name}.csv`, csv(result)],
-    [`${result.name}.md`, `${markdown(result)}\n${plot ? `![${result.name}](${result.name}.svg)\n` : ''}`],
     ...(plot
       ? ([
           [`${result.name}.svg`, plot.svg],
           [`${result.name}.png`, plot.png],
         ] as [string, Buffer | string][])
       : []),
-  ];
-  return files.map(([name, text]) => {
-    const path = join(dir, name);
-    writeFileSync(path, text);
-    return path;
-  });
+  ]);
+}
+
+/**
+ * Re-renders a written result from its JSON, measuring nothing: the comparisons are recomputed
+ * from its points and the baselines it declares (a result without any keeps its own), and its
+ * JSON and Markdown are rewritten beside it; the CSV and the plots, which show no comparison, are
+ * kept. Returns the paths written.
+ */
+export function renderResult(jsonPath: string): string[] {
+  const result = JSON.parse(readFileSync(jsonPath, 'utf8')) as FigureResult;
+  if (result.baselines) result.comparisons = compareWith(result.points, result.baselines);
+  const dir = dirname(jsonPath);
+  return write(dir, pages(result, existsSync(join(dir, `${result.name}.svg`))));
 }

@@ -51,6 +51,24 @@ export interface Target {
   met: boolean;
 }
 
+/**
+ * What a figure's ratios divide by, declared with the figure and kept in its result, so a page can
+ * be re-rendered from its JSON (`vaccel-bench render`). A baseline must do the work the paths
+ * compared with it do (the same op on the same data, or the floor of the same transfer): never an
+ * in-process call that moves no bytes, or a loop with none of the per-call cost the paths pay.
+ */
+export interface Baseline {
+  /** The series every ratio of this group divides by. */
+  series: string;
+  /** The series compared with it (default: every other series measured at the same x and metric). */
+  paths?: string[];
+  /**
+   * false when the two were not measured interleaved (other processes, other times): the ratio is
+   * then of the medians, its interval from each side's, never of samples paired by position.
+   */
+  paired?: boolean;
+}
+
 /** A figure's full result. */
 export interface FigureResult {
   name: string;
@@ -60,13 +78,18 @@ export interface FigureResult {
   options: { reps: number; quick: boolean };
   points: Point[];
   comparisons: Comparison[];
+  /** What `comparisons` divide by (see {@link compareWith}); absent in results older than it. */
+  baselines?: Baseline[];
   /** Targets measured by this figure, if it has any. */
   targets?: Target[];
   notes: string[];
 }
 
-/** Compares every non-host series with `host` at each (x, metric) where both exist. */
-export function compare(points: readonly Point[], host: string): Comparison[] {
+/**
+ * Compares every non-host series with `host` at each (x, metric) where both exist; pair by pair
+ * where both have samples and `paired` is not false.
+ */
+export function compare(points: readonly Point[], host: string, paired = true): Comparison[] {
   const comparisons: Comparison[] = [];
   for (const guest of points) {
     if (guest.series === host) continue;
@@ -74,7 +97,7 @@ export function compare(points: readonly Point[], host: string): Comparison[] {
     if (!base) continue;
     const { ratio: r, ci95 } =
       guest.samples && base.samples
-        ? ratio(guest.samples, base.samples)
+        ? ratio(guest.samples, base.samples, paired)
         : {
             ratio: guest.summary.median / base.summary.median,
             ci95: [Number.NaN, Number.NaN] as [number, number],
@@ -90,4 +113,15 @@ export function compare(points: readonly Point[], host: string): Comparison[] {
     });
   }
   return comparisons;
+}
+
+/** The comparisons a figure's {@link Baseline}s declare, baseline by baseline. */
+export function compareWith(points: readonly Point[], baselines: readonly Baseline[]): Comparison[] {
+  return baselines.flatMap(({ series, paths, paired }) =>
+    compare(
+      points.filter((p) => p.series === series || !paths || paths.includes(p.series)),
+      series,
+      paired,
+    ),
+  );
 }

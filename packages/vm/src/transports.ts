@@ -6,7 +6,8 @@
  * @module
  */
 import {
-  compare,
+  type Baseline,
+  compareWith,
   describeMachine,
   type FigureOptions,
   type FigureResult,
@@ -47,6 +48,8 @@ export async function transportsVm(options: FigureOptions & { cacheDir: string }
     samples: values,
   });
   const points = [point(SERIAL, samples.serial), point(VSOCK, samples.vsock)];
+  // Alternating call by call in one guest process: pair by pair, as the target.
+  const baselines: Baseline[] = [{ series: SERIAL }];
   const vsockOverSerial = ratio(samples.vsock, samples.serial);
   const targets: Target[] = [
     {
@@ -66,10 +69,8 @@ export async function transportsVm(options: FigureOptions & { cacheDir: string }
     machine: describeMachine(),
     options: { reps: options.reps, quick: options.quick },
     points,
-    comparisons: compare(
-      points.map(({ samples: _, ...p }) => p),
-      SERIAL,
-    ),
+    comparisons: compareWith(points, baselines),
+    baselines,
     targets,
     notes: [
       `${rounds} noop calls per transport from one guest process, alternating call by call (20 warm-up calls each first)`,

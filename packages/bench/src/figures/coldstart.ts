@@ -10,10 +10,12 @@ import { startAgent } from '../agent-process.js';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { Progress } from '../progress.js';
-import type { FigureResult, Point, Target } from '../result.js';
-import { ratio, summarize } from '../stats.js';
+import { type Baseline, compareWith, type FigureResult, type Point, type Target } from '../result.js';
+import { summarize } from '../stats.js';
 
 const BARE = 'bare node';
+/** Every case against the fresh process that does nothing (same round: pair by pair). */
+const BASELINES: Baseline[] = [{ series: BARE }];
 const FIRST_NOOP =
   "const {Vaccel}=await import('@vaccel/remote/guest'); const v=await Vaccel.open(); const s=await v.createSession(); await s.noop(); await v.close();";
 const CASES: { label: string; code: string }[] = [
@@ -98,18 +100,6 @@ export async function coldstartFigure(options: FigureOptions): Promise<FigureRes
       met: noop.median <= 200,
     },
   ];
-  const vsBare = CASES.slice(1).map((c, k) => {
-    const r = ratio(samples[k + 1]!, samples[0]!);
-    return {
-      xLabel: 'fresh process',
-      metric: 'wall',
-      host: BARE,
-      guest: c.label,
-      ratio: r.ratio,
-      ratioCi95: r.ci95,
-      overheadPercent: 100 * (r.ratio - 1),
-    };
-  });
   return {
     name: 'coldstart',
     title: 'Cold start of a guest process (wall ms, spawn to exit)',
@@ -117,7 +107,8 @@ export async function coldstartFigure(options: FigureOptions): Promise<FigureRes
     machine: describeMachine({}),
     options: { reps, quick },
     points,
-    comparisons: vsBare,
+    comparisons: compareWith(points, BASELINES),
+    baselines: BASELINES,
     targets,
     notes: [
       `${rounds} rounds; each round runs every case once as a fresh \`node --input-type=module -e …\`, in turn, so machine drift hits all alike; medians with 95 % bootstrap intervals`,

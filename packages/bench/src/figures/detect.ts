@@ -9,7 +9,10 @@ import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { budgetFor, HOST, openPaths, placed, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
-import { compare, type FigureResult } from '../result.js';
+import { type Baseline, compareWith, type FigureResult } from '../result.js';
+
+/** Every guest path against the same op in-process (same data, interleaved: pair by pair). */
+const BASELINES: Baseline[] = [{ series: HOST }];
 
 /** Photos measured (examples/images), each as a 640×480 JPEG. */
 export const DETECT_PHOTOS = ['dog', 'person', 'horses'];
@@ -63,7 +66,8 @@ export async function detectFigure(options: FigureOptions): Promise<FigureResult
     machine: describeMachine(paths.versions),
     options: { reps, quick },
     points,
-    comparisons: compare(points, HOST),
+    comparisons: compareWith(points, BASELINES),
+    baselines: BASELINES,
     notes: [
       `examples/images/{${names.join(',')}}.jpg resized to 640×480 (JPEG quality 90); default detector (NanoDet, COCO, 416×416 input), default options (minScore 0.3, NMS IoU 0.5)`,
       'time = JPEG decode + resize + inference + box decoding and NMS (+ transfer for the guest), end to end per call; target ≤ 60 ms in-process',

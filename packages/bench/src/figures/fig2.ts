@@ -9,7 +9,10 @@ import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { budgetFor, formatBytes, HOST, openPaths, placed, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
-import { compare, type FigureResult } from '../result.js';
+import { type Baseline, compareWith, type FigureResult } from '../result.js';
+
+/** Every guest path against the same op in-process (same data, interleaved: pair by pair). */
+const BASELINES: Baseline[] = [{ series: HOST }];
 
 /** Runs fig2. */
 export async function fig2(options: FigureOptions): Promise<FigureResult> {
@@ -79,7 +82,8 @@ export async function fig2(options: FigureOptions): Promise<FigureResult> {
     machine: describeMachine(paths.versions),
     options: { reps, quick },
     points,
-    comparisons: compare(points, HOST),
+    comparisons: compareWith(points, BASELINES),
+    baselines: BASELINES,
     notes: [
       'one call per chunk, sequential, no padding (chunks are whole blocks); MB/s = 1e6 bytes/s of plaintext; a sample = about 64 KiB of chunks (1–200 calls), host and guest samples interleaved, ≥ 50 samples and ≥ 1 s per point (quick: fewer)',
       'host: the crypto plugin in-process (node:crypto / OpenSSL), results in fresh memory; guest (agent, unix): the same op through vaccel-agent over a unix socket',

@@ -8,7 +8,10 @@ import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { budgetFor, HOST, openPaths, placed, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
-import { compare, type FigureResult } from '../result.js';
+import { type Baseline, compareWith, type FigureResult } from '../result.js';
+
+/** Every guest path against the same op in-process (same data, interleaved: pair by pair). */
+const BASELINES: Baseline[] = [{ series: HOST }];
 
 /** Runs fig4. */
 export async function fig4(options: FigureOptions): Promise<FigureResult> {
@@ -52,7 +55,8 @@ export async function fig4(options: FigureOptions): Promise<FigureResult> {
     machine: describeMachine(paths.versions),
     options: { reps, quick },
     points,
-    comparisons: compare(points, HOST),
+    comparisons: compareWith(points, BASELINES),
+    baselines: BASELINES,
     notes: [
       `C = A·B on random N×N float32 matrices with the ${plugin} plugin; MFLOPS = 2N³ / time; small N time several calls per measurement`,
       'guest (agent, unix): the same sgemm through vaccel-agent over a unix socket (A and B go out, C comes back)',

@@ -9,7 +9,10 @@ import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { budgetFor, CAT, HOST, openPaths, placed, sweep, type Tick } from '../paths.js';
 import { Progress } from '../progress.js';
-import { compare, type FigureResult } from '../result.js';
+import { type Baseline, compareWith, type FigureResult } from '../result.js';
+
+/** Every guest path against the same op in-process (same data, interleaved: pair by pair). */
+const BASELINES: Baseline[] = [{ series: HOST }];
 
 /** Where a VM guest (which has no sharp) finds the test images, made on the host by vaccel-vm. */
 export const FIG7_IMAGE_DIR = '/examples/fig7';
@@ -71,7 +74,8 @@ export async function fig7(options: FigureOptions): Promise<FigureResult> {
     machine: describeMachine(paths.versions),
     options: { reps, quick },
     points,
-    comparisons: compare(points, HOST),
+    comparisons: compareWith(points, BASELINES),
+    baselines: BASELINES,
     notes: [
       'guest (agent, shared memory): the JPEG sits in a memfd region the agent maps; only its reference crosses the socket',
       'examples/images/cat.jpg resized to each size and re-encoded as JPEG (quality 90); default model (MobileNetV2 moderation), top-5',

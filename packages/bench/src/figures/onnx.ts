@@ -11,8 +11,8 @@ import { Classifier, onnxPlugin, readModelBlobs } from '@vaccel/plugin-onnx';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { Progress } from '../progress.js';
-import type { FigureResult, Point } from '../result.js';
-import { ratio, summarize } from '../stats.js';
+import { type Baseline, compareWith, type FigureResult, type Point } from '../result.js';
+import { summarize } from '../stats.js';
 import { testImage } from './fig7.js';
 
 const random = (length: number) => Float32Array.from({ length }, () => Math.random() * 2 - 1);
@@ -104,21 +104,9 @@ export async function onnxFigure(options: FigureOptions): Promise<FigureResult> 
   } finally {
     progress.stop();
   }
-  const comparisons = points
-    .filter((p) => p.metric === 'sgemm' && p.series !== 'sgemm-js')
-    .map((p) => {
-      const base = points.find((q) => q.series === 'sgemm-js' && q.x === p.x)!;
-      const r = ratio(p.samples ?? [p.summary.median], base.samples ?? [base.summary.median]);
-      return {
-        xLabel: p.xLabel,
-        metric: 'sgemm',
-        host: 'sgemm-js',
-        guest: p.series,
-        ratio: r.ratio,
-        ratioCi95: r.ci95,
-        overheadPercent: 100 * (1 / r.ratio - 1),
-      };
-    });
+  // ONNX Runtime against the reference SGEMM, same N; the engines run one after the other, not
+  // interleaved, so the ratios are of the medians.
+  const baselines: Baseline[] = [{ series: 'sgemm-js', paired: false }];
   return {
     name: 'onnx',
     title: 'ONNX plugin: SGEMM GFLOP/s vs sgemm-js; classification time split (default model)',
@@ -126,9 +114,10 @@ export async function onnxFigure(options: FigureOptions): Promise<FigureResult> 
     machine: describeMachine(versions),
     options: { reps, quick },
     points,
-    comparisons,
+    comparisons: compareWith(points, baselines),
+    baselines,
     notes: [
-      'sgemm: square N×N·N×N, alpha 1, beta 0, in-process; "vs host" here is the speed-up over sgemm-js',
+      'sgemm: square N×N·N×N, alpha 1, beta 0, in-process; ratios divide by sgemm-js (the same SGEMM in TypeScript), measured before the ONNX engines, not interleaved: ratios of the medians',
       'classify: cat.jpg re-encoded as a JPEG of the given size; decode = sharp decode + resize to 224², normalize = to float NHWC, inference = ONNX Runtime (2 threads); total includes top-k',
     ],
   };

@@ -23,7 +23,7 @@ import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { CAT, HOST } from '../paths.js';
 import { Progress } from '../progress.js';
-import type { FigureResult, Point, Target } from '../result.js';
+import { type Baseline, compareWith, type FigureResult, type Point, type Target } from '../result.js';
 import { bootstrapPercentile, ratio, summarize } from '../stats.js';
 import { photo640 } from './detect.js';
 
@@ -199,21 +199,16 @@ export async function tenantsFigure(options: FigureOptions): Promise<FigureResul
     points.push(point(series, 'noop', 1, 'latency', 'ms', run.noop));
     points.push(point(series, 'classify', 2, 'latency', 'ms', run.classify));
   }
-  const comparisons = [...byGuests].map(([count, samples]) => {
-    const r = ratio(samples, inProcess);
-    return {
-      xLabel: 'detections/s',
-      metric: 'throughput',
-      host: HOST,
-      guest: `${count} guest${count > 1 ? 's' : ''} (agent)`,
-      ratio: r.ratio,
-      ratioCi95: r.ci95,
-      overheadPercent: 100 * (1 / r.ratio - 1),
-    };
-  });
+  // The guests' detections/s against the in-process loop's (same round: pair by pair); the light
+  // tenant beside the noisy ones against itself alone (two runs, not pairs: ratios of medians).
+  const baselines: Baseline[] = [
+    { series: HOST },
+    { series: LIGHT_ALONE, paths: [LIGHT_BESIDE], paired: false },
+  ];
+  const comparisons = compareWith(points, baselines);
   const noopP99 = summarize(beside.noop).p99;
   const classifyRatio = ratio(beside.classify, alone.classify, false);
-  const sixteen = comparisons.at(-1)!;
+  const sixteen = comparisons.find((c) => c.guest === `${GUESTS.at(-1)} guests (agent)`)!;
   const targets: Target[] = [
     {
       figure: `light tenant noop p99 beside ${NOISY} noisy neighbours (ms)`,
@@ -252,6 +247,7 @@ export async function tenantsFigure(options: FigureOptions): Promise<FigureResul
     options: { reps, quick },
     points,
     comparisons,
+    baselines,
     targets,
     notes: [
       `throughput: ${reps} rounds; each round ${perRound} detections of a 640×480 photo (examples/images/horses.jpg) in one in-process loop (the embedded default), then the same number split across 1, 4 or 16 guest processes (unix socket, default agent); ratios pair by pair`,

@@ -17,7 +17,7 @@ import { freePort, startAgent } from '../agent-process.js';
 import type { FigureOptions } from '../figure.js';
 import { describeMachine } from '../machine.js';
 import { Progress } from '../progress.js';
-import { compare, type FigureResult, type Point, type Target } from '../result.js';
+import { type Baseline, compareWith, type FigureResult, type Point, type Target } from '../result.js';
 import { summarize } from '../stats.js';
 
 const QUICK = 'upstream-like agent, quick-ack';
@@ -27,6 +27,14 @@ const AGENT_QUICK = 'upstream-like client → our agent, quick-ack';
 const AGENT_PLAIN = 'upstream-like client → our agent, VACCEL_RPC_QUICKACK=0';
 /** What a small call to an upstream agent may take, in ms (issue 23; it took 44 ms). */
 const BAR_MS = 2;
+/**
+ * Our client's calls to the upstream-like agent against the same calls to our agent (taking turns:
+ * pair by pair); the Go client's without quick-ack against its own with it (two runs: medians).
+ */
+const BASELINES: Baseline[] = [
+  { series: OURS, paths: [QUICK, PLAIN] },
+  { series: AGENT_QUICK, paths: [AGENT_PLAIN], paired: false },
+];
 /** Calls a path makes before the next path's turn. */
 const BLOCK = 10;
 
@@ -128,7 +136,8 @@ export async function upstreamFigure(options: FigureOptions): Promise<FigureResu
     machine: describeMachine({}),
     options: { reps, quick },
     points,
-    comparisons: compare(points, OURS),
+    comparisons: compareWith(points, BASELINES),
+    baselines: BASELINES,
     targets,
     notes: [
       'upstream-like agent: go-peer upstream (containerd/ttrpc, TCP_NODELAY off, every frame written as header then body, as upstream vaccel-rpc-agent does); ours: vaccel-agent --plugins sgemm-js on tcp://127.0.0.1',
