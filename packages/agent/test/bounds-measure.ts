@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { create, type DescMessage, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import {
   AGENT_SERVICE_ASYNC,
   AGENT_SERVICE_SYNC,
@@ -18,24 +18,12 @@ import {
   SyncAgentService,
 } from '@vaccel/protocol/service';
 import { encodeHeader, FrameDecoder, FrameFlag, FrameType, RequestSchema } from '@vaccel/ttrpc';
+import { requestFrame } from './bounds-helpers.js';
 import { tempDir } from './helpers.js';
 
 const MiB = 1024 ** 2;
 const [root, attack, ...flags] = process.argv.slice(2);
 if (!root || !attack) throw new Error('usage: bounds-measure.ts <repo root> unread|stream|idle|half [flags]');
-
-function frame<D extends DescMessage>(
-  id: number,
-  service: string,
-  method: string,
-  schema: D,
-  value: MessageInitShape<D>,
-  flags = 0,
-): Buffer {
-  const payload = toBinary(schema, create(schema, value));
-  const request = toBinary(RequestSchema, create(RequestSchema, { service, method, payload }));
-  return Buffer.concat([encodeHeader(request.byteLength, id, FrameType.Request, flags), request]);
-}
 
 function memory(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -111,14 +99,14 @@ if (attack === 'unread') {
   const { fromBinary } = await import('@bufbuild/protobuf');
   const { ResponseSchema } = await import('@vaccel/ttrpc');
   const g = await raw();
-  g.socket.write(frame(1, AGENT_SERVICE_SYNC, 'CreateSession', sync.createSession.input, {}));
+  g.socket.write(requestFrame(1, AGENT_SERVICE_SYNC, 'CreateSession', sync.createSession.input, {}));
   const { sessionId } = fromBinary(
     sync.createSession.output,
     fromBinary(ResponseSchema, await g.next()).payload,
   );
   const blob = new Uint8Array(Number(process.env.RES_MIB ?? 64) * MiB).fill(1);
   g.socket.write(
-    frame(3, AGENT_SERVICE_SYNC, 'RegisterResource', sync.registerResource.input, {
+    requestFrame(3, AGENT_SERVICE_SYNC, 'RegisterResource', sync.registerResource.input, {
       sessionId,
       resourceType: 2,
       blobs: [{ name: 'b', data: blob, size: blob.byteLength }],
@@ -134,7 +122,7 @@ if (attack === 'unread') {
   g.socket.write(
     Buffer.concat(
       Array.from({ length: n }, (_, i) =>
-        frame(5 + 2 * i, AGENT_SERVICE_SYNC, 'SyncResource', sync.syncResource.input, { resourceId }),
+        requestFrame(5 + 2 * i, AGENT_SERVICE_SYNC, 'SyncResource', sync.syncResource.input, { resourceId }),
       ),
     ),
   );
@@ -148,7 +136,7 @@ if (attack === 'unread') {
   const { fromBinary } = await import('@bufbuild/protobuf');
   const { ResponseSchema } = await import('@vaccel/ttrpc');
   const g = await raw();
-  g.socket.write(frame(1, AGENT_SERVICE_SYNC, 'CreateSession', sync.createSession.input, {}));
+  g.socket.write(requestFrame(1, AGENT_SERVICE_SYNC, 'CreateSession', sync.createSession.input, {}));
   const { sessionId } = fromBinary(
     sync.createSession.output,
     fromBinary(ResponseSchema, await g.next()).payload,
@@ -157,7 +145,7 @@ if (attack === 'unread') {
   const n = Number(process.env.CALLS ?? 40);
   // Each request carries a 64 MiB output arg, which the reply carries back.
   const out = new Uint8Array(64 * MiB).fill(4);
-  const body = frame(0, AGENT_SERVICE_SYNC, 'Genop', sync.genop.input, {
+  const body = requestFrame(0, AGENT_SERVICE_SYNC, 'Genop', sync.genop.input, {
     sessionId,
     readArgs: [{ buf: new Uint8Array([0]), size: 1, argType: 9 }],
     writeArgs: [{ buf: out, size: out.byteLength, argType: 9 }],
