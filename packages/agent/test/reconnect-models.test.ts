@@ -73,3 +73,32 @@ test('after an agent restart, the models a session loaded are loaded again with 
     await agent.kill();
   }
 });
+
+test('a model that cannot be loaded again fails one op after the restart, then is forgotten', async () => {
+  const address = `unix://${join(tempDir(), 'forgotten.sock')}`;
+  let agent = await startAgent(['-a', address]);
+  try {
+    await using vaccel = await Vaccel.open({ plugins: [remotePlugin({ address })] });
+    await using session = await vaccel.createSession();
+    await using model = await vaccel.createResource({
+      type: ResourceType.Model,
+      blobs: [{ name: 'relu.pb', data: graph('Relu') }],
+    });
+    session.registerResource(model);
+    await session.modelLoad(model);
+    // Unregistered while loaded: nothing can upload it to a new agent session.
+    session.unregisterResource(model);
+    for (const round of [1, 2]) {
+      assert.equal(await agent.stop(), 0);
+      agent = await startAgent(['-a', address]);
+      if (round === 1)
+        await assert.rejects(
+          session.noop(),
+          (e: unknown) => isVaccelError(e) && /not registered/.test(e.message),
+        );
+      await session.noop(); // the replay gave up on that model: no failure on later reconnects
+    }
+  } finally {
+    await agent.kill();
+  }
+});

@@ -50,6 +50,8 @@ async function rawGuest(address: string) {
   return {
     client,
     memory,
+    /** Closes the connection, also when a test fails half way (else its socket holds the run open). */
+    [Symbol.dispose]: () => client.close(),
     /** Makes a memfd region (sealed unless told), hands it over and attaches it. */
     async attach(bytes: Uint8Array, options: { seal?: boolean; nonce?: Uint8Array } = {}) {
       const lib = native();
@@ -150,7 +152,7 @@ suite('shared memory between a guest process and the agent', {
   });
 
   test('every reference is bounds-checked: outside, across the end or past 2^53 is EINVAL (fuzzed)', async () => {
-    const guest = await rawGuest(address);
+    using guest = await rawGuest(address);
     const content = randomBytes(REGION);
     const { regionId } = await guest.attach(content);
     const key = randomBytes(16);
@@ -188,12 +190,11 @@ suite('shared memory between a guest process and the agent', {
     // The agent is fine and the region still works.
     const whole = await guest.encrypt({ regionId, offset: 0, length: REGION }, key, iv);
     assert.equal(Buffer.from(whole).toString('hex'), cbc(key, iv, content));
-    guest.client.close();
   });
 
   test("a connection cannot reach another connection's region, nonce or descriptor", async () => {
-    const a = await rawGuest(address);
-    const b = await rawGuest(address);
+    using a = await rawGuest(address);
+    using b = await rawGuest(address);
     const key = randomBytes(16);
     const iv = randomBytes(16);
     const aBytes = randomBytes(4096);
@@ -213,12 +214,10 @@ suite('shared memory between a guest process and the agent', {
     await assert.rejects(b.memory.attach({ nonce: offer.nonce }), /no such offer/);
     // A memfd that could still shrink under the agent's mapping is refused.
     await assert.rejects(a.attach(randomBytes(4096), { seal: false }), /sealed/);
-    a.client.close();
-    b.client.close();
   });
 
   test('a descriptor handed over by another process is refused (EPERM)', async () => {
-    const guest = await rawGuest(address);
+    using guest = await rawGuest(address);
     const offer = await guest.memory.offer({});
     // Another process (same user) hands a sealed memfd over with this connection's nonce.
     const thief = spawn(
@@ -236,12 +235,11 @@ suite('shared memory between a guest process and the agent', {
     );
     await new Promise((resolve) => thief.once('exit', resolve));
     await assert.rejects(guest.memory.attach({ nonce: offer.nonce }), /another process/);
-    guest.client.close();
   });
 
   test('regions are unmapped from the agent when detached and when their connection closes', async () => {
     await unmapped(agent, 'earlier connections let go of their regions');
-    const guest = await rawGuest(address);
+    using guest = await rawGuest(address);
     const first = await guest.attach(randomBytes(8192));
     await guest.attach(randomBytes(8192));
     assert.equal(agentMaps(agent).length, 2, 'both regions are mapped in the agent');
@@ -251,7 +249,6 @@ suite('shared memory between a guest process and the agent', {
       guest.encrypt({ regionId: first.regionId, offset: 0, length: 16 }, randomBytes(16), randomBytes(16)),
       /no shared region/,
     );
-    guest.client.close();
     await unmapped(agent, 'a closed connection unmaps its regions');
   });
 

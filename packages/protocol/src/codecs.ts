@@ -57,8 +57,9 @@ function int64Field(what: string, bytes: Uint8Array, field: number): bigint {
     let value = 0n;
     while (reader.pos < reader.len) {
       const [no, type] = reader.tag();
-      if (no === field && type === WireType.Varint) value = BigInt(reader.int64());
-      else reader.skip(type, no);
+      if (no !== field) reader.skip(type, no);
+      else if (type === WireType.Varint) value = BigInt(reader.int64());
+      else throw new Error(`field ${field} has wire type ${type}, not varint`);
     }
     return value;
   });

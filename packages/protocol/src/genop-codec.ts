@@ -25,14 +25,37 @@ import { type DecodedArg, REF_FIELD, type SharedRef, type WireArg } from './wire
 // Field order and proto3 defaults (zero fields are omitted) as in genop.proto and protobuf-es.
 const EMPTY: Uint8Array = new Uint8Array(0);
 
-/** The varint fields 2–6 of an arg, in field order (zero ones are left out when written). */
-const scalarValues = (arg: WireArg): [number, number, number, number, number] => [
-  arg.size ?? arg.buf?.byteLength ?? 0,
-  arg.argType ?? 0,
-  arg.customTypeId ?? 0,
-  arg.parts ?? 0,
-  arg.partNo ?? 0,
-];
+const SCALAR_FIELDS = ['size', 'argType', 'customTypeId', 'parts', 'partNo'] as const;
+const UINT32_MAX = 0xffff_ffff;
+const INT32_MAX = 0x7fff_ffff;
+
+/**
+ * The varint fields 2–6 of an arg, in field order (zero ones are left out when written). Each is a
+ * whole number within its proto type (uint32; arg_type an int32 enum, never negative here): the
+ * hand writer would put anything else on the wire differently from protobuf-es (a negative one as
+ * a corrupt varint), so it is refused.
+ * @throws VaccelError `EINVAL` naming the field.
+ */
+function scalarValues(arg: WireArg): [number, number, number, number, number] {
+  const values: [number, number, number, number, number] = [
+    arg.size ?? arg.buf?.byteLength ?? 0,
+    arg.argType ?? 0,
+    arg.customTypeId ?? 0,
+    arg.parts ?? 0,
+    arg.partNo ?? 0,
+  ];
+  // With a reference, size mirrors its uint64 length: the agent refuses one that does not fit.
+  for (let i = arg.ref ? 1 : 0; i < values.length; i++) {
+    const value = values[i]!;
+    const max = i === 1 ? INT32_MAX : UINT32_MAX;
+    if (!(Number.isInteger(value) && value >= 0 && value <= max))
+      throw new VaccelError(
+        'EINVAL',
+        `genop arg ${SCALAR_FIELDS[i]} must be a whole number 0–${max}, got ${value}`,
+      );
+  }
+  return values;
+}
 
 function scalarsLength(values: readonly number[]): number {
   let length = 0;

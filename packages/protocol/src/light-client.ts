@@ -6,7 +6,7 @@
  * first use by {@link AgentStub.full}, over the same map.
  * @internal
  */
-import type { CallOptions, Client } from '@vaccel/ttrpc';
+import type { CallOptions, Client, Payload } from '@vaccel/ttrpc';
 import { type CodecMap, HAND_CODECS, handDecoder, handEncoder, MESSAGE, type UploadBlob } from './codecs.js';
 import type { AgentService as SyncAgentService } from './gen/agent_sync_pb.js';
 import type { decodeGenopResponse } from './genop-codec.js';
@@ -31,11 +31,14 @@ export interface AgentStub {
     options?: CallOptions,
   ): Promise<{ resourceId: bigint }>;
   genop(request: GenopRequest, options?: CallOptions): Promise<GenopReply>;
+  /** A genop request's payload for {@link genopWith} (encoding fails before anything is sent). */
+  encodeGenop(request: GenopRequest): Payload;
   /**
-   * Genop whose reply `use` reads while its bytes are still the connection's (the reply's arg
-   * buffers are views that are reused after `use` returns): copy out what you keep.
+   * Genop (its payload from {@link encodeGenop}) whose reply `use` reads while its bytes are still
+   * the connection's (the reply's arg buffers are views that are reused after `use` returns): copy
+   * out what you keep.
    */
-  genopWith<T>(request: GenopRequest, use: (reply: GenopReply) => T, options?: CallOptions): Promise<T>;
+  genopWith<T>(payload: Payload, use: (reply: GenopReply) => T, options?: CallOptions): Promise<T>;
   /** The generated stub for every other method (loaded once, on first use). */
   full(): Promise<FullStub>;
 }
@@ -66,14 +69,9 @@ export function agentStub(
       MESSAGE.registerResourceResponse,
     ),
     genop: unary('Genop', MESSAGE.genopRequest, MESSAGE.genopResponse),
-    genopWith(request, use, options) {
-      return client.callWith(
-        service,
-        'Genop',
-        encodeGenop(request),
-        (bytes) => use(decodeGenop(bytes)),
-        options,
-      );
+    encodeGenop,
+    genopWith(payload, use, options) {
+      return client.callWith(service, 'Genop', payload, (bytes) => use(decodeGenop(bytes)), options);
     },
     full() {
       full ??= import('./service.js').then(async ({ serviceClient }) => {

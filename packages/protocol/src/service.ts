@@ -64,6 +64,13 @@ function codecOf<D extends DescMessage>(
   };
 }
 
+/**
+ * A stream's messages (GenopStream's chunks) go through the generated schema both ways, as they
+ * always have: the agent joins the chunks and checks them whole, and takes no shared-memory
+ * reference in a stream (the schema keeps field 16 as an unknown field).
+ */
+const SCHEMA_ONLY: CodecMap = new Map();
+
 /** One buffer for a payload (a stream's Data frames carry one each). */
 const joined = (payload: Payload): Uint8Array =>
   payload instanceof Uint8Array ? payload : Buffer.concat(payload as Uint8Array[]);
@@ -85,7 +92,7 @@ export function serviceHandlers<S extends GenServiceMethods>(
   for (const method of service.methods) {
     const fn = impl[method.localName as keyof S] as ((...args: unknown[]) => unknown) | undefined;
     if (!fn) continue;
-    const { decode } = codecOf(method.input, codecs);
+    const { decode } = codecOf(method.input, method.methodKind === 'unary' ? codecs : SCHEMA_ONLY);
     const { encode } = codecOf(method.output, codecs);
     if (method.methodKind === 'unary') {
       methods[method.name] = async (payload, ctx) => encode(await fn(decode(payload), ctx));
@@ -125,7 +132,7 @@ export function serviceClient<S extends GenServiceMethods>(
 ): ServiceClient<S> {
   const stub: Record<string, unknown> = {};
   for (const method of service.methods) {
-    const { encode } = codecOf(method.input, codecs);
+    const { encode } = codecOf(method.input, method.methodKind === 'unary' ? codecs : SCHEMA_ONLY);
     const { decode } = codecOf(method.output, codecs);
     stub[method.localName] =
       method.methodKind === 'client_streaming'

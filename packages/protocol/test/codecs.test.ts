@@ -16,7 +16,7 @@ import {
   MESSAGE,
   type MessageCodec,
 } from '@vaccel/protocol';
-import { SyncAgentService, serviceClient, serviceHandlers } from '@vaccel/protocol/service';
+import { AgentService, SyncAgentService, serviceClient, serviceHandlers } from '@vaccel/protocol/service';
 import type { CallContext, Client, Payload } from '@vaccel/ttrpc';
 import fc from 'fast-check';
 import {
@@ -143,4 +143,30 @@ test('the binder and the generated client take their codecs from the map they ar
   const reply = await stub.createSession({ flags: 1 });
   assert.equal(reply.sessionId, 14n); // 7 sent by the map's encoder, doubled by its decoder
   assert.deepEqual(seen, ['client encode', 'agent decode']);
+});
+
+test("a stream's messages (GenopStream) are the schema's bytes: no hand codec, no alignment pad", async () => {
+  const sent: Uint8Array[] = [];
+  const client = {
+    callStream: async (_service: string, _method: string, payloads: Iterable<Uint8Array>) => {
+      sent.push(...payloads);
+      return new Uint8Array(0);
+    },
+  } as unknown as Client;
+  const stub = serviceClient(client, AgentService);
+  const chunk = {
+    sessionId: 5n,
+    readArgs: [{ buf: new Uint8Array(70_000).fill(7), size: 70_000, argType: 9, parts: 1, partNo: 0 }],
+  };
+  await stub.genopStream!([chunk]);
+  assert.deepEqual(sent, [toBinary(GenopRequestSchema, create(GenopRequestSchema, chunk))]);
+});
+
+test('a reply field of the wrong wire type is EBADMSG, as protobuf-es refuses it', () => {
+  for (const type of [MESSAGE.createSessionResponse, MESSAGE.registerResourceResponse])
+    assert.throws(
+      () => handDecoder(type)(Uint8Array.of(0x0a, 0x01, 0x00)), // field 1 as bytes, not a varint
+      (e: unknown) => isVaccelError(e) && e.code === 'EBADMSG',
+      type,
+    );
 });

@@ -178,3 +178,26 @@ test('genop.Arg field 16 (SharedRef) is what its generated schema reads and writ
     }),
   );
 });
+
+test('arg fields outside their proto types are EINVAL naming the field, never bytes protobuf-es would not write', () => {
+  const cases: [Record<string, number>, string][] = [
+    [{ argType: -1 }, 'argType'],
+    [{ argType: 2 ** 31 }, 'argType'],
+    [{ customTypeId: -1 }, 'customTypeId'],
+    [{ customTypeId: 2 ** 32 }, 'customTypeId'],
+    [{ customTypeId: 1.5 }, 'customTypeId'],
+    [{ parts: Number.NaN }, 'parts'],
+    [{ size: -4 }, 'size'],
+  ];
+  for (const [fields, name] of cases)
+    for (const buf of [new Uint8Array(4), new Uint8Array(70_000)]) // the small path and the parts path
+      for (const encode of [
+        () => encodeGenopRequest({ sessionId: 1n, readArgs: [{ buf, ...fields }] }),
+        () => encodeGenopResponse({ writeArgs: [{ buf, ...fields }] }),
+      ])
+        assert.throws(
+          encode,
+          (e: unknown) => e instanceof VaccelError && e.code === 'EINVAL' && e.message.includes(name),
+          `${JSON.stringify(fields)} (${buf.byteLength} bytes)`,
+        );
+});

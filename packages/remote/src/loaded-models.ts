@@ -19,9 +19,21 @@ export class LoadedModels {
     else this.#models.delete(id);
   }
 
-  /** Runs each noted load again, in load order, through `run`. */
+  /**
+   * Runs each noted load again, in load order, through `run`. A load that fails is forgotten (its
+   * model is gone for this session: the next reconnect does not try it again) and the others still
+   * run; then the first failure is thrown, so the op that needed the replay says why.
+   */
   async replay(run: (op: OpType, args: OpArgs) => Promise<void>): Promise<void> {
-    for (const [model, op] of [...this.#models])
-      await run(op, { read: [Args.int64(model)], write: [Args.raw()] });
+    let failed: { error: unknown } | undefined;
+    for (const [model, op] of [...this.#models]) {
+      try {
+        await run(op, { read: [Args.int64(model)], write: [Args.raw()] });
+      } catch (error) {
+        this.#models.delete(model);
+        failed ??= { error };
+      }
+    }
+    if (failed) throw failed.error;
   }
 }

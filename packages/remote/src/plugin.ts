@@ -209,7 +209,9 @@ function singleAgentPlugin(
       // loaded all the same, declaring nothing (as over upstream's TensorflowModelLoad).
       if (op === OpType.TfModelLoad && write[0]?.buf.byteLength === 0) write[0].buf = EMPTY_INFO;
     }
-    sessions.models(ctx.session.id).note(op, read);
+    // Only while the session is still on this agent session: one released meanwhile (or moved to
+    // another agent) keeps no state here.
+    if (sessions.live(ctx.session.id, linked) === s) sessions.models(ctx.session.id).note(op, read);
   }
 
   /** image_classify on upstream's dedicated RPC (which every agent serves). */

@@ -62,16 +62,16 @@ export async function callGenop(
   try {
     const readWire = regions.wireArgs(linked, read, staged);
     const writeWire = regions.wireArgs(linked, write, staged);
-    const request = {
+    const payload = linked.stub.encodeGenop({
       sessionId,
       readArgs: [opArg(op), ...(readWire instanceof Promise ? await readWire : readWire)],
       writeArgs: writeWire instanceof Promise ? await writeWire : writeWire,
-    };
+    });
     const inPlace = !agentSizesOutputs(op);
     sent = true;
     // The reply's buffer is reused after this reads it; outputs left in shared memory come as references.
     await linked.stub.genopWith(
-      request,
+      payload,
       (reply) => {
         for (const [i, arg] of write.entries()) {
           const wire = reply.writeArgs[i];
