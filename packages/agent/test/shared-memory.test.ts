@@ -249,6 +249,7 @@ suite('shared memory between a guest process and the agent', {
       guest.encrypt({ regionId: first.regionId, offset: 0, length: 16 }, randomBytes(16), randomBytes(16)),
       /no shared region/,
     );
+    guest.client.close();
     await unmapped(agent, 'a closed connection unmaps its regions');
   });
 
