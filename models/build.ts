@@ -77,11 +77,51 @@ const MODELS: Shipped[] = [
         layout: 'NCHW',
         shape: [1, 3, 416, 416],
         dtype: 'float32',
-        color: 'RGB',
-        resize: 'bilinear, stretch',
-        scale: 1 / 255,
+        // As NanoDet was trained (RangiLyu/nanodet, config nanodet-EfficientNet-Lite1_416.yml,
+        // whose head this is: reg_max 10, strides 8/16/32): OpenCV's BGR, keep_ratio (centred on
+        // black), normalize [[127,127,127],[128,128,128]]. Human's nanodet.ts feeds RGB / 255
+        // stretched, which turns a cup seen from above into a toilet.
+        color: 'BGR',
+        resize: 'bilinear, letterbox',
+        scale: 1,
+        mean: [127, 127, 127],
+        std: [128, 128, 128],
       },
       output: { decoder: 'nanodet', strides: [8, 16, 32], regMax: 10 },
+    },
+  },
+  {
+    dir: 'centernet-coco',
+    // The upstream repository states no licence (no LICENSE file, none in its README); only the
+    // npm package's MIT covers it. NOASSERTION until its author grants one: see models/NOTICE.md.
+    convert: human(
+      'centernet',
+      'CenterNet (MobileNetV3 0.75, 512) COCO detector, licence not stated upstream',
+    ),
+    labels: COCO_LABELS,
+    descriptor: {
+      name: 'centernet-coco',
+      task: 'object-detection',
+      source: fromHuman(
+        'centernet',
+        'MobileNetV3 CenterNet by 610265158/mobilenetv3_centernet, no licence stated',
+      ),
+      license: 'NOASSERTION',
+      file: 'model.onnx',
+      labels: 'labels.txt',
+      input: {
+        name: 'tower_0/images:0',
+        layout: 'NHWC',
+        shape: [1, 512, 512, 3],
+        dtype: 'float32',
+        // As its author's reference (610265158/mobilenetv3_centernet, lib/core/api/face_detector.py,
+        // same tensor names): RGB pixels 0–255 (normalised in the graph), scaled to fit, centred
+        // on black; rows x1, y1, x2, y2 in input pixels, score, class; peaks, so no NMS needed.
+        color: 'RGB',
+        resize: 'bilinear, letterbox',
+        scale: 1,
+      },
+      output: { decoder: 'boxes', name: 'tower_0/detections:0', coordinates: 'pixels' },
     },
   },
   {
@@ -101,7 +141,8 @@ const MODELS: Shipped[] = [
         shape: [1, 192, 192, 3],
         dtype: 'int32',
         color: 'RGB',
-        resize: 'bilinear, stretch',
+        // Padded to a square, centred, as Human's movenet.ts (movenetfix.ts padInput) does.
+        resize: 'bilinear, letterbox',
         scale: 1,
       },
       output: { decoder: 'keypoints', skeleton: SKELETON },

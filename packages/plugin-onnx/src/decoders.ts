@@ -21,14 +21,28 @@ export interface Frame {
   /** Source image size. */
   width: number;
   height: number;
+  /** Where the image lies in the model input, in input pixels (default: all of it; less when letterboxed). */
+  content?: { x: number; y: number; width: number; height: number };
 }
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
 
-/** A box from corners normalised to 0–1, clamped to the image, in source pixels. */
+/**
+ * A point given normalised to the model input (0–1) as source pixels, clamped to the image: the
+ * letterbox's padding taken off first, then scaled to the source.
+ */
+function toSource(nx: number, ny: number, frame: Frame): [number, number] {
+  const c = frame.content ?? { x: 0, y: 0, width: frame.inputWidth, height: frame.inputHeight };
+  return [
+    clamp((nx * frame.inputWidth - c.x) / c.width, 0, 1) * frame.width,
+    clamp((ny * frame.inputHeight - c.y) / c.height, 0, 1) * frame.height,
+  ];
+}
+
+/** A box from corners normalised to the model input (0–1), clamped to the image, in source pixels. */
 function boxOf(x1: number, y1: number, x2: number, y2: number, frame: Frame): Box {
-  const [l, t] = [clamp(x1, 0, 1) * frame.width, clamp(y1, 0, 1) * frame.height];
-  const [r, b] = [clamp(x2, 0, 1) * frame.width, clamp(y2, 0, 1) * frame.height];
+  const [l, t] = toSource(x1, y1, frame);
+  const [r, b] = toSource(x2, y2, frame);
   return { x: l, y: t, width: Math.max(0, r - l), height: Math.max(0, b - t) };
 }
 
@@ -96,24 +110,30 @@ export function decodeNanodet(
   return found;
 }
 
-/** A `[1,N,6]` box list: x1, y1, x2, y2 (0–1), score, class. */
+/**
+ * A `[1,N,6]` box list: x1, y1, x2, y2, score, class; corners normalised to 0–1, or in model-input
+ * pixels when `coordinates` is `pixels`. Rows whose class is not a whole number (CenterNet pads
+ * with NaN) are skipped.
+ */
 export function decodeBoxes(
   output: OutputTensor,
   frame: Frame,
   minScore: number,
   labels: readonly string[],
+  coordinates: 'normalized' | 'pixels' = 'normalized',
 ): Detection[] {
+  const [sx, sy] = coordinates === 'pixels' ? [1 / frame.inputWidth, 1 / frame.inputHeight] : [1, 1];
   if (output.dims.at(-1) !== 6)
     throw new VaccelError('EINVAL', `boxes decoder: the output must be [N,6], got [${output.dims}]`);
   const found: Detection[] = [];
   for (let i = 0; i + 6 <= output.data.length; i += 6) {
     const [x1, y1, x2, y2, score, index] = output.data.subarray(i, i + 6) as unknown as number[];
-    if (score! < minScore) continue;
+    if (!(score! >= minScore) || !Number.isSafeInteger(index) || index! < 0) continue;
     found.push({
       label: labels[index!] ?? `class ${index}`,
       index: index!,
       score: score!,
-      box: boxOf(x1!, y1!, x2!, y2!, frame),
+      box: boxOf(x1! * sx, y1! * sy, x2! * sx, y2! * sy, frame),
     });
   }
   return found;
@@ -141,17 +161,15 @@ export function nonMaxSuppression(
   return kept;
 }
 
-/** MoveNet's `[1,1,K,3]`: y, x (0–1 of the model input), score. */
+/** MoveNet's `[1,1,K,3]`: y, x (0–1 of the model input), score; letterboxing undone. */
 export function decodeKeypoints(output: OutputTensor, frame: Frame, names: readonly string[]): Keypoint[] {
   const k = output.dims.at(-2) ?? 0;
   if (output.dims.at(-1) !== 3 || output.data.length !== k * 3)
     throw new VaccelError('EINVAL', `keypoints decoder: the output must be [1,1,K,3], got [${output.dims}]`);
-  return Array.from({ length: k }, (_, i) => ({
-    name: names[i] ?? `keypoint ${i}`,
-    x: clamp(output.data[i * 3 + 1]!, 0, 1) * frame.width,
-    y: clamp(output.data[i * 3]!, 0, 1) * frame.height,
-    score: output.data[i * 3 + 2]!,
-  }));
+  return Array.from({ length: k }, (_, i) => {
+    const [x, y] = toSource(output.data[i * 3 + 1]!, output.data[i * 3]!, frame);
+    return { name: names[i] ?? `keypoint ${i}`, x, y, score: output.data[i * 3 + 2]! };
+  });
 }
 
 /** Channel `channel` of a `[1,H,W,C]` probability map, as 0–255 bytes (model input size). */

@@ -25,6 +25,12 @@ export interface InputSpec {
   dtype: 'float32' | 'int32';
   /** sharp resize kernel (default `linear`, i.e. bilinear). */
   kernel: 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
+  /**
+   * `stretch` (default) resizes the image to the input, whatever its aspect ratio; `letterbox`
+   * scales it to fit, keeping its aspect ratio, centred on black (pixel value 0), as detectors and
+   * pose models trained that way expect (`resize: "bilinear, letterbox"`; detection and pose only).
+   */
+  fit: 'stretch' | 'letterbox';
 }
 
 /** What a model does: which op serves it. */
@@ -34,8 +40,11 @@ export type ModelTask = 'classification' | 'detection' | 'pose' | 'segmentation'
 export type DecoderSpec =
   /** NanoDet's GFL head: per stride, class scores `[1,N,C]` and box distributions `[1,N,4·(regMax+1)]`. */
   | { kind: 'nanodet'; strides: number[]; regMax: number }
-  /** One output `[1,N,6]` (or `[N,6]`): x1, y1, x2, y2 normalised to 0–1, score, class. */
-  | { kind: 'boxes' }
+  /**
+   * One output `[1,N,6]` (or `[N,6]`): x1, y1, x2, y2, score, class; corners normalised to 0–1, or
+   * in model-input pixels with `coordinates: 'pixels'` (CenterNet's in-graph `detections`).
+   */
+  | { kind: 'boxes'; coordinates: 'normalized' | 'pixels' }
   /** One output `[1,1,K,3]`: y, x normalised to 0–1, score per keypoint (MoveNet). */
   | { kind: 'keypoints'; skeleton: [number, number][] }
   /** One output `[1,H,W,C]` of probabilities; channel `channel` is the class. */
@@ -80,6 +89,11 @@ function kernelOf(resize: unknown): InputSpec['kernel'] {
   if (text.includes('bicubic') || text.includes('cubic')) return 'cubic';
   if (text.includes('lanczos')) return 'lanczos3';
   return 'linear';
+}
+
+/** `letterbox` when the resize text says so (e.g. `bilinear, letterbox`), else `stretch`. */
+function fitOf(resize: unknown): InputSpec['fit'] {
+  return typeof resize === 'string' && /\bletterbox\b/i.test(resize) ? 'letterbox' : 'stretch';
 }
 
 /**
@@ -127,6 +141,9 @@ export function parseDescriptor(json: string | Uint8Array): ModelDescriptor {
   if (inputType !== 'float32' && inputType !== 'int32')
     bad(`input.dtype must be float32 or int32, got ${inputType}`);
   const task = taskOf(raw.task);
+  const fit = fitOf(input.resize);
+  if (fit === 'letterbox' && task !== 'detection' && task !== 'pose')
+    bad(`input.resize letterbox is for detection and pose models, not ${task}`);
   const file = raw.file ?? 'model.onnx';
   if (typeof file !== 'string' || file.length === 0) bad('file must be a file name');
   if (raw.labels !== undefined && typeof raw.labels !== 'string') bad('labels must be a file name');
@@ -147,6 +164,7 @@ export function parseDescriptor(json: string | Uint8Array): ModelDescriptor {
       std,
       dtype: inputType as InputSpec['dtype'],
       kernel: kernelOf(input.resize),
+      fit,
     },
     ...(typeof output.name === 'string' ? { outputName: output.name } : {}),
     outputKind: kindText as ModelDescriptor['outputKind'],
@@ -187,8 +205,12 @@ function decoderOf(task: ModelTask, output: Record<string, unknown>): DecoderSpe
         bad('output.regMax must be a positive integer');
       return { kind, strides: strides as number[], regMax: regMax as number };
     }
-    case 'boxes':
-      return { kind };
+    case 'boxes': {
+      const coordinates = output.coordinates ?? 'normalized';
+      if (coordinates !== 'normalized' && coordinates !== 'pixels')
+        bad(`output.coordinates must be normalized or pixels, got ${String(coordinates)}`);
+      return { kind, coordinates: coordinates as 'normalized' | 'pixels' };
+    }
     case 'keypoints': {
       const skeleton = output.skeleton ?? [];
       if (

@@ -69,6 +69,26 @@ export function checkImagePixels(header: { width: number; height: number }, limi
     );
 }
 
+/** A rectangle in pixels. */
+export interface Rect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * Where an image of `source` size lands in a `width` × `height` input letterboxed: scaled to fit
+ * with its aspect ratio kept, centred (the reference pipelines of NanoDet, CenterNet and MoveNet
+ * all centre it; an odd leftover pixel goes after).
+ */
+export function letterbox(source: { width: number; height: number }, width: number, height: number): Rect {
+  const scale = Math.min(width / source.width, height / source.height);
+  const w = Math.min(width, Math.max(1, Math.round(source.width * scale)));
+  const h = Math.min(height, Math.max(1, Math.round(source.height * scale)));
+  return { x: Math.floor((width - w) / 2), y: Math.floor((height - h) / 2), width: w, height: h };
+}
+
 /** A preprocessed image and what it cost. */
 export interface Preprocessed {
   /** Float32 normally; int32 for models that take raw pixels as integers (`input.dtype`). */
@@ -76,6 +96,8 @@ export interface Preprocessed {
   /** The source image's size, upright (after EXIF orientation). */
   source: { width: number; height: number };
   dims: [number, number, number, number];
+  /** Where the image lies in the model input, in input pixels: all of it, unless letterboxed. */
+  content: Rect;
   /** ms spent decoding and resizing (libvips), then normalising into the tensor. */
   decodeMs: number;
   normalizeMs: number;
@@ -95,6 +117,7 @@ export async function preprocess(
   const started = performance.now();
   let pixels: Buffer;
   let source: Preprocessed['source'];
+  let content: Rect = { x: 0, y: 0, width: spec.width, height: spec.height };
   const limit = maxImagePixels();
   try {
     // The header first, read without a limit so that the check below can say clearly what is
@@ -107,13 +130,23 @@ export async function preprocess(
       width: (swapped ? meta.height : meta.width) ?? 0,
       height: (swapped ? meta.width : meta.height) ?? 0,
     };
-    pixels = await decoder
+    let pipeline = decoder
       .rotate() // apply EXIF orientation, as viewers do
       .removeAlpha()
-      .toColourspace('srgb')
-      .resize(spec.width, spec.height, { fit: 'fill', kernel: spec.kernel })
-      .raw()
-      .toBuffer();
+      .toColourspace('srgb');
+    if (spec.fit === 'letterbox' && source.width > 0 && source.height > 0) {
+      // Resized to the computed size, then padded with black: the geometry the decoders map
+      // back through is exactly this one (sharp's own `contain` rounds on its own terms).
+      content = letterbox(source, spec.width, spec.height);
+      pipeline = pipeline.resize(content.width, content.height, { fit: 'fill', kernel: spec.kernel }).extend({
+        top: content.y,
+        bottom: spec.height - content.height - content.y,
+        left: content.x,
+        right: spec.width - content.width - content.x,
+        background: { r: 0, g: 0, b: 0 },
+      });
+    } else pipeline = pipeline.resize(spec.width, spec.height, { fit: 'fill', kernel: spec.kernel });
+    pixels = await pipeline.raw().toBuffer();
   } catch (cause) {
     if (cause instanceof VaccelError) throw cause;
     throw new VaccelError(
@@ -147,5 +180,12 @@ export async function preprocess(
     }
   }
   const dims: Preprocessed['dims'] = spec.layout === 'NHWC' ? [1, height, width, 3] : [1, 3, height, width];
-  return { tensor, dims, source, decodeMs: decoded - started, normalizeMs: performance.now() - decoded };
+  return {
+    tensor,
+    dims,
+    source,
+    content,
+    decodeMs: decoded - started,
+    normalizeMs: performance.now() - decoded,
+  };
 }

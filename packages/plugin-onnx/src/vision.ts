@@ -81,7 +81,17 @@ export class VisionModel {
       inputWidth: descriptor.input.width,
       inputHeight: descriptor.input.height,
       ...input.source,
+      content: input.content,
     };
+    // The output the descriptor names (CenterNet has three), else the first.
+    const main = descriptor.outputName
+      ? outputs[session.outputNames.indexOf(descriptor.outputName)]
+      : outputs[0];
+    if (!main)
+      throw new VaccelError(
+        'EINVAL',
+        `${descriptor.name}: no output ${descriptor.outputName} (outputs ${session.outputNames.join(', ')})`,
+      );
     const decoder = descriptor.decoder!;
     // Resizing a mask to the image and drawing on it decode the image again at full size: not
     // for a caller that has given up.
@@ -93,7 +103,7 @@ export class VisionModel {
       const candidates =
         decoder.kind === 'nanodet'
           ? decodeNanodet(outputs, decoder.strides, decoder.regMax, frame, minScore, labels)
-          : decodeBoxes(outputs[0]!, frame, minScore, labels);
+          : decodeBoxes(main, frame, minScore, labels, decoder.coordinates);
       const found = nonMaxSuppression(
         candidates,
         options.iouThreshold ?? VISION_DEFAULTS.iouThreshold,
@@ -102,7 +112,7 @@ export class VisionModel {
       result = found;
       if (options.annotate) annotated = await drawDetections(image, input.source, found);
     } else if (decoder.kind === 'keypoints') {
-      const keypoints = decodeKeypoints(outputs[0]!, frame, labels);
+      const keypoints = decodeKeypoints(main, frame, labels);
       const pose: Pose = {
         score: keypoints.reduce((s, k) => s + k.score, 0) / Math.max(1, keypoints.length),
         keypoints,
@@ -117,7 +127,7 @@ export class VisionModel {
           options.minScore ?? VISION_DEFAULTS.poseMinScore,
         );
     } else {
-      const small = decodeMask(outputs[0]!, decoder.channel);
+      const small = decodeMask(main, decoder.channel);
       const mask = await resizeMask(small.mask, small, input.source.width, input.source.height);
       let inside = 0;
       for (const v of mask) if (v >= 128) inside++;

@@ -6,14 +6,23 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, suite, test } from 'node:test';
-import '@tensorflow/tfjs-backend-cpu';
-import { loadGraphModel } from '@tensorflow/tfjs-converter';
-import * as tf from '@tensorflow/tfjs-core';
-import { Args, type Detection, OpType, ResourceType, type Session, Vaccel } from '@vaccel/core';
-import { DEFAULT_VISION_MODELS, onnxPlugin, parseDescriptor, preprocess } from '@vaccel/plugin-onnx';
+import { fileURLToPath } from 'node:url';
+import { Args, type Detection, OpType, type Pose, ResourceType, type Session, Vaccel } from '@vaccel/core';
+import {
+  DEFAULT_VISION_MODELS,
+  onnxPlugin,
+  parseDescriptor,
+  preprocess,
+  VISION_DEFAULTS,
+} from '@vaccel/plugin-onnx';
 import * as ort from 'onnxruntime-node';
-import { loadHumanModel } from '../../../models/human.js';
+import sharp from 'sharp';
+import { tfjsGraphReference } from '../../../models/parity.js';
 import { photo } from './helpers.js';
+
+/** The shipped CenterNet (selectable with `visionModels.detect` or `VACCEL_ONNX_DETECT_MODEL`). */
+const CENTERNET = fileURLToPath(new URL('../models/centernet-coco/', import.meta.url));
+const black = { r: 0, g: 0, b: 0 };
 
 const labels = (found: Detection[]) => new Set(found.map((d) => d.label));
 const inside = (x: number, y: number, d: Detection, slack = 0.1) =>
@@ -32,12 +41,16 @@ suite('vision ops on the shipped models', () => {
   after(() => vaccel.close());
 
   test('detection finds the objects of the darknet photos, in pixels, best first', async () => {
+    // NanoDet fed as it was trained calls dog.jpg's pickup a car and person.jpg's horse a cow: a
+    // weak model's labels (COCO mAP 0.30), not a pipeline error (the test below checks the pipeline).
     const dog = await session.imageDetect(photo('dog.jpg'));
-    for (const label of ['dog', 'bicycle', 'truck'])
+    for (const label of ['dog', 'bicycle', 'car'])
       assert.ok(labels(dog.result).has(label), `dog.jpg: ${label}`);
     const person = await session.imageDetect(photo('person.jpg'));
-    for (const label of ['person', 'horse', 'dog'])
+    for (const label of ['person', 'dog'])
       assert.ok(labels(person.result).has(label), `person.jpg: ${label}`);
+    const horse = person.result.find((d) => ['horse', 'cow'].includes(d.label));
+    assert.ok(horse && horse.box.x > 320, 'person.jpg: the horse, on the right');
     for (const d of [...dog.result, ...person.result]) {
       assert.ok(d.box.x >= 0 && d.box.y >= 0 && d.box.width > 0 && d.box.height > 0);
       assert.ok(d.box.x + d.box.width <= 768 + 1e-6 && d.box.y + d.box.height <= 576 + 1e-6);
@@ -47,7 +60,7 @@ suite('vision ops on the shipped models', () => {
       dog.result.map((d) => d.score).sort((a, b) => b - a),
     );
     // dog.jpg's dog sits in the lower left, the truck in the upper right.
-    const [d, t] = ['dog', 'truck'].map((l) => dog.result.find((x) => x.label === l)!);
+    const [d, t] = ['dog', 'car'].map((l) => dog.result.find((x) => x.label === l)!);
     assert.ok(d!.box.x + d!.box.width / 2 < 384 && d!.box.y + d!.box.height / 2 > 288);
     assert.ok(t!.box.x + t!.box.width / 2 > 384 && t!.box.y + t!.box.height / 2 < 288);
     assert.equal(dog.annotated, undefined);
@@ -68,6 +81,112 @@ suite('vision ops on the shipped models', () => {
       code: 'EINVAL',
       message: /minScore/,
     });
+  });
+
+  test('nanodet is fed as upstream trained it: BGR, (p − 127) / 128, letterboxed on black', async () => {
+    // RangiLyu/nanodet config nanodet-EfficientNet-Lite1_416.yml: keep_ratio True, normalize
+    // [[127]*3, [128]*3] on OpenCV's BGR. Human's RGB / 255 stretched made a cup a toilet.
+    const { input } = parseDescriptor(readFileSync(join(DEFAULT_VISION_MODELS.detect, 'model.json')));
+    const wide = await sharp({
+      create: { width: 832, height: 416, channels: 3, background: { r: 200, g: 100, b: 50 } },
+    })
+      .png()
+      .toBuffer();
+    const { tensor, dims, content } = await preprocess(new Uint8Array(wide), input);
+    assert.deepEqual(dims, [1, 3, 416, 416]);
+    assert.deepEqual(content, { x: 0, y: 104, width: 416, height: 208 });
+    const plane = 416 * 416;
+    const at = (c: number, y: number, x: number) => tensor[c * plane + y * 416 + x]!;
+    for (const [c, value] of [50, 100, 200].entries())
+      assert.ok(Math.abs(at(c, 208, 208) - (value - 127) / 128) < 1e-6, `channel ${c} of the image`);
+    for (const y of [0, 103, 312, 415])
+      for (const c of [0, 1, 2]) assert.equal(at(c, y, 208), -127 / 128, `padding row ${y}`);
+    // On a photo: eagle.jpg's eagle is a bird and nothing else (RGB / 255 stretched: also a horse).
+    const eagle = await session.imageDetect(photo('eagle.jpg'));
+    assert.deepEqual([...labels(eagle.result)], ['bird']);
+  });
+
+  test('descriptors: letterbox only for detection and pose, box coordinates checked', () => {
+    const base = { file: 'model.onnx', input: { shape: [1, 64, 64, 3], resize: 'bilinear, letterbox' } };
+    assert.equal(parseDescriptor(JSON.stringify({ ...base, task: 'pose' })).input.fit, 'letterbox');
+    assert.equal(
+      parseDescriptor(JSON.stringify({ ...base, input: { shape: [1, 64, 64, 3] } })).input.fit,
+      'stretch',
+    );
+    assert.throws(() => parseDescriptor(JSON.stringify({ ...base, task: 'segmentation' })), {
+      code: 'EINVAL',
+      message: /letterbox is for detection and pose models, not segmentation/,
+    });
+    const boxes = (coordinates: unknown) =>
+      parseDescriptor(
+        JSON.stringify({ ...base, task: 'detection', output: { decoder: 'boxes', coordinates } }),
+      );
+    assert.deepEqual(boxes('pixels').decoder, { kind: 'boxes', coordinates: 'pixels' });
+    assert.deepEqual(boxes(undefined).decoder, { kind: 'boxes', coordinates: 'normalized' });
+    assert.throws(() => boxes('inches'), { code: 'EINVAL', message: /output.coordinates/ });
+  });
+
+  test('CenterNet (centernet-coco) is selectable and finds the darknet photos objects', async () => {
+    await using other = await Vaccel.open({
+      plugins: [onnxPlugin({ threads: 2, visionModels: { detect: CENTERNET } })],
+    });
+    const s = await other.createSession();
+    const dog = await s.imageDetect(photo('dog.jpg'));
+    for (const label of ['dog', 'bicycle', 'car'])
+      assert.ok(labels(dog.result).has(label), `dog.jpg: ${label}`);
+    const person = await s.imageDetect(photo('person.jpg'));
+    assert.equal(person.result[0]!.label, 'person');
+    assert.ok(labels(person.result).has('dog'));
+    for (const d of [...dog.result, ...person.result]) {
+      assert.ok(Number.isSafeInteger(d.index) && d.score >= VISION_DEFAULTS.minScore && d.score <= 1);
+      assert.ok(d.box.x >= 0 && d.box.y >= 0 && d.box.width > 0 && d.box.height > 0);
+      assert.ok(d.box.x + d.box.width <= 768 + 1e-6 && d.box.y + d.box.height <= 576 + 1e-6);
+    }
+    // Its boxes come in letterboxed input pixels; in image pixels, dog.jpg's dog is in the lower left.
+    const d = dog.result.find((x) => x.label === 'dog')!;
+    assert.ok(d.box.x + d.box.width / 2 < 384 && d.box.y + d.box.height / 2 > 288);
+    assert.ok(d.box.y + d.box.height > 500, `the dog's feet reach the bottom (${JSON.stringify(d.box)})`);
+  });
+
+  test('pose is letterboxed: a wide and a tall photo give the keypoints they give padded square', async () => {
+    // MoveNet sees a square; Human pads the photo to one (movenetfix.ts padInput). Padding the
+    // photo ourselves must then change nothing but the offset; stretching moved keypoints 7 px.
+    const tall = await sharp(photo('person.jpg'))
+      .extract({ left: 150, top: 0, width: 240, height: 424 })
+      .png()
+      .toBuffer();
+    for (const [name, image, padded, dx, dy] of [
+      [
+        'wide 640×424',
+        Buffer.from(photo('person.jpg')),
+        await sharp(photo('person.jpg'))
+          .extend({ top: 108, bottom: 108, background: black })
+          .png()
+          .toBuffer(),
+        0,
+        108,
+      ],
+      [
+        'tall 240×424',
+        tall,
+        await sharp(tall).extend({ left: 92, right: 92, background: black }).png().toBuffer(),
+        92,
+        0,
+      ],
+    ] as const) {
+      const a: Pose = (await session.imagePose(new Uint8Array(image))).result;
+      const b: Pose = (await session.imagePose(new Uint8Array(padded))).result;
+      const moved = a.keypoints.map((k, i) =>
+        Math.hypot(k.x - (b.keypoints[i]!.x - dx), k.y - (b.keypoints[i]!.y - dy)),
+      );
+      const confident = a.keypoints.filter((k, i) => k.score >= 0.3 && b.keypoints[i]!.score >= 0.3);
+      assert.ok(confident.length >= 8, `${name}: ${confident.length} confident keypoints`);
+      for (const [i, k] of a.keypoints.entries())
+        if (k.score >= 0.3 && b.keypoints[i]!.score >= 0.3)
+          assert.ok(moved[i]! <= 4, `${name}: ${k.name} moved ${moved[i]!.toFixed(1)} px`);
+      const median = [...moved].sort((x, y) => x - y)[8]!;
+      assert.ok(median <= 2.5, `${name}: median shift ${median.toFixed(1)} px`);
+    }
   });
 
   test('pose: 17 named keypoints on the person of person.jpg', async () => {
@@ -112,7 +231,7 @@ suite('vision ops on the shipped models', () => {
 
   test('upstream layouts: one image in, a NUL-padded summary out', async () => {
     for (const [op, pattern] of [
-      [OpType.ImageDetect, /bicycle 0\.\d\d \[\d+,\d+,\d+,\d+\].*dog/],
+      [OpType.ImageDetect, /^dog 0\.\d\d \[\d+,\d+,\d+,\d+\]; bicycle 0\.\d\d/],
       [OpType.ImagePose, /^pose 0\.\d\d: nose \d+,\d+/],
       [OpType.ImageSegment, /^person \d+\.\d% of 768x576$/],
     ] as const) {
@@ -163,9 +282,9 @@ suite('converted models equal their TF.js originals', () => {
     ['movenet-lightning', DEFAULT_VISION_MODELS.pose],
     ['selfie', DEFAULT_VISION_MODELS.segment],
     ['nanodet', DEFAULT_VISION_MODELS.detect],
+    ['centernet', CENTERNET],
   ] as const) {
-    test(`${name}: max |Δ| ≤ 1e-4 on a photo`, async () => {
-      await tf.setBackend('cpu');
+    test(`${name}: max |Δ| ≤ 1e-4 (of the output's scale) on a photo`, async () => {
       const descriptor = parseDescriptor(readFileSync(join(dir, 'model.json')));
       const input = await preprocess(photo('person.jpg'), descriptor.input);
       const session = await ort.InferenceSession.create(join(dir, 'model.onnx'));
@@ -173,28 +292,20 @@ suite('converted models equal their TF.js originals', () => {
       const ours = await session.run({
         [session.inputNames[0]!]: new ort.Tensor(type, input.tensor, input.dims),
       });
-      const { model, weights } = loadHumanModel(name);
-      const graph = await loadGraphModel({
-        load: async () => ({
-          modelTopology: model.modelTopology as never,
-          weightSpecs: model.weightsManifest.flatMap((w) => w.weights) as never,
-          weightData: weights.slice().buffer,
-          format: 'graph-model',
-        }),
-      });
-      const x = tf.tensor(input.tensor, input.dims, type);
-      const refs = graph.execute(x, [...session.outputNames]) as tf.Tensor | tf.Tensor[];
-      const list = Array.isArray(refs) ? refs : [refs];
+      const refs = await tfjsGraphReference(name, input.tensor, input.dims, session.outputNames);
       for (const [k, out] of session.outputNames.entries()) {
-        const reference = (await list[k]!.data()) as Float32Array;
+        const reference = refs[k]!;
         const got = ours[out]!.data as Float32Array;
         assert.equal(got.length, reference.length);
-        let worst = 0;
-        for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - reference[i]!));
-        assert.ok(worst <= 1e-4, `${out}: max |Δ| ${worst}`);
+        // CenterNet's boxes and sizes are input pixels (up to 512): float32 sums of that size
+        // differ in the 7th digit, so the bound scales with the output's largest value.
+        let [worst, scale] = [0, 1];
+        for (let i = 0; i < got.length; i++) {
+          worst = Math.max(worst, Math.abs(got[i]! - reference[i]!));
+          scale = Math.max(scale, Math.abs(reference[i]!));
+        }
+        assert.ok(worst <= 1e-4 * scale, `${out}: max |Δ| ${worst} (largest value ${scale})`);
       }
-      tf.dispose([x, ...list]);
-      graph.dispose();
       await session.release();
     });
   }
