@@ -26,6 +26,10 @@ const figures: Record<string, { about: string; run(options: FigureOptions): Prom
     about: 'object detection ms per 640×480 photo, host vs guest',
     run: async (o) => (await import('./figures/detect.js')).detectFigure(o),
   },
+  accuracy: {
+    about: 'object detection precision, recall, mAP@0.5 and top-1 per shipped detector (examples/eval)',
+    run: async (o) => (await import('./figures/accuracy.js')).accuracyFigure(o),
+  },
   coldstart: {
     about: 'fresh guest process: bare node, import, first remote noop (ms)',
     run: async (o) => (await import('./figures/coldstart.js')).coldstartFigure(o),

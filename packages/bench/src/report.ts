@@ -82,6 +82,17 @@ export function markdown(result: FigureResult): string {
       );
     }
   }
+  for (const table of result.tables ?? []) {
+    const cell = (text: string) => text.replaceAll('|', '\\|');
+    lines.push(
+      '',
+      `### ${table.title}`,
+      '',
+      `| ${table.columns.map(cell).join(' | ')} |`,
+      `|${table.columns.map((_, i) => (table.align?.[i] === 'r' ? '---:' : '---')).join('|')}|`,
+      ...table.rows.map((row) => `| ${row.map(cell).join(' | ')} |`),
+    );
+  }
   if (result.notes.length > 0) lines.push('', ...result.notes.map((n) => `- ${n}`));
   return `${lines.join('\n')}\n`;
 }
@@ -135,6 +146,8 @@ export function consoleReport(result: FigureResult): string {
     }
     text += `\n${pad(targetRows)}\n`;
   }
+  for (const table of result.tables ?? [])
+    text += `\n${table.title}\n${pad([table.columns, ...table.rows])}\n`;
   return text;
 }
 

@@ -69,6 +69,15 @@ export interface Baseline {
   paired?: boolean;
 }
 
+/** A table of text a figure adds to its page and console report (e.g. per-photo results). */
+export interface Table {
+  title: string;
+  columns: string[];
+  /** Per column, `l` or `r` (default `l`). */
+  align?: ('l' | 'r')[];
+  rows: string[][];
+}
+
 /** A figure's full result. */
 export interface FigureResult {
   name: string;
@@ -82,6 +91,8 @@ export interface FigureResult {
   baselines?: Baseline[];
   /** Targets measured by this figure, if it has any. */
   targets?: Target[];
+  /** Tables beyond the points, if the figure has any (shown after them). */
+  tables?: Table[];
   notes: string[];
 }
 
