@@ -124,8 +124,14 @@ test('the binder and the generated client take their codecs from the map they ar
     [
       MESSAGE.createSessionRequest,
       {
-        encode: () => (seen.push('client encode'), Uint8Array.of(0x08, 7)),
-        decode: (bytes: Uint8Array) => (seen.push('agent decode'), { flags: bytes[1]! * 2 }),
+        encode: () => {
+          seen.push('client encode');
+          return Uint8Array.of(0x08, 7);
+        },
+        decode: (bytes: Uint8Array) => {
+          seen.push('agent decode');
+          return { flags: bytes[1]! * 2 };
+        },
       },
     ],
   ] as [string, MessageCodec<never>][]);
