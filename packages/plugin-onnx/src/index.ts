@@ -98,6 +98,9 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       [OpType.TfModelLoad]: model.load,
       [OpType.TfModelRun]: model.run,
       [OpType.TfModelUnload]: model.unload,
+      [OpType.TfliteModelLoad]: model.load,
+      [OpType.TfliteModelRun]: model.run,
+      [OpType.TfliteModelUnload]: model.unload,
       // Below ~16³ ONNX Runtime's fixed cost per run (tens of µs) outweighs the arithmetic: the
       // TypeScript kernel runs those inline.
       [OpType.BlasSgemm]: sgemmHandler(runSgemm),

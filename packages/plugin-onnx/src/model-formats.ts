@@ -1,7 +1,8 @@
 /**
- * The model formats model_load and tf_model_load accept, all run on ONNX Runtime: ONNX itself, a
- * TensorFlow frozen GraphDef (`.pb`) and a TF.js graph model (`model.json` + its weight shards),
- * the last two converted to ONNX at load time.
+ * The model formats model_load, tf_model_load and tflite_model_load accept, all run on ONNX
+ * Runtime: ONNX itself, a TensorFlow frozen GraphDef (`.pb`), a TF.js graph model (`model.json` +
+ * its weight shards) and a TensorFlow Lite model (`.tflite`), the last three converted to ONNX at
+ * load time.
  *
  * A guest's graph is hostile until converted: it converts on a worker thread with a byte budget
  * for its constants ({@link ConstantLimits}, `VACCEL_MODEL_MAX_CONSTANT_BYTES`) and V8 heap limits
@@ -19,6 +20,7 @@ import {
   parseTfjsGraphModel,
   type TfjsGraphModel,
 } from '@vaccel/tf2onnx';
+import { convertTflite } from '@vaccel/tf2onnx/tflite';
 
 /**
  * Largest `model.json` parsed (16 MiB; real graph models' are under 1 MiB, their weights are in the
@@ -37,11 +39,12 @@ export function onnxModelOf(
   options: ConstantLimits = {},
 ): Uint8Array {
   const named = (suffix: string) => blobs.filter((b) => b.name.toLowerCase().endsWith(suffix));
-  const [onnx, pb] = [named('.onnx'), named('.pb')];
+  const [onnx, pb, tflite] = [named('.onnx'), named('.pb'), named('.tflite')];
   if (onnx.length === 1) return onnx[0]!.data;
   if (onnx.length > 1)
     throw new VaccelError('EINVAL', `${what}: a model resource needs one .onnx file, it has ${onnx.length}`);
   if (pb.length === 1) return convertTfGraph(parseGraphDef(pb[0]!.data), { ...options, name: pb[0]!.name });
+  if (tflite.length === 1) return convertTflite(tflite[0]!.data, options).onnx;
   const json =
     blobs.find((b) => b.name === 'model.json') ??
     (named('.json').length === 1 ? named('.json')[0] : undefined);
@@ -75,7 +78,7 @@ export function onnxModelOf(
   }
   throw new VaccelError(
     'EINVAL',
-    `${what}: no model found (a model resource holds one .onnx, one frozen GraphDef .pb, or a TF.js graph model.json with its shards; it has ${blobs.map((b) => b.name).join(', ') || 'nothing'})`,
+    `${what}: no model found (a model resource holds one .onnx, one frozen GraphDef .pb, one .tflite, or a TF.js graph model.json with its shards; it has ${blobs.map((b) => b.name).join(', ') || 'nothing'})`,
   );
 }
 

@@ -41,13 +41,14 @@ export interface GenopCall {
 }
 
 /**
- * True when the agent sizes `op`'s outputs — our extension ops, and the tf_model ops (upstream's
- * numbers with our model ops' layout; upstream serves them only as TensorFlow RPCs): the caller
+ * True when the agent sizes `op`'s outputs — our extension ops, and the tf_model and tflite_model
+ * ops (upstream's numbers with our model ops' layout; upstream serves them only as its dedicated
+ * RPCs): the caller
  * gets them in memory of its own (or in the room it gave). Upstream ops fill the caller's buffers
  * in place.
  */
 export const agentSizesOutputs = (op: OpType): boolean =>
-  op >= EXTENSION_OP_MIN || opInfo(op)?.upstreamRpc === 'tensorflow';
+  op >= EXTENSION_OP_MIN || opInfo(op)?.upstreamRpc !== undefined;
 
 /** Runs `call` on `linked`; staging and shared references through `regions`. */
 export async function callGenop(

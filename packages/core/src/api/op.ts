@@ -77,8 +77,11 @@ export interface OpInfo {
   readonly image?: boolean;
   /** Upstream's RPC plugin registers the op: an upstream agent that lists nothing serves it. */
   readonly upstreamServed?: boolean;
-  /** On an upstream agent the op goes through upstream's TensorFlow RPCs, not Genop. */
-  readonly upstreamRpc?: 'tensorflow';
+  /**
+   * On an upstream agent the op goes through upstream's dedicated RPCs (TensorFlow's or TensorFlow
+   * Lite's), not Genop; here it has our model ops' layout, its outputs sized by the backend.
+   */
+  readonly upstreamRpc?: 'tensorflow' | 'tflite';
   /** The upstream op an extension falls back to on an agent that lacks it (same read args, text reply). */
   readonly fallback?: OpType;
   /** What to use instead, for an op no plugin here runs (said in the ENOTSUP message). */
@@ -95,7 +98,6 @@ export interface OpInfo {
 export type OpCost = 'cheap' | 'data' | 'compute';
 
 const ONNX_INSTEAD = 'export the model to ONNX and run it with model_load/model_run';
-const TFLITE = `TensorFlow Lite models do not run here: ${ONNX_INSTEAD}`;
 const TORCH = `TorchScript models do not run here: ${ONNX_INSTEAD} (torch.onnx.export)`;
 
 type OpFacts = Omit<OpInfo, 'op' | 'name' | 'extension' | 'cost'> & { cost?: OpCost };
@@ -132,9 +134,20 @@ const FACTS: Partial<Record<OpType, OpFacts>> = {
     upstreamRpc: 'tensorflow',
   },
   [OpType.TfModelRun]: { cost: 'compute', resourceArg: 0, upstreamServed: true, upstreamRpc: 'tensorflow' },
-  [OpType.TfliteModelLoad]: { cost: 'compute', upstreamServed: true, alternative: TFLITE },
-  [OpType.TfliteModelUnload]: { upstreamServed: true, alternative: TFLITE },
-  [OpType.TfliteModelRun]: { cost: 'compute', upstreamServed: true, alternative: TFLITE },
+  [OpType.TfliteModelLoad]: {
+    cost: 'compute',
+    resourceArg: 0,
+    loads: true,
+    upstreamServed: true,
+    upstreamRpc: 'tflite',
+  },
+  [OpType.TfliteModelUnload]: {
+    resourceArg: 0,
+    unloads: OpType.TfliteModelLoad,
+    upstreamServed: true,
+    upstreamRpc: 'tflite',
+  },
+  [OpType.TfliteModelRun]: { cost: 'compute', resourceArg: 0, upstreamServed: true, upstreamRpc: 'tflite' },
   [OpType.TorchModelLoad]: { cost: 'compute', upstreamServed: true, alternative: TORCH },
   [OpType.TorchModelRun]: { cost: 'compute', upstreamServed: true, alternative: TORCH },
   [OpType.TorchSgemm]: { cost: 'data' },

@@ -67,6 +67,17 @@ export interface SessionHost {
   profiles?(session: SessionImpl): Promise<ProfileRegion[]>;
 }
 
+/** The model ops a call's options pick: ours, upstream's TensorFlow ones or its TensorFlow Lite ones. */
+function modelOpsOf(options: ModelLoadOptions): { load: OpType; run: OpType; unload: OpType } {
+  if (options.tensorflow && options.tflite)
+    throw new VaccelError('EINVAL', 'model options: tensorflow and tflite pick different ops; give one');
+  if (options.tflite)
+    return { load: OpType.TfliteModelLoad, run: OpType.TfliteModelRun, unload: OpType.TfliteModelUnload };
+  if (options.tensorflow)
+    return { load: OpType.TfModelLoad, run: OpType.TfModelRun, unload: OpType.TfModelUnload };
+  return { load: OpType.ModelLoad, run: OpType.ModelRun, unload: OpType.ModelUnload };
+}
+
 export class SessionImpl implements Session {
   #hint: number;
   #released = false;
@@ -266,7 +277,7 @@ export class SessionImpl implements Session {
 
   async modelLoad(model: Resource, options: ModelLoadOptions = {}): Promise<ModelInfo> {
     const { read, write } = packModelLoad(this.#registered(model));
-    await this.doOperation(options.tensorflow ? OpType.TfModelLoad : OpType.ModelLoad, read, write, options);
+    await this.doOperation(modelOpsOf(options).load, read, write, options);
     return parseModelInfo(write[0]!.buf);
   }
 
@@ -276,18 +287,13 @@ export class SessionImpl implements Session {
     options: ModelRunOptions = {},
   ): Promise<Record<string, Tensor>> {
     const { read, write } = packModelRun(this.#registered(model), inputs, options.outputs);
-    await this.doOperation(options.tensorflow ? OpType.TfModelRun : OpType.ModelRun, read, write, options);
+    await this.doOperation(modelOpsOf(options).run, read, write, options);
     return decodeTensors(write[0]!.buf);
   }
 
   async modelUnload(model: Resource, options: ModelLoadOptions = {}): Promise<void> {
     const { read, write } = packModelUnload(this.#registered(model));
-    await this.doOperation(
-      options.tensorflow ? OpType.TfModelUnload : OpType.ModelUnload,
-      read,
-      write,
-      options,
-    );
+    await this.doOperation(modelOpsOf(options).unload, read, write, options);
   }
 
   exec(

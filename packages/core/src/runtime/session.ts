@@ -52,6 +52,11 @@ export interface ModelLoadOptions extends CallOptions {
    * same work on a vaccel-ts host, the ops an upstream-style TensorFlow backend provides.
    */
   tensorflow?: boolean;
+  /**
+   * Use upstream's TensorFlow Lite ops (tflite_model_load/run/unload, 11–13) instead of ours: the
+   * same work on a vaccel-ts host (a `.tflite` resource converts to ONNX at load either way).
+   */
+  tflite?: boolean;
 }
 
 /** Options of {@link Session.modelRun}. */

@@ -271,6 +271,12 @@ function read(r: Reader): TfliteModel {
     if (dtype === undefined)
       throw new VaccelError('EINVAL', `TFLite model: ${what} has unknown type ${type}`);
     const tensor: TfliteTensor = { name: r.string(t, 3, `${what}.name`), shape, dtype };
+    // Tensor.sparsity (field 6): weights stored compressed for DENSIFY, which is not converted.
+    if (r.child(t, 6, `${what}.sparsity`))
+      throw new VaccelError(
+        'ENOTSUP',
+        `TFLite model: ${what} (${tensor.name}) is stored sparse (DENSIFY), which is not converted; use the model's dense variant`,
+      );
     const data = bufferData(r.i32(t, 2, 0, `${what}.buffer`) >>> 0, what);
     if (data) {
       const elements = shape.reduce((a, b) => a * b, 1);
