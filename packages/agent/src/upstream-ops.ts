@@ -33,11 +33,17 @@ export function imageClassificationRpc(
   };
 }
 
-const notSupported = (op: OpType) => async () => {
-  throw new VaccelError('ENOTSUP', `the vaccel-ts agent cannot run ${opName(op)}: ${OP_ALTERNATIVES[op]}`);
-};
+const notSupported =
+  (op: OpType, instead = OP_ALTERNATIVES[op]) =>
+  async () => {
+    throw new VaccelError('ENOTSUP', `the vaccel-ts agent cannot run ${opName(op)}: ${instead}`);
+  };
 
-/** The TensorFlow Lite and Torch model RPCs: each fails with `ENOTSUP` naming the alternative. */
+/** TensorFlow Lite models run here through Genop; upstream's dedicated RPCs are not served yet. */
+const TFLITE_VIA_GENOP =
+  "this agent runs TensorFlow Lite models through Genop (tflite_model_load/run/unload with our model ops' layout), not through the TensorflowLite RPCs";
+
+/** The TensorFlow Lite and Torch model RPCs: each fails with `ENOTSUP` naming what to use instead. */
 export function unsupportedRpcs(): Pick<
   AgentServiceImpl,
   | 'tensorflowLiteModelLoad'
@@ -47,9 +53,9 @@ export function unsupportedRpcs(): Pick<
   | 'torchModelRun'
 > {
   return {
-    tensorflowLiteModelLoad: notSupported(OpType.TfliteModelLoad),
-    tensorflowLiteModelUnload: notSupported(OpType.TfliteModelUnload),
-    tensorflowLiteModelRun: notSupported(OpType.TfliteModelRun),
+    tensorflowLiteModelLoad: notSupported(OpType.TfliteModelLoad, TFLITE_VIA_GENOP),
+    tensorflowLiteModelUnload: notSupported(OpType.TfliteModelUnload, TFLITE_VIA_GENOP),
+    tensorflowLiteModelRun: notSupported(OpType.TfliteModelRun, TFLITE_VIA_GENOP),
     torchModelLoad: notSupported(OpType.TorchModelLoad),
     torchModelRun: notSupported(OpType.TorchModelRun),
   };
