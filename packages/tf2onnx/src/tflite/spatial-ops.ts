@@ -39,16 +39,21 @@ function nhwc(ctx: Context, i: number | undefined, op: TfliteOperator): number[]
   return shape;
 }
 
-/** CONV_2D: filter OHWI → OIHW, grouped when the input has a multiple of its channels. */
-export const conv: Emit = (ctx, op) => {
-  const x = nhwc(ctx, op.inputs[0], op);
-  const w = nhwc(ctx, op.inputs[1], op); // [O, KH, KW, I]
+/**
+ * An ONNX Conv for a TFLite convolution: the filter transposed by `perm` to OIHW, stride, dilation
+ * and SAME/VALID padding from the op's options, `group` groups.
+ */
+function emitConv(
+  ctx: Context,
+  op: TfliteOperator,
+  x: number[],
+  w: number[],
+  perm: number[],
+  group: number,
+): void {
   const y = nhwc(ctx, op.outputs[0], op);
-  if (x.length !== 4 || w.length !== 4)
-    throw new VaccelError('EINVAL', 'TFLite CONV_2D needs 4-d input and filter');
   const o = op.options;
-  const weights = ctx.add('Transpose', [ctx.input(op, 1)], { perm: { ints: [0, 3, 1, 2] } });
-  const group = w[3]! > 0 && x[3]! % w[3]! === 0 ? x[3]! / w[3]! : 1;
+  const weights = ctx.add('Transpose', [ctx.input(op, 1)], { perm: { ints: perm } });
   const dil: [number, number] = [o.dilation_h_factor!, o.dilation_w_factor!];
   const stride: [number, number] = [o.stride_h!, o.stride_w!];
   const out = ctx.add('Conv', [ctx.nchw(op), weights, ...optional(ctx, op, 2)], {
@@ -59,27 +64,25 @@ export const conv: Emit = (ctx, op) => {
     group: { int: group },
   });
   ctx.finishNchw(op, out);
+}
+
+/** CONV_2D: filter OHWI → OIHW, grouped when the input has a multiple of its channels. */
+export const conv: Emit = (ctx, op) => {
+  const x = nhwc(ctx, op.inputs[0], op);
+  const w = nhwc(ctx, op.inputs[1], op); // [O, KH, KW, I]
+  if (x.length !== 4 || w.length !== 4)
+    throw new VaccelError('EINVAL', 'TFLite CONV_2D needs 4-d input and filter');
+  const group = w[3]! > 0 && x[3]! % w[3]! === 0 ? x[3]! / w[3]! : 1;
+  emitConv(ctx, op, x, w, [0, 3, 1, 2], group);
 };
 
 /** DEPTHWISE_CONV_2D: a Conv with one group per input channel. */
 export const depthwise: Emit = (ctx, op) => {
   const x = nhwc(ctx, op.inputs[0], op);
   const w = nhwc(ctx, op.inputs[1], op); // [1, KH, KW, C·M]
-  const y = nhwc(ctx, op.outputs[0], op);
   if (x.length !== 4 || w.length !== 4)
     throw new VaccelError('EINVAL', 'TFLite DEPTHWISE_CONV_2D needs 4-d input and filter');
-  const o = op.options;
-  const weights = ctx.add('Transpose', [ctx.input(op, 1)], { perm: { ints: [3, 0, 1, 2] } });
-  const dil: [number, number] = [o.dilation_h_factor!, o.dilation_w_factor!];
-  const stride: [number, number] = [o.stride_h!, o.stride_w!];
-  const out = ctx.add('Conv', [ctx.nchw(op), weights, ...optional(ctx, op, 2)], {
-    kernel_shape: { ints: [w[1]!, w[2]!] },
-    strides: { ints: stride },
-    dilations: { ints: dil },
-    pads: { ints: pads(o.padding === 0, x, y, [w[1]!, w[2]!], stride, dil) },
-    group: { int: x[3]! },
-  });
-  ctx.finishNchw(op, out);
+  emitConv(ctx, op, x, w, [3, 0, 1, 2], x[3]!);
 };
 
 /** AVERAGE_POOL_2D / MAX_POOL_2D (padding excluded from the average). */
