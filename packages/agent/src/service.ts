@@ -3,11 +3,11 @@
  * function uses. Upstream 0.8 semantics (docs/protocol.md §3, §5) plus our extension ops.
  *
  * The handlers live by concern: sessions and resources (session-rpcs.ts), genop (genop.ts),
- * upstream's typed op RPCs (upstream-ops.ts, tensorflow.ts), profiling (profiler.ts); every op
+ * upstream's typed op RPCs (upstream-ops.ts, tensorflow.ts, tensorflow-lite.ts), profiling (profiler.ts); every op
  * goes through one {@link opRunner} (op-runner.ts).
  * @module
  */
-import type { Vaccel } from '@vaccel/core';
+import type { Session, Vaccel } from '@vaccel/core';
 import type { CallContext } from '@vaccel/ttrpc';
 import type { Admission } from './admission.js';
 import { genopRpcs } from './genop.js';
@@ -17,6 +17,7 @@ import { profilerRpcs } from './profiler.js';
 import { type AgentServiceImpl, connectionOf } from './rpc-context.js';
 import { sessionRpcs } from './session-rpcs.js';
 import { tensorflowRpcs } from './tensorflow.js';
+import { tensorflowLiteRpcs } from './tensorflow-lite.js';
 import { imageClassificationRpc, unsupportedRpcs } from './upstream-ops.js';
 
 /** Builds the service implementation over a runtime. */
@@ -28,19 +29,19 @@ export function agentService(
   schedule: Schedule = (_ctx, _op, _bytes, run) => run(),
 ): AgentServiceImpl {
   const runOp = opRunner(admission, schedule);
+  const tensorflowHost = {
+    session: (id: bigint, ctx: CallContext) => connectionOf(ctx).session(id),
+    model: (session: Session, id: number, ctx: CallContext) =>
+      runtimeResourceId(connectionOf(ctx), session, id),
+    run: runOp,
+  };
   return {
     ...sessionRpcs(vaccel, metrics),
     ...imageClassificationRpc(opOf, runOp),
     ...genopRpcs(vaccel, opOf, admission, runOp),
     ...profilerRpcs(),
-    ...tensorflowRpcs(
-      {
-        session: (id, ctx) => connectionOf(ctx).session(id),
-        model: (session, id, ctx) => runtimeResourceId(connectionOf(ctx), session, id),
-        run: runOp,
-      },
-      opOf,
-    ),
+    ...tensorflowRpcs(tensorflowHost, opOf),
+    ...tensorflowLiteRpcs(tensorflowHost, opOf),
     ...unsupportedRpcs(),
   };
 }

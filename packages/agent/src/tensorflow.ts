@@ -19,7 +19,8 @@ import {
 import { tfTensorFromWire, tfTensorName, tfTensorToWire, type WireTfTensor } from '@vaccel/protocol';
 import type { CallContext } from '@vaccel/ttrpc';
 
-const modelIdOf = (id: bigint): number => {
+/** A request's model id as the connection's resource id. @throws VaccelError `EINVAL` unless 1 … 2^53−1. */
+export const modelIdOf = (id: bigint): number => {
   if (id <= 0n || id > BigInt(Number.MAX_SAFE_INTEGER))
     throw new VaccelError('EINVAL', `model id ${id} must be > 0`);
   return Number(id);

@@ -1,7 +1,7 @@
 /**
- * Upstream's typed op RPCs other than TensorFlow's (tensorflow.ts): ImageClassification, run like
- * any op, and the TensorFlow Lite and Torch RPCs, refused with what to use instead (no plugin
- * here runs those models).
+ * Upstream's typed op RPCs other than TensorFlow's and TensorFlow Lite's (tensorflow.ts,
+ * tensorflow-lite.ts): ImageClassification, run like any op, and the Torch RPCs, refused with what
+ * to use instead (no plugin here runs TorchScript).
  * @module
  */
 import { Args, OP_ALTERNATIVES, OpType, opName, UPSTREAM_TAG_BYTES, VaccelError } from '@vaccel/core';
@@ -39,23 +39,9 @@ const notSupported =
     throw new VaccelError('ENOTSUP', `the vaccel-ts agent cannot run ${opName(op)}: ${instead}`);
   };
 
-/** TensorFlow Lite models run here through Genop; upstream's dedicated RPCs are not served yet. */
-const TFLITE_VIA_GENOP =
-  "this agent runs TensorFlow Lite models through Genop (tflite_model_load/run/unload with our model ops' layout), not through the TensorflowLite RPCs";
-
-/** The TensorFlow Lite and Torch model RPCs: each fails with `ENOTSUP` naming what to use instead. */
-export function unsupportedRpcs(): Pick<
-  AgentServiceImpl,
-  | 'tensorflowLiteModelLoad'
-  | 'tensorflowLiteModelUnload'
-  | 'tensorflowLiteModelRun'
-  | 'torchModelLoad'
-  | 'torchModelRun'
-> {
+/** The Torch model RPCs: each fails with `ENOTSUP` naming what to use instead. */
+export function unsupportedRpcs(): Pick<AgentServiceImpl, 'torchModelLoad' | 'torchModelRun'> {
   return {
-    tensorflowLiteModelLoad: notSupported(OpType.TfliteModelLoad, TFLITE_VIA_GENOP),
-    tensorflowLiteModelUnload: notSupported(OpType.TfliteModelUnload, TFLITE_VIA_GENOP),
-    tensorflowLiteModelRun: notSupported(OpType.TfliteModelRun, TFLITE_VIA_GENOP),
     torchModelLoad: notSupported(OpType.TorchModelLoad),
     torchModelRun: notSupported(OpType.TorchModelRun),
   };

@@ -168,14 +168,10 @@ suite('TensorFlow RPCs (upstream 0.8) on the agent', () => {
       blobs: [{ name: 'g.pb', data: new Uint8Array([8, 1, 2, 3]), size: 4 }],
     });
     await assert.rejects(stub.tensorflowModelLoad({ sessionId, modelId: junk.resourceId }), /GraphDef/);
-    // TFLite's RPCs and Torch: a clear ENOTSUP (ffi_error 95) saying what runs instead.
+    // Torch: a clear ENOTSUP (ffi_error 95) saying what runs instead.
     await assert.rejects(
       stub.torchModelLoad({ sessionId, modelId }),
       /TorchScript models do not run here: export the model to ONNX/,
-    );
-    await assert.rejects(
-      stub.tensorflowLiteModelRun({ sessionId, modelId, inTensors: [], nrOutTensors: 1n }),
-      /runs TensorFlow Lite models through Genop/,
     );
     // Still serving.
     assert.equal((await run({})).outTensors.length, 1);

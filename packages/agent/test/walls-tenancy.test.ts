@@ -161,7 +161,7 @@ suite('walls: errors', () => {
           'EPERM',
         ],
         ['wrong token', () => stranger.stub.createSession({ flags: 0 }), 7, 'EACCES'],
-        ['TensorFlow Lite', () => stub.tensorflowLiteModelLoad({ sessionId, modelId: 1n }), 12, 'ENOTSUP'],
+        ['Torch', () => stub.torchModelLoad({ sessionId, modelId: 1n }), 12, 'ENOTSUP'],
         [
           'missing default model',
           () => {

@@ -20,7 +20,7 @@ import {
   parseTfjsGraphModel,
   type TfjsGraphModel,
 } from '@vaccel/tf2onnx';
-import { convertTflite } from '@vaccel/tf2onnx/tflite';
+import { convertTflite, hasTfliteIdentifier } from '@vaccel/tf2onnx/tflite';
 
 /**
  * Largest `model.json` parsed (16 MiB; real graph models' are under 1 MiB, their weights are in the
@@ -45,6 +45,9 @@ export function onnxModelOf(
     throw new VaccelError('EINVAL', `${what}: a model resource needs one .onnx file, it has ${onnx.length}`);
   if (pb.length === 1) return convertTfGraph(parseGraphDef(pb[0]!.data), { ...options, name: pb[0]!.name });
   if (tflite.length === 1) return convertTflite(tflite[0]!.data, options).onnx;
+  // A lone TFLite flatbuffer under another name (an upstream client's buffer, a file called `model`).
+  if (blobs.length === 1 && hasTfliteIdentifier(blobs[0]!.data))
+    return convertTflite(blobs[0]!.data, options).onnx;
   const json =
     blobs.find((b) => b.name === 'model.json') ??
     (named('.json').length === 1 ? named('.json')[0] : undefined);
@@ -78,7 +81,7 @@ export function onnxModelOf(
   }
   throw new VaccelError(
     'EINVAL',
-    `${what}: no model found (a model resource holds one .onnx, one frozen GraphDef .pb, one .tflite, or a TF.js graph model.json with its shards; it has ${blobs.map((b) => b.name).join(', ') || 'nothing'})`,
+    `${what}: no model found (a model resource holds one .onnx, one frozen GraphDef .pb, one .tflite (or one blob that is a TFLite flatbuffer), or a TF.js graph model.json with its shards; it has ${blobs.map((b) => b.name).join(', ') || 'nothing'})`,
   );
 }
 

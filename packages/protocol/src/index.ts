@@ -42,10 +42,14 @@ export { openSerialPort } from './serial.js';
 export type { ServiceClient, ServiceImpl } from './service.js';
 export {
   TF_DATA_TYPES,
+  TFLITE_DATA_TYPES,
+  tfliteTensorFromWire,
+  tfliteTensorToWire,
   tfNode,
   tfTensorFromWire,
   tfTensorName,
   tfTensorToWire,
+  type WireTfliteTensor,
   type WireTfTensor,
 } from './tf-tensors.js';
 export {

@@ -32,7 +32,7 @@ import { multiAgentPlugin, splitAddresses } from './multi.js';
 import { callGenop } from './remote-call.js';
 import { RemoteSessions } from './remote-session.js';
 import { DEFAULT_STAGING_BYTES, GuestRegions } from './shared-memory.js';
-import { EMPTY_INFO, tensorflowViaRpc } from './tf-rpc.js';
+import { EMPTY_INFO, modelOpViaRpc, viaModelRpc } from './tf-rpc.js';
 import { tlsMaterial } from './tls-material.js';
 
 /** Options of {@link remotePlugin}. Unset ones come from the environment. */
@@ -82,9 +82,6 @@ export interface RemotePluginOptions {
 
 /** `1`, `true`, `yes`, `on` (any case). */
 const truthy = (value: string | undefined): boolean => /^(1|true|yes|on)$/i.test(value?.trim() ?? '');
-
-/** True for ops an upstream agent serves only through its TensorFlow RPCs. */
-const viaTensorflowRpc = (op: OpType): boolean => opInfo(op)?.upstreamRpc === 'tensorflow';
 
 /** Upstream's fixed-size text output, up to its first NUL. */
 function fixedText(bytes: Uint8Array | undefined): string {
@@ -200,14 +197,15 @@ function singleAgentPlugin(
     const localId = at !== undefined ? ReadArg.int64(args[at], `${opName(op)} resource id`) : 0;
     if (at !== undefined && localId > 0)
       args[at] = Args.int64(await sessions.resource(linked, s, localId, ctx));
-    if (!linked.ours && viaTensorflowRpc(op))
-      await tensorflowViaRpc(await linked.stub.full(), op, s.agentId, args, write, callOptions(ctx));
+    if (!linked.ours && viaModelRpc(op))
+      await modelOpViaRpc(await linked.stub.full(), op, s.agentId, args, write, callOptions(ctx));
     else if (op === OpType.ImageClassify) await classifyViaRpc(linked, s.agentId, args, write, ctx);
     else {
       await callGenop(linked, regions, { op, sessionId: s.agentId, read: args, write }, callOptions(ctx));
       // An agent whose TensorFlow backend describes no graph answers the load with no info: it is
       // loaded all the same, declaring nothing (as over upstream's TensorflowModelLoad).
-      if (op === OpType.TfModelLoad && write[0]?.buf.byteLength === 0) write[0].buf = EMPTY_INFO;
+      if ((op === OpType.TfModelLoad || op === OpType.TfliteModelLoad) && write[0]?.buf.byteLength === 0)
+        write[0].buf = EMPTY_INFO;
     }
     // Only while the session is still on this agent session: one released meanwhile (or moved to
     // another agent) keeps no state here.

@@ -15,6 +15,7 @@ export {
   TRANSPOSE_CONV_BIAS,
 } from './convert.js';
 export {
+  hasTfliteIdentifier,
   parseTflite,
   TFLITE_LIMITS,
   type TfliteModel,

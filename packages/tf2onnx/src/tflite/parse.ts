@@ -204,6 +204,16 @@ class Reader {
 }
 
 /**
+ * True when `bytes` carry TFLite's flatbuffer file identifier (`TFL3` at offset 4), which every
+ * TFLite converter writes: how a model is recognised whatever its file is called.
+ */
+export function hasTfliteIdentifier(bytes: Uint8Array): boolean {
+  return (
+    bytes.byteLength >= 8 && bytes[4] === 0x54 && bytes[5] === 0x46 && bytes[6] === 0x4c && bytes[7] === 0x33
+  );
+}
+
+/**
  * Parses and validates a TFLite flatbuffer's main subgraph.
  * @throws VaccelError `EINVAL` for bytes that are not a well-formed TFLite model, `E2BIG` past a
  * {@link TFLITE_LIMITS} bound.
