@@ -7,7 +7,7 @@
  * goes through one {@link opRunner} (op-runner.ts).
  * @module
  */
-import type { Session, Vaccel } from '@vaccel/core';
+import type { Vaccel } from '@vaccel/core';
 import type { CallContext } from '@vaccel/ttrpc';
 import type { Admission } from './admission.js';
 import { genopRpcs } from './genop.js';
@@ -16,7 +16,7 @@ import { opRunner, runtimeResourceId, type Schedule } from './op-runner.js';
 import { profilerRpcs } from './profiler.js';
 import { type AgentServiceImpl, connectionOf } from './rpc-context.js';
 import { sessionRpcs } from './session-rpcs.js';
-import { tensorflowRpcs } from './tensorflow.js';
+import { modelCall, tensorflowRpcs } from './tensorflow.js';
 import { tensorflowLiteRpcs } from './tensorflow-lite.js';
 import { imageClassificationRpc, unsupportedRpcs } from './upstream-ops.js';
 
@@ -29,19 +29,21 @@ export function agentService(
   schedule: Schedule = (_ctx, _op, _bytes, run) => run(),
 ): AgentServiceImpl {
   const runOp = opRunner(admission, schedule);
-  const tensorflowHost = {
-    session: (id: bigint, ctx: CallContext) => connectionOf(ctx).session(id),
-    model: (session: Session, id: number, ctx: CallContext) =>
-      runtimeResourceId(connectionOf(ctx), session, id),
-    run: runOp,
-  };
+  const callModel = modelCall(
+    {
+      session: (id, ctx) => connectionOf(ctx).session(id),
+      model: (session, id, ctx) => runtimeResourceId(connectionOf(ctx), session, id),
+      run: runOp,
+    },
+    opOf,
+  );
   return {
     ...sessionRpcs(vaccel, metrics),
     ...imageClassificationRpc(opOf, runOp),
     ...genopRpcs(vaccel, opOf, admission, runOp),
     ...profilerRpcs(),
-    ...tensorflowRpcs(tensorflowHost, opOf),
-    ...tensorflowLiteRpcs(tensorflowHost, opOf),
+    ...tensorflowRpcs(callModel),
+    ...tensorflowLiteRpcs(callModel),
     ...unsupportedRpcs(),
   };
 }

@@ -2,6 +2,7 @@
  * Upstream's TensorFlow RPCs (TensorflowModelLoad/Run/Unload) on the runtime's tf_model ops: the
  * model is a resource registered with the session (a frozen GraphDef or a TF.js graph model, which
  * the ONNX plugin converts when it loads it). Nodes are `{name, id}` pairs, i.e. tensor `name:id`.
+ * {@link modelCall} is how these and the TensorFlow Lite RPCs (tensorflow-lite.ts) run their ops.
  * @module
  */
 import {
@@ -19,8 +20,7 @@ import {
 import { tfTensorFromWire, tfTensorName, tfTensorToWire, type WireTfTensor } from '@vaccel/protocol';
 import type { CallContext } from '@vaccel/ttrpc';
 
-/** A request's model id as the connection's resource id. @throws VaccelError `EINVAL` unless 1 … 2^53−1. */
-export const modelIdOf = (id: bigint): number => {
+const modelIdOf = (id: bigint): number => {
   if (id <= 0n || id > BigInt(Number.MAX_SAFE_INTEGER))
     throw new VaccelError('EINVAL', `model id ${id} must be > 0`);
   return Number(id);
@@ -36,31 +36,45 @@ export interface TensorflowHost {
   run(ctx: CallContext, session: Session, op: OpType, read: Arg[], write: Arg[]): Promise<void>;
 }
 
-/** The three TensorFlow RPCs. */
-export function tensorflowRpcs(host: TensorflowHost, opOf: WeakMap<CallContext, string>) {
-  const target = (sessionId: bigint, modelId: bigint, ctx: CallContext) => {
+/** A model of a session, by the runtime's ids. */
+export interface ModelTarget {
+  session: Session;
+  /** The runtime's id of the model resource. */
+  modelId: number;
+}
+
+/**
+ * Runs model op `op` on the connection's model `modelId` of session `sessionId`, with the args
+ * `pack` makes for it; answers the target and the write args. Labels the call with the op.
+ */
+export type ModelCall = (
+  ctx: CallContext,
+  op: OpType,
+  ids: { sessionId: bigint; modelId: bigint },
+  pack: (target: ModelTarget) => { read: Arg[]; write: Arg[] },
+) => Promise<{ target: ModelTarget; write: Arg[] }>;
+
+/** The {@link ModelCall} of the RPCs over `host`. */
+export function modelCall(host: TensorflowHost, opOf: WeakMap<CallContext, string>): ModelCall {
+  return async (ctx, op, { sessionId, modelId }, pack) => {
+    opOf.set(ctx, opName(op));
     const session = host.session(sessionId, ctx);
-    return { session, modelId: host.model(session, modelIdOf(modelId), ctx) };
+    const target = { session, modelId: host.model(session, modelIdOf(modelId), ctx) };
+    const { read, write } = pack(target);
+    await host.run(ctx, session, op, read, write);
+    return { target, write };
   };
+}
+
+/** The three TensorFlow RPCs. */
+export function tensorflowRpcs(call: ModelCall) {
   return {
-    async tensorflowModelLoad(
-      { sessionId, modelId }: { sessionId: bigint; modelId: bigint },
-      ctx: CallContext,
-    ) {
-      opOf.set(ctx, opName(OpType.TfModelLoad));
-      const t = target(sessionId, modelId, ctx);
-      const { read, write } = packModelLoad(t.modelId);
-      await host.run(ctx, t.session, OpType.TfModelLoad, read, write);
+    async tensorflowModelLoad(request: { sessionId: bigint; modelId: bigint }, ctx: CallContext) {
+      await call(ctx, OpType.TfModelLoad, request, (t) => packModelLoad(t.modelId));
       return { graphDef: new Uint8Array(0), status: OK };
     },
-    async tensorflowModelUnload(
-      { sessionId, modelId }: { sessionId: bigint; modelId: bigint },
-      ctx: CallContext,
-    ) {
-      opOf.set(ctx, opName(OpType.TfModelUnload));
-      const t = target(sessionId, modelId, ctx);
-      const { read, write } = packModelUnload(t.modelId);
-      await host.run(ctx, t.session, OpType.TfModelUnload, read, write);
+    async tensorflowModelUnload(request: { sessionId: bigint; modelId: bigint }, ctx: CallContext) {
+      await call(ctx, OpType.TfModelUnload, request, (t) => packModelUnload(t.modelId));
       return { status: OK };
     },
     async tensorflowModelRun(
@@ -73,7 +87,6 @@ export function tensorflowRpcs(host: TensorflowHost, opOf: WeakMap<CallContext, 
       },
       ctx: CallContext,
     ) {
-      opOf.set(ctx, opName(OpType.TfModelRun));
       const { inNodes, outNodes, inTensors } = request;
       if (inNodes.length !== inTensors.length)
         throw new VaccelError(
@@ -85,9 +98,9 @@ export function tensorflowRpcs(host: TensorflowHost, opOf: WeakMap<CallContext, 
       for (const [i, node] of inNodes.entries())
         inputs[tfTensorName(node)] = tfTensorFromWire(inTensors[i]!, `input ${tfTensorName(node)}`);
       const outputs = outNodes.map(tfTensorName);
-      const t = target(request.sessionId, request.modelId, ctx);
-      const { read, write } = packModelRun(t.modelId, inputs, outputs);
-      await host.run(ctx, t.session, OpType.TfModelRun, read, write);
+      const { write } = await call(ctx, OpType.TfModelRun, request, (t) =>
+        packModelRun(t.modelId, inputs, outputs),
+      );
       const results = decodeTensors(write[0]!.buf);
       return { outTensors: outputs.map((o) => tfTensorToWire(results[o]!)), status: OK };
     },
