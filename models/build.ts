@@ -92,8 +92,9 @@ const MODELS: Shipped[] = [
   },
   {
     dir: 'centernet-coco',
-    // The upstream repository states no licence (no LICENSE file, none in its README); only the
-    // npm package's MIT covers it. NOASSERTION until its author grants one: see models/NOTICE.md.
+    // The default detector. The upstream repository states no licence (no LICENSE file, none in
+    // its README); the weights reach us in the MIT-licensed npm package. NOASSERTION until its
+    // author states one: see packages/plugin-onnx/models/NOTICE.md.
     convert: human(
       'centernet',
       'CenterNet (MobileNetV3 0.75, 512) COCO detector, licence not stated upstream',
@@ -104,7 +105,7 @@ const MODELS: Shipped[] = [
       task: 'object-detection',
       source: fromHuman(
         'centernet',
-        'MobileNetV3 CenterNet by 610265158/mobilenetv3_centernet, no licence stated',
+        'MobileNetV3 CenterNet by 610265158/mobilenetv3_centernet, whose repository states no licence',
       ),
       license: 'NOASSERTION',
       file: 'model.onnx',

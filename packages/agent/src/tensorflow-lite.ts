@@ -10,7 +10,6 @@ import {
   decodeTensors,
   type ModelInfo,
   OpType,
-  opName,
   packModelLoad,
   packModelRun,
   packModelUnload,

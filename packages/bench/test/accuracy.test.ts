@@ -10,8 +10,10 @@ import {
   type EvalPhoto,
   iou,
   type Labelled,
+  MS_PER_FRAME,
   matchPhoto,
   readEvalSet,
+  resizeToBudgetFrame,
   type Scored,
   scoreSet,
   shippedDetectors,
@@ -125,6 +127,15 @@ suite('accuracy: the figure', () => {
     }
   });
 
+  test('the timing series is on photos resized to exactly 640×480 (stretched, nothing cropped)', async () => {
+    const { default: sharp } = await import('sharp');
+    for (const photo of readEvalSet().slice(0, 3)) {
+      const framed = await resizeToBudgetFrame(new Uint8Array(readFileSync(join(EVAL_DIR, photo.file))));
+      const meta = await sharp(framed).metadata();
+      assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', 640, 480], photo.file);
+    }
+  });
+
   test('accuracy --quick scores every shipped detector, per photo, and writes its page (no timing checks)', async () => {
     const out = mkdtempSync(join(tmpdir(), 'vaccel-accuracy-'));
     assert.equal(await main(['accuracy', '--quick', '--out', out]), 0);
@@ -132,6 +143,8 @@ suite('accuracy: the figure', () => {
     assert.equal(result.name, 'accuracy');
     const photos = readEvalSet();
     const detectors = await shippedDetectors();
+    // The default detector first (CenterNet), NanoDet still shipped and measured.
+    assert.deepEqual(detectors.map((d) => d.name).slice(0, 1), ['centernet-coco']);
     assert.ok(detectors.some((d) => d.name === 'nanodet-coco'));
     const [summary, perPhoto] = result.tables!;
     assert.deepEqual(
@@ -151,6 +164,7 @@ suite('accuracy: the figure', () => {
       }
       assert.deepEqual(points.map((p) => p.metric).sort(), [
         'mAP@0.5',
+        MS_PER_FRAME,
         'ms per photo',
         'precision',
         'recall',
@@ -159,9 +173,10 @@ suite('accuracy: the figure', () => {
       for (const p of points.filter((p) => p.unit === '%'))
         assert.ok(p.summary.median >= 0 && p.summary.median <= 100, `${p.metric} ${p.summary.median}`);
       assert.equal(points.find((p) => p.metric === 'ms per photo')!.samples!.length, photos.length);
+      assert.equal(points.find((p) => p.metric === MS_PER_FRAME)!.samples!.length, photos.length);
     }
     assert.ok(
-      result.points.some((p) => p.series === 'nanodet-coco'),
+      result.points.some((p) => p.series === 'centernet-coco'),
       'the default detector runs',
     );
     const page = readFileSync(join(out, 'accuracy.md'), 'utf8');

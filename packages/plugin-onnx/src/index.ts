@@ -6,7 +6,8 @@
  *   `model.json` ({@link parseDescriptor}); a default model ships with the package. A model a
  *   guest gives (a resource) runs contained, like model_load's (see below); shipped ones in process.
  * - `image_detect` / `image_pose` / `image_segment` (upstream layouts and typed results) with
- *   described models; COCO NanoDet, MoveNet Lightning and MediaPipe's selfie segmenter ship.
+ *   described models; COCO CenterNet (the default detector) and NanoDet, MoveNet Lightning and
+ *   MediaPipe's selfie segmenter ship.
  * - `model_load` / `model_run` / `model_unload` on any ONNX model registered as a resource, and
  *   TensorFlow graphs (frozen GraphDef or TF.js graph model, converted at load) — also as
  *   `tf_model_load` / `tf_model_run` / `tf_model_unload`. These models are a guest's: they pass

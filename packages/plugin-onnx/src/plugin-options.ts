@@ -18,9 +18,14 @@ export const DEFAULT_MODEL_DIR = fileURLToPath(
   new URL('../models/mobilenet-v2-moderation/', import.meta.url),
 );
 
-/** The shipped detection, pose and segmentation models (COCO NanoDet, MoveNet Lightning, MediaPipe selfie). */
+/**
+ * The shipped detection, pose and segmentation models used by default (COCO CenterNet, MoveNet
+ * Lightning, MediaPipe selfie). CenterNet detects: the most accurate shipped detector within 60 ms
+ * per 640×480 photo in-process (docs/results/accuracy.md). The shipped NanoDet (`models/nanodet-coco`)
+ * stays selectable with `visionModels.detect` or `VACCEL_ONNX_DETECT_MODEL`.
+ */
 export const DEFAULT_VISION_MODELS: Readonly<Record<VisionTask, string>> = {
-  detect: fileURLToPath(new URL('../models/nanodet-coco/', import.meta.url)),
+  detect: fileURLToPath(new URL('../models/centernet-coco/', import.meta.url)),
   pose: fileURLToPath(new URL('../models/movenet-lightning/', import.meta.url)),
   segment: fileURLToPath(new URL('../models/selfie-segmentation/', import.meta.url)),
 };

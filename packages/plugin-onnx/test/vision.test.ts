@@ -17,11 +17,14 @@ import {
 } from '@vaccel/plugin-onnx';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
+import { labelledObjects, missedObjects } from '../../../examples/test/labelled.js';
 import { tfjsGraphReference } from '../../../models/parity.js';
 import { photo } from './helpers.js';
 
-/** The shipped CenterNet (selectable with `visionModels.detect` or `VACCEL_ONNX_DETECT_MODEL`). */
+/** The shipped CenterNet: the default detector. */
 const CENTERNET = fileURLToPath(new URL('../models/centernet-coco/', import.meta.url));
+/** The shipped NanoDet (selectable with `visionModels.detect` or `VACCEL_ONNX_DETECT_MODEL`). */
+const NANODET = fileURLToPath(new URL('../models/nanodet-coco/', import.meta.url));
 const black = { r: 0, g: 0, b: 0 };
 
 const labels = (found: Detection[]) => new Set(found.map((d) => d.label));
@@ -40,18 +43,30 @@ suite('vision ops on the shipped models', () => {
   });
   after(() => vaccel.close());
 
-  test('detection finds the objects of the darknet photos, in pixels, best first', async () => {
-    // NanoDet fed as it was trained calls dog.jpg's pickup a car and person.jpg's horse a cow: a
-    // weak model's labels (COCO mAP 0.30), not a pipeline error (the test below checks the pipeline).
+  test('the default detector is CenterNet', () => {
+    assert.equal(join(DEFAULT_VISION_MODELS.detect, '/'), join(CENTERNET, '/'));
+    const { name } = JSON.parse(readFileSync(join(DEFAULT_VISION_MODELS.detect, 'model.json'), 'utf8'));
+    assert.equal(name, 'centernet-coco');
+  });
+
+  test('detection finds the labelled objects of the darknet photos, in pixels, best first', async () => {
+    // Found: a detection of the object's class overlapping its box in examples/eval/labels.json
+    // with IoU ≥ 0.5. CenterNet (like NanoDet) calls dog.jpg's pickup a car, and ranks
+    // person.jpg's horse sheep, cow, then horse (docs/results/accuracy.md): a model's labels,
+    // not a pipeline error (a pipeline error moves the boxes, which this checks).
     const dog = await session.imageDetect(photo('dog.jpg'));
-    for (const label of ['dog', 'bicycle', 'car'])
-      assert.ok(labels(dog.result).has(label), `dog.jpg: ${label}`);
+    assert.deepEqual(missedObjects('dog.jpg', dog.result), []);
     const person = await session.imageDetect(photo('person.jpg'));
-    for (const label of ['person', 'dog'])
-      assert.ok(labels(person.result).has(label), `person.jpg: ${label}`);
-    const horse = person.result.find((d) => ['horse', 'cow'].includes(d.label));
-    assert.ok(horse && horse.box.x > 320, 'person.jpg: the horse, on the right');
+    assert.deepEqual(missedObjects('person.jpg', person.result), []);
+    assert.equal(person.result[0]!.label, 'person', 'person.jpg: the person first');
+    const horseBox = labelledObjects('person.jpg').find((o) => o.class === 'horse')!.box;
+    const horse = person.result.find((d) => ['horse', 'cow', 'sheep'].includes(d.label));
+    assert.ok(
+      horse && horse.box.x + horse.box.width / 2 > horseBox[0] && horse.box.x < horseBox[0] + horseBox[2],
+      'person.jpg: the horse, on the right',
+    );
     for (const d of [...dog.result, ...person.result]) {
+      assert.ok(Number.isSafeInteger(d.index) && d.score >= VISION_DEFAULTS.minScore && d.score <= 1);
       assert.ok(d.box.x >= 0 && d.box.y >= 0 && d.box.width > 0 && d.box.height > 0);
       assert.ok(d.box.x + d.box.width <= 768 + 1e-6 && d.box.y + d.box.height <= 576 + 1e-6);
     }
@@ -59,9 +74,11 @@ suite('vision ops on the shipped models', () => {
       dog.result.map((d) => d.score),
       dog.result.map((d) => d.score).sort((a, b) => b - a),
     );
-    // dog.jpg's dog sits in the lower left, the truck in the upper right.
+    // CenterNet's boxes come in letterboxed input pixels; in image pixels, dog.jpg's dog sits in
+    // the lower left, its feet at the bottom, the truck in the upper right.
     const [d, t] = ['dog', 'car'].map((l) => dog.result.find((x) => x.label === l)!);
     assert.ok(d!.box.x + d!.box.width / 2 < 384 && d!.box.y + d!.box.height / 2 > 288);
+    assert.ok(d!.box.y + d!.box.height > 500, `the dog's feet reach the bottom (${JSON.stringify(d!.box)})`);
     assert.ok(t!.box.x + t!.box.width / 2 > 384 && t!.box.y + t!.box.height / 2 < 288);
     assert.equal(dog.annotated, undefined);
   });
@@ -86,7 +103,7 @@ suite('vision ops on the shipped models', () => {
   test('nanodet is fed as upstream trained it: BGR, (p − 127) / 128, letterboxed on black', async () => {
     // RangiLyu/nanodet config nanodet-EfficientNet-Lite1_416.yml: keep_ratio True, normalize
     // [[127]*3, [128]*3] on OpenCV's BGR. Human's RGB / 255 stretched made a cup a toilet.
-    const { input } = parseDescriptor(readFileSync(join(DEFAULT_VISION_MODELS.detect, 'model.json')));
+    const { input } = parseDescriptor(readFileSync(join(NANODET, 'model.json')));
     const wide = await sharp({
       create: { width: 832, height: 416, channels: 3, background: { r: 200, g: 100, b: 50 } },
     })
@@ -102,7 +119,10 @@ suite('vision ops on the shipped models', () => {
     for (const y of [0, 103, 312, 415])
       for (const c of [0, 1, 2]) assert.equal(at(c, y, 208), -127 / 128, `padding row ${y}`);
     // On a photo: eagle.jpg's eagle is a bird and nothing else (RGB / 255 stretched: also a horse).
-    const eagle = await session.imageDetect(photo('eagle.jpg'));
+    await using nanodet = await Vaccel.open({
+      plugins: [onnxPlugin({ threads: 2, visionModels: { detect: NANODET } })],
+    });
+    const eagle = await (await nanodet.createSession()).imageDetect(photo('eagle.jpg'));
     assert.deepEqual([...labels(eagle.result)], ['bird']);
   });
 
@@ -126,26 +146,26 @@ suite('vision ops on the shipped models', () => {
     assert.throws(() => boxes('inches'), { code: 'EINVAL', message: /output.coordinates/ });
   });
 
-  test('CenterNet (centernet-coco) is selectable and finds the darknet photos objects', async () => {
-    await using other = await Vaccel.open({
-      plugins: [onnxPlugin({ threads: 2, visionModels: { detect: CENTERNET } })],
-    });
-    const s = await other.createSession();
-    const dog = await s.imageDetect(photo('dog.jpg'));
-    for (const label of ['dog', 'bicycle', 'car'])
-      assert.ok(labels(dog.result).has(label), `dog.jpg: ${label}`);
-    const person = await s.imageDetect(photo('person.jpg'));
-    assert.equal(person.result[0]!.label, 'person');
-    assert.ok(labels(person.result).has('dog'));
-    for (const d of [...dog.result, ...person.result]) {
-      assert.ok(Number.isSafeInteger(d.index) && d.score >= VISION_DEFAULTS.minScore && d.score <= 1);
-      assert.ok(d.box.x >= 0 && d.box.y >= 0 && d.box.width > 0 && d.box.height > 0);
-      assert.ok(d.box.x + d.box.width <= 768 + 1e-6 && d.box.y + d.box.height <= 576 + 1e-6);
+  test('NanoDet (nanodet-coco) stays selectable, by option and by environment, and finds them too', async () => {
+    for (const options of [
+      { visionModels: { detect: NANODET } },
+      { env: { ...process.env, VACCEL_ONNX_DETECT_MODEL: NANODET } },
+    ]) {
+      await using other = await Vaccel.open({ plugins: [onnxPlugin({ threads: 2, ...options })] });
+      const s = await other.createSession();
+      const dog = await s.imageDetect(photo('dog.jpg'));
+      assert.deepEqual(missedObjects('dog.jpg', dog.result), []);
+      const person = await s.imageDetect(photo('person.jpg'));
+      assert.deepEqual(missedObjects('person.jpg', person.result), []);
+      // NanoDet calls person.jpg's horse a cow (docs/results/accuracy.md); CenterNet ranks a sheep
+      // first there: which model ran shows.
+      assert.ok(labels(person.result).has('cow') && !labels(person.result).has('sheep'), 'NanoDet ran');
+      for (const d of [...dog.result, ...person.result]) {
+        assert.ok(Number.isSafeInteger(d.index) && d.score >= VISION_DEFAULTS.minScore && d.score <= 1);
+        assert.ok(d.box.x >= 0 && d.box.y >= 0 && d.box.width > 0 && d.box.height > 0);
+        assert.ok(d.box.x + d.box.width <= 768 + 1e-6 && d.box.y + d.box.height <= 576 + 1e-6);
+      }
     }
-    // Its boxes come in letterboxed input pixels; in image pixels, dog.jpg's dog is in the lower left.
-    const d = dog.result.find((x) => x.label === 'dog')!;
-    assert.ok(d.box.x + d.box.width / 2 < 384 && d.box.y + d.box.height / 2 > 288);
-    assert.ok(d.box.y + d.box.height > 500, `the dog's feet reach the bottom (${JSON.stringify(d.box)})`);
   });
 
   test('pose is letterboxed: a wide and a tall photo give the keypoints they give padded square', async () => {
@@ -231,7 +251,10 @@ suite('vision ops on the shipped models', () => {
 
   test('upstream layouts: one image in, a NUL-padded summary out', async () => {
     for (const [op, pattern] of [
-      [OpType.ImageDetect, /^dog 0\.\d\d \[\d+,\d+,\d+,\d+\]; bicycle 0\.\d\d/],
+      [
+        OpType.ImageDetect,
+        /^[a-z ]+ [01]\.\d\d \[\d+,\d+,\d+,\d+\](?:; [a-z ]+ [01]\.\d\d \[\d+,\d+,\d+,\d+\])*$/,
+      ],
       [OpType.ImagePose, /^pose 0\.\d\d: nose \d+,\d+/],
       [OpType.ImageSegment, /^person \d+\.\d% of 768x576$/],
     ] as const) {
@@ -239,6 +262,16 @@ suite('vision ops on the shipped models', () => {
       await session.doOperation(op, [Args.buffer(photo('dog.jpg'))], [out]);
       const text = Buffer.from(out.buf).toString('utf8').replace(/\0+$/, '');
       assert.match(text, pattern);
+      if (op === OpType.ImageDetect) {
+        // label score [x,y,w,h]; …: the labelled objects, where labels.json boxes them.
+        const listed = [...text.matchAll(/(?:^|; )([a-z ]+) [\d.]+ \[(\d+),(\d+),(\d+),(\d+)\]/g)].map(
+          (m) => ({
+            label: m[1]!,
+            box: { x: Number(m[2]), y: Number(m[3]), width: Number(m[4]), height: Number(m[5]) },
+          }),
+        );
+        assert.deepEqual(missedObjects('dog.jpg', listed), []);
+      }
       await assert.rejects(session.doOperation(op, [Args.buffer(photo('dog.jpg'))], []), {
         code: 'EINVAL',
         message: /takes 1 read arg and 1 write arg/,
@@ -281,7 +314,7 @@ suite('converted models equal their TF.js originals', () => {
   for (const [name, dir] of [
     ['movenet-lightning', DEFAULT_VISION_MODELS.pose],
     ['selfie', DEFAULT_VISION_MODELS.segment],
-    ['nanodet', DEFAULT_VISION_MODELS.detect],
+    ['nanodet', NANODET],
     ['centernet', CENTERNET],
   ] as const) {
     test(`${name}: max |Δ| ≤ 1e-4 (of the output's scale) on a photo`, async () => {

@@ -1,6 +1,6 @@
 /**
  * detect — object detection time per 640×480 photo, host vs guest: the darknet photos shipped in
- * examples/images, resized to 640×480, run through the default detector (NanoDet, COCO).
+ * examples/images, resized to 640×480, run through the default detector (CenterNet, COCO).
  * @module
  */
 import { readFileSync } from 'node:fs';
@@ -69,7 +69,7 @@ export async function detectFigure(options: FigureOptions): Promise<FigureResult
     comparisons: compareWith(points, BASELINES),
     baselines: BASELINES,
     notes: [
-      `examples/images/{${names.join(',')}}.jpg resized to 640×480 (JPEG quality 90); default detector (NanoDet, COCO, 416×416 input), default options (minScore 0.3, NMS IoU 0.5)`,
+      `examples/images/{${names.join(',')}}.jpg resized to 640×480 (JPEG quality 90); default detector (CenterNet, COCO, 512×512 input), default options (minScore 0.3, NMS IoU 0.5)`,
       'time = JPEG decode + resize + inference + box decoding and NMS (+ transfer for the guest), end to end per call; target ≤ 60 ms in-process',
       'one call per sample, host and guest interleaved call by call; overhead = median of the pairwise guest/host ratios, with its 95 % bootstrap interval',
     ],

@@ -47,7 +47,9 @@ const about: Record<Task, { summary: string; what: string; text: string }> = {
     summary: 'detect objects (boxes, COCO labels, scores); --out draws them',
     what: 'object detection',
     text: `Detects objects in an image and prints each one's label, score and box (pixels of the image).
-Embedded, the ONNX plugin runs NanoDet (80 COCO classes); with VACCEL_RPC_ADDRESS set, the agent.`,
+Embedded, the ONNX plugin runs CenterNet (80 COCO classes); with VACCEL_RPC_ADDRESS set, the agent.
+The shipped NanoDet (faster, less accurate) stays selectable: --model packages/plugin-onnx/models/nanodet-coco
+or VACCEL_ONNX_DETECT_MODEL.`,
   },
   pose: {
     summary: "estimate a person's pose (17 keypoints); --out draws the skeleton",

@@ -4,7 +4,7 @@
  * - Upstream IMAGE_DETECT (4), IMAGE_SEGMENT (5), IMAGE_POSE (6) — read: image (BUFFER); write:
  *   out_imgname (UCHAR_ARRAY, fixed-size, NUL-padded). Upstream's Jetson plugin answers with the
  *   name of an annotated image it saved on the host, which a guest cannot open; we answer with a
- *   one-line summary of the result instead (`dog 0.93 [x,y,w,h]; bicycle …`).
+ *   one-line summary of the result instead (`bicycle 0.55 [x,y,w,h]; car …`).
  * - Ours, IMAGE_DETECT_BOXES (71), IMAGE_POSE_KEYPOINTS (72), IMAGE_SEGMENT_MASK (73) — read:
  *   image (BUFFER), model resource id (INT64, 0 = the plugin's default), options (RAW: UTF-8 JSON
  *   {@link VisionOptions}); write: result (RAW, sized by the plugin: UTF-8 JSON), annotated image
