@@ -5,7 +5,9 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { type Classification, type ResourceBlob, type Tensor, VaccelError } from '@vaccel/core';
+import { hasTfliteIdentifier } from '@vaccel/tf2onnx/tflite';
 import { type ModelDescriptor, parseDescriptor, parseLabels } from './descriptor.js';
+import { onnxModelOffThread } from './model-formats.js';
 import type { ModelCallOptions } from './model-host.js';
 import { inProcessSession, type ModelSession, type SessionOpener } from './model-session.js';
 import { preprocess } from './preprocess.js';
@@ -28,7 +30,10 @@ export interface ClassifyResult {
 /** Descriptor file name inside a model folder or resource. */
 export const DESCRIPTOR = 'model.json';
 
-/** Reads a model folder (or its `model.json`, or a bare `.onnx`) into blobs. @throws VaccelError `ENOENT`. */
+/**
+ * Reads a model folder (its `model.json`, `.onnx` or `.tflite` model and `.txt` labels; or given
+ * its `model.json`, or a bare `.onnx`) into blobs. @throws VaccelError `ENOENT`.
+ */
 export async function readModelBlobs(path: string): Promise<ResourceBlob[]> {
   let dir = path;
   try {
@@ -38,7 +43,7 @@ export async function readModelBlobs(path: string): Promise<ResourceBlob[]> {
       dir = dirname(path);
     }
     const names = (await readdir(dir)).filter(
-      (n) => n === DESCRIPTOR || n.endsWith('.onnx') || n.endsWith('.txt'),
+      (n) => n === DESCRIPTOR || n.endsWith('.onnx') || n.endsWith('.tflite') || n.endsWith('.txt'),
     );
     return await Promise.all(
       names.map(async (name) => ({ name, data: new Uint8Array(await readFile(join(dir, name))) })),
@@ -86,7 +91,20 @@ export const imageTensor = (data: Float32Array | Int32Array, dims: readonly numb
     : { dtype: 'float32', dims: [...dims], data };
 
 /**
- * Opens a described model (`model.json` + its ONNX file + labels) for `task`.
+ * The ONNX bytes of a described model's file: a TensorFlow Lite model (`.tflite`, or bytes with
+ * the TFLite identifier) converted on a worker thread under the constant budget, as model_load
+ * converts a guest's; anything else as it is.
+ */
+async function onnxOf(file: string, data: Uint8Array, what: string): Promise<Uint8Array> {
+  if (!file.toLowerCase().endsWith('.tflite') && !hasTfliteIdentifier(data)) return data;
+  return onnxModelOffThread(
+    [{ name: file.toLowerCase().endsWith('.tflite') ? file : `${file}.tflite`, data }],
+    what,
+  );
+}
+
+/**
+ * Opens a described model (`model.json` + its ONNX or TFLite file + labels) for `task`.
  * @throws VaccelError `EINVAL` when the descriptor, model or labels do not fit together or the
  * model is for another task.
  */
@@ -115,7 +133,7 @@ export async function openDescribedModel(
       'EINVAL',
       `${what}: ${DESCRIPTOR} names labels ${descriptor.labels}, which are missing`,
     );
-  const session = await openerOf(source)(onnx, what);
+  const session = await openerOf(source)(await onnxOf(descriptor.file, onnx, what), what);
   const inputName = descriptor.input.name ?? session.inputNames[0]!;
   if (!session.inputNames.includes(inputName)) {
     await session.release();

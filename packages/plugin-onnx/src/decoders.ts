@@ -6,9 +6,12 @@
  */
 import type { Box, Detection, Keypoint } from '@vaccel/core';
 import { VaccelError } from '@vaccel/core';
+import type { SsdAnchorOptions, SsdDecoderSpec } from './descriptor.js';
 
 /** An output tensor as ONNX Runtime returns it. */
 export interface OutputTensor {
+  /** The output's name, when known. */
+  name?: string;
   dims: readonly number[];
   data: Float32Array;
 }
@@ -139,6 +142,175 @@ export function decodeBoxes(
   return found;
 }
 
+/** An SSD anchor: centre and size, normalised to the model input (0–1). */
+export interface SsdAnchor {
+  cx: number;
+  cy: number;
+  w: number;
+  h: number;
+}
+
+/** A layer's scale: `minScale` on the first, `maxScale` on the last, evenly between. */
+const layerScale = (o: SsdAnchorOptions, layer: number): number =>
+  o.strides.length === 1
+    ? (o.minScale + o.maxScale) / 2
+    : o.minScale + ((o.maxScale - o.minScale) * layer) / (o.strides.length - 1);
+
+/**
+ * Per grid: its size and the (scale, aspect ratio) of each anchor of a cell. Consecutive layers of
+ * one stride share a grid, their shapes one after the other in each cell (as BlazeFace's 8, 16,
+ * 16, 16 give 2 grids); distinct strides, as SSD detectors have, give a grid per layer.
+ */
+function ssdLayers(o: SsdAnchorOptions) {
+  const grids: { cols: number; rows: number; shapes: [number, number][] }[] = [];
+  o.strides.forEach((stride, layer) => {
+    const scale = layerScale(o, layer);
+    const shapes: [number, number][] = [];
+    if (layer === 0 && o.reduceBoxesInLowestLayer) shapes.push([0.1, 1], [scale, 2], [scale, 0.5]);
+    else {
+      for (const ratio of o.aspectRatios) shapes.push([scale, ratio]);
+      if (o.interpolatedScaleAspectRatio > 0) {
+        const next = layer === o.strides.length - 1 ? 1 : layerScale(o, layer + 1);
+        shapes.push([Math.sqrt(scale * next), o.interpolatedScaleAspectRatio]);
+      }
+    }
+    if (layer > 0 && o.strides[layer - 1] === stride) grids.at(-1)!.shapes.push(...shapes);
+    else
+      grids.push({ cols: Math.ceil(o.inputWidth / stride), rows: Math.ceil(o.inputHeight / stride), shapes });
+  });
+  return grids;
+}
+
+/** How many anchors {@link ssdAnchors} makes, without making them. */
+export const ssdAnchorCount = (o: SsdAnchorOptions): number =>
+  ssdLayers(o).reduce((n, l) => n + l.cols * l.rows * l.shapes.length, 0);
+
+/**
+ * SSD anchors as MediaPipe's SsdAnchorsCalculator makes them (see {@link SsdAnchorOptions}), in
+ * the order the model emits its boxes: grid by grid, row by row, cell by cell, shape by shape.
+ */
+export function ssdAnchors(o: SsdAnchorOptions): SsdAnchor[] {
+  const anchors: SsdAnchor[] = [];
+  for (const { cols, rows, shapes } of ssdLayers(o))
+    for (let y = 0; y < rows; y++)
+      for (let x = 0; x < cols; x++)
+        for (const [scale, ratio] of shapes)
+          anchors.push({
+            cx: (x + o.offsetX) / cols,
+            cy: (y + o.offsetY) / rows,
+            w: o.fixedAnchorSize ? 1 : scale * Math.sqrt(ratio),
+            h: o.fixedAnchorSize ? 1 : scale / Math.sqrt(ratio),
+          });
+  return anchors;
+}
+
+/**
+ * The anchors of `spec` for a model that gives `n` boxes, counted before any is made.
+ * @throws VaccelError `EINVAL` when they are not `n`.
+ */
+export function ssdAnchorsFor(spec: SsdDecoderSpec, n: number): SsdAnchor[] {
+  const count = ssdAnchorCount(spec.anchors);
+  if (count !== n) throw anchorMismatch(n, count, spec);
+  return ssdAnchors(spec.anchors);
+}
+
+const anchorMismatch = (n: number, count: number, spec: SsdDecoderSpec) =>
+  new VaccelError(
+    'EINVAL',
+    `ssd decoder: the model gives ${n} boxes but output.anchors makes ${count} anchors (strides ${spec.anchors.strides.join(', ')} on ${spec.anchors.inputWidth}×${spec.anchors.inputHeight}, ${spec.anchors.aspectRatios.length} aspect ratios${spec.anchors.interpolatedScaleAspectRatio > 0 ? ' + 1 interpolated' : ''}${spec.anchors.reduceBoxesInLowestLayer ? ', 3 in the lowest layer' : ''})`,
+  );
+
+/**
+ * The box encodings `[1,N,4]` and class scores `[1,N,C]` of an SSD model's outputs: the named
+ * ones, else the output with 4 values per box and another with as many boxes.
+ */
+export function ssdOutputs(
+  outputs: readonly OutputTensor[],
+  spec: Pick<SsdDecoderSpec, 'boxesOutput' | 'scoresOutput'>,
+): { boxes: OutputTensor; scores: OutputTensor } {
+  const list = () => outputs.map((o) => `${o.name ?? '?'} [${o.dims}]`).join(', ');
+  const named = (name: string | undefined, what: string) => {
+    if (name === undefined) return undefined;
+    const found = outputs.find((o) => o.name === name);
+    if (!found) throw new VaccelError('EINVAL', `ssd decoder: no ${what} output ${name} (outputs ${list()})`);
+    return found;
+  };
+  const rows = outputs.filter((o) => o.dims.length >= 2);
+  const boxes =
+    named(spec.boxesOutput, 'boxes') ??
+    rows.find((o) => o.dims.at(-1) === 4 && o !== named(spec.scoresOutput, 'scores'));
+  const scores =
+    named(spec.scoresOutput, 'scores') ??
+    rows.find((o) => o !== boxes && o.dims.at(-2) === boxes?.dims.at(-2));
+  if (!boxes || !scores)
+    throw new VaccelError(
+      'EINVAL',
+      `ssd decoder: the model needs box encodings [1,N,4] and class scores [1,N,C] outputs, it has ${list()} (name them with output.boxesOutput and output.scoresOutput)`,
+    );
+  return { boxes, scores };
+}
+
+/**
+ * SSD's raw outputs decoded against `anchors` (MediaPipe's TensorsToDetections): per anchor, its
+ * best class but the background, scored by `spec.activation`, if at least `minScore`; the box from
+ * the anchor and the encodings (see {@link SsdDecoderSpec}). Not suppressed yet.
+ * @throws VaccelError `EINVAL` when the outputs' shapes do not fit each other or the anchors.
+ */
+export function decodeSsd(
+  boxes: OutputTensor,
+  scores: OutputTensor,
+  anchors: readonly SsdAnchor[],
+  spec: SsdDecoderSpec,
+  frame: Frame,
+  minScore: number,
+  labels: readonly string[],
+): Detection[] {
+  const n = boxes.dims.at(-2) ?? 0;
+  const classes = scores.dims.at(-1) ?? 0;
+  if (boxes.dims.at(-1) !== 4 || boxes.data.length !== n * 4)
+    throw new VaccelError('EINVAL', `ssd decoder: the box encodings must be [1,N,4], got [${boxes.dims}]`);
+  if (scores.dims.at(-2) !== n || scores.data.length !== n * classes)
+    throw new VaccelError(
+      'EINVAL',
+      `ssd decoder: the class scores must be [1,${n},C] as the boxes [${boxes.dims}], got [${scores.dims}]`,
+    );
+  if (n !== anchors.length) throw anchorMismatch(n, anchors.length, spec);
+  const [sy, sx, sh, sw] = spec.boxScale;
+  const yFirst = spec.boxOrder === 'yxhw';
+  const background = spec.background ?? -1;
+  const found: Detection[] = [];
+  for (let i = 0; i < n; i++) {
+    const row = i * classes;
+    let best = -1;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let k = 0; k < classes; k++)
+      if (k !== background && scores.data[row + k]! > max) [best, max] = [k, scores.data[row + k]!];
+    if (best < 0) continue;
+    let score = max;
+    if (spec.activation === 'sigmoid') score = 1 / (1 + Math.exp(-max));
+    else if (spec.activation === 'softmax') {
+      let sum = 0;
+      for (let k = 0; k < classes; k++) sum += Math.exp(scores.data[row + k]! - max);
+      score = 1 / sum;
+    }
+    if (!(score >= minScore)) continue;
+    const a = anchors[i]!;
+    const e = boxes.data.subarray(i * 4, i * 4 + 4);
+    const [ty, tx, th, tw] = yFirst ? [e[0]!, e[1]!, e[2]!, e[3]!] : [e[1]!, e[0]!, e[3]!, e[2]!];
+    const cy = (ty / sy) * a.h + a.cy;
+    const cx = (tx / sx) * a.w + a.cx;
+    const h = Math.exp(th / sh) * a.h;
+    const w = Math.exp(tw / sw) * a.w;
+    found.push({
+      label: labels[best] ?? `class ${best}`,
+      index: best,
+      score,
+      box: boxOf(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, frame),
+    });
+  }
+  return found;
+}
+
 const iou = (a: Box, b: Box): number => {
   const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
   const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
@@ -147,7 +319,11 @@ const iou = (a: Box, b: Box): number => {
   return inter / (a.width * a.height + b.width * b.height - inter);
 };
 
-/** Greedy per-class non-maximum suppression, best first, at most `max` results. */
+/**
+ * Greedy per-class non-maximum suppression, best first, at most `max` results. A class is a label:
+ * a label file may give two model classes one name (the Open Images detector's Mug and Coffee cup
+ * are both COCO's cup), and two boxes of one name on one object are one object.
+ */
 export function nonMaxSuppression(
   found: readonly Detection[],
   iouThreshold: number,
@@ -156,7 +332,7 @@ export function nonMaxSuppression(
   const kept: Detection[] = [];
   for (const d of [...found].sort((a, b) => b.score - a.score)) {
     if (kept.length >= max) break;
-    if (kept.every((k) => k.index !== d.index || iou(k.box, d.box) <= iouThreshold)) kept.push(d);
+    if (kept.every((k) => k.label !== d.label || iou(k.box, d.box) <= iouThreshold)) kept.push(d);
   }
   return kept;
 }

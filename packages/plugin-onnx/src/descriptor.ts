@@ -48,7 +48,58 @@ export type DecoderSpec =
   /** One output `[1,1,K,3]`: y, x normalised to 0–1, score per keypoint (MoveNet). */
   | { kind: 'keypoints'; skeleton: [number, number][] }
   /** One output `[1,H,W,C]` of probabilities; channel `channel` is the class. */
-  | { kind: 'mask'; channel: number };
+  | { kind: 'mask'; channel: number }
+  /** SSD's raw outputs (TF Object Detection API, MediaPipe): see {@link SsdDecoderSpec}. */
+  | SsdDecoderSpec;
+
+/**
+ * How SSD anchors are laid out, as MediaPipe's SsdAnchorsCalculator (and the TF Object Detection
+ * API's multiple_grid_anchor_generator) makes them: per layer (one stride each) a grid of
+ * ⌈input / stride⌉ cells, each with one anchor per aspect ratio at the layer's scale (scales
+ * spread evenly from `minScale` on the first layer to `maxScale` on the last) plus, unless
+ * `interpolatedScaleAspectRatio` is 0, one at the geometric mean of this layer's scale and the
+ * next's (1 after the last). `reduceBoxesInLowestLayer`: the first layer has 3 anchors only,
+ * (scale 0.1, ratio 1), (minScale, 2), (minScale, 0.5). Centres at (cell + offset) / cells;
+ * sizes scale / √ratio high, scale · √ratio wide, relative to the input (1 × 1 with
+ * `fixedAnchorSize`).
+ */
+export interface SsdAnchorOptions {
+  /** The input size the anchors are laid on (the model's input). */
+  inputWidth: number;
+  inputHeight: number;
+  minScale: number;
+  maxScale: number;
+  /** One per layer, in the order the model emits its boxes. */
+  strides: number[];
+  aspectRatios: number[];
+  reduceBoxesInLowestLayer: boolean;
+  interpolatedScaleAspectRatio: number;
+  /** Anchor centre within its cell, 0–1 (default 0.5). */
+  offsetX: number;
+  offsetY: number;
+  fixedAnchorSize: boolean;
+}
+
+/**
+ * SSD's raw outputs: box encodings `[1,N,4]` relative to N anchors and class scores `[1,N,C]`. A
+ * box encodes (ty, tx, th, tw) (`boxOrder: yxhw`, TF's; `xywh` swaps the pairs): centre =
+ * anchor centre + t / scale × anchor size, size = exp(t / scale) × anchor size. Each anchor's
+ * best class (background excluded) is its detection, as MediaPipe's TensorsToDetections does.
+ */
+export interface SsdDecoderSpec {
+  kind: 'ssd';
+  anchors: SsdAnchorOptions;
+  /** Divisors of the encodings: y, x, h, w (default 10, 10, 5, 5, TF's box coder). */
+  boxScale: [number, number, number, number];
+  boxOrder: 'yxhw' | 'xywh';
+  /** What turns raw class scores into probabilities (default sigmoid). */
+  activation: 'sigmoid' | 'softmax' | 'none';
+  /** The background class, never reported (default 0; null when the model has none). */
+  background: number | null;
+  /** Output names (default: the `[1,N,4]` output is the boxes, the other `[1,N,C]` the scores). */
+  boxesOutput?: string;
+  scoresOutput?: string;
+}
 
 /** A model descriptor, normalised. */
 export interface ModelDescriptor {
@@ -56,7 +107,10 @@ export interface ModelDescriptor {
   task: ModelTask;
   /** Outputs of detection, pose and segmentation models. */
   decoder?: DecoderSpec;
-  /** ONNX file name, relative to the descriptor. */
+  /**
+   * Model file name, relative to the descriptor: ONNX, or a TensorFlow Lite `.tflite`, converted
+   * to ONNX at load.
+   */
   file: string;
   /** Label file name (one label per line), relative to the descriptor. */
   labels?: string;
@@ -150,7 +204,9 @@ export function parseDescriptor(json: string | Uint8Array): ModelDescriptor {
   return {
     name: typeof raw.name === 'string' ? raw.name : (file as string),
     task,
-    ...(task === 'classification' ? {} : { decoder: decoderOf(task, output) }),
+    ...(task === 'classification'
+      ? {}
+      : { decoder: decoderOf(task, output, { width: width as number, height: height as number }) }),
     file: file as string,
     ...(raw.labels !== undefined ? { labels: raw.labels as string } : {}),
     input: {
@@ -192,7 +248,11 @@ function taskOf(value: unknown): ModelTask {
 const positiveInts = (v: unknown) =>
   Array.isArray(v) && v.length > 0 && v.every((x) => Number.isSafeInteger(x) && x > 0);
 
-function decoderOf(task: ModelTask, output: Record<string, unknown>): DecoderSpec {
+function decoderOf(
+  task: ModelTask,
+  output: Record<string, unknown>,
+  input: { width: number; height: number },
+): DecoderSpec {
   const kind = String(
     output.decoder ?? { detection: 'nanodet', pose: 'keypoints', segmentation: 'mask' }[task as string],
   );
@@ -227,11 +287,99 @@ function decoderOf(task: ModelTask, output: Record<string, unknown>): DecoderSpe
       if (!Number.isSafeInteger(channel) || (channel as number) < 0) bad('output.channel must be an index');
       return { kind, channel: channel as number };
     }
+    case 'ssd':
+      if (task !== 'detection') bad(`output.decoder ssd is for object-detection models, not ${task}`);
+      return ssdDecoderOf(output, input);
     default:
       return bad(
-        `output.decoder ${String(kind)} does not fit task ${task} (nanodet, boxes, keypoints, mask)`,
+        `output.decoder ${String(kind)} does not fit task ${task} (nanodet, boxes, ssd, keypoints, mask)`,
       );
   }
+}
+
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const positiveNumbers = (v: unknown) =>
+  Array.isArray(v) && v.length > 0 && v.every((x) => isNumber(x) && x > 0);
+
+/** The `ssd` decoder's options: `output.anchors`, `output.boxScale`, … (see {@link SsdDecoderSpec}). */
+function ssdDecoderOf(
+  output: Record<string, unknown>,
+  input: { width: number; height: number },
+): SsdDecoderSpec {
+  const a = output.anchors;
+  if (typeof a !== 'object' || a === null || Array.isArray(a))
+    return bad(
+      'output.anchors must be an object (minScale, maxScale, strides, aspectRatios, …) for the ssd decoder',
+    );
+  const anchors = a as Record<string, unknown>;
+  const { minScale, maxScale } = anchors;
+  if (!isNumber(minScale) || !isNumber(maxScale) || minScale <= 0 || maxScale < minScale)
+    bad(
+      `output.anchors.minScale and maxScale must be numbers with 0 < minScale ≤ maxScale, got ${String(minScale)} and ${String(maxScale)}`,
+    );
+  const strides = anchors.strides;
+  if (!positiveInts(strides)) bad('output.anchors.strides must be positive integers, one per layer');
+  const layers = (strides as number[]).length;
+  if (anchors.numLayers !== undefined && anchors.numLayers !== layers)
+    bad(`output.anchors.numLayers is ${String(anchors.numLayers)} but strides has ${layers} layers`);
+  const aspectRatios = anchors.aspectRatios ?? [1];
+  if (!positiveNumbers(aspectRatios)) bad('output.anchors.aspectRatios must be positive numbers');
+  const interpolated = anchors.interpolatedScaleAspectRatio ?? 1;
+  if (!isNumber(interpolated) || interpolated < 0)
+    bad('output.anchors.interpolatedScaleAspectRatio must be a number ≥ 0 (0: no interpolated anchor)');
+  const flag = (name: string): boolean => {
+    const v = anchors[name] ?? false;
+    if (typeof v !== 'boolean') bad(`output.anchors.${name} must be true or false`);
+    return v as boolean;
+  };
+  const offset = (name: string): number => {
+    const v = anchors[name] ?? 0.5;
+    if (!isNumber(v) || v < 0 || v > 1) bad(`output.anchors.${name} must be a number in 0–1`);
+    return v as number;
+  };
+  const size = (name: string, fallback: number): number => {
+    const v = anchors[name] ?? fallback;
+    if (!Number.isSafeInteger(v) || (v as number) < 1 || (v as number) > 8192)
+      bad(`output.anchors.${name} must be an integer in 1–8192, got ${String(v)}`);
+    return v as number;
+  };
+  const boxScale = output.boxScale ?? [10, 10, 5, 5];
+  if (!Array.isArray(boxScale) || boxScale.length !== 4 || !positiveNumbers(boxScale))
+    bad('output.boxScale must be 4 positive numbers: y, x, h, w (TF: 10, 10, 5, 5)');
+  const boxOrder = output.boxOrder ?? 'yxhw';
+  if (boxOrder !== 'yxhw' && boxOrder !== 'xywh')
+    bad(`output.boxOrder must be yxhw or xywh, got ${String(boxOrder)}`);
+  const activation = output.activation ?? 'sigmoid';
+  if (activation !== 'sigmoid' && activation !== 'softmax' && activation !== 'none')
+    bad(`output.activation must be sigmoid, softmax or none, got ${String(activation)}`);
+  const background = output.background === undefined ? 0 : output.background;
+  if (background !== null && (!Number.isSafeInteger(background) || (background as number) < 0))
+    bad('output.background must be a class index, or null when the model has no background class');
+  for (const name of ['boxesOutput', 'scoresOutput'])
+    if (output[name] !== undefined && typeof output[name] !== 'string')
+      bad(`output.${name} must be an output name`);
+  return {
+    kind: 'ssd',
+    anchors: {
+      inputWidth: size('inputWidth', input.width),
+      inputHeight: size('inputHeight', input.height),
+      minScale: minScale as number,
+      maxScale: maxScale as number,
+      strides: strides as number[],
+      aspectRatios: aspectRatios as number[],
+      reduceBoxesInLowestLayer: flag('reduceBoxesInLowestLayer'),
+      interpolatedScaleAspectRatio: interpolated as number,
+      offsetX: offset('offsetX'),
+      offsetY: offset('offsetY'),
+      fixedAnchorSize: flag('fixedAnchorSize'),
+    },
+    boxScale: boxScale as SsdDecoderSpec['boxScale'],
+    boxOrder: boxOrder as SsdDecoderSpec['boxOrder'],
+    activation: activation as SsdDecoderSpec['activation'],
+    background: background as number | null,
+    ...(typeof output.boxesOutput === 'string' ? { boxesOutput: output.boxesOutput } : {}),
+    ...(typeof output.scoresOutput === 'string' ? { scoresOutput: output.scoresOutput } : {}),
+  };
 }
 
 /** Splits a label file: one label per line, blank trailing lines dropped. */

@@ -35,6 +35,7 @@ import { ComputeThreads } from './threads/pool.js';
 export { DataType, type GraphSpec, initializer, modelBytes, node, valueInfo } from '@vaccel/tf2onnx/onnx';
 export { Classifier, type ClassifyResult, type ClassifyTimings, readModelBlobs } from './classifier.js';
 export { runnerChannel } from './contained/pool.js';
+export { type SsdAnchor, ssdAnchors } from './decoders.js';
 export {
   type DecoderSpec,
   type InputSpec,
@@ -42,6 +43,8 @@ export {
   type ModelTask,
   parseDescriptor,
   parseLabels,
+  type SsdAnchorOptions,
+  type SsdDecoderSpec,
 } from './descriptor.js';
 export { admitModel, DEFAULT_INTAKE, type IntakeLimits } from './intake.js';
 export { onnxModelOf, onnxModelOffThread } from './model-formats.js';

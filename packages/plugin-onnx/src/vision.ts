@@ -12,9 +12,13 @@ import {
   decodeKeypoints,
   decodeMask,
   decodeNanodet,
+  decodeSsd,
   type Frame,
   nonMaxSuppression,
   type OutputTensor,
+  type SsdAnchor,
+  ssdAnchorsFor,
+  ssdOutputs,
 } from './decoders.js';
 import type { ModelTask } from './descriptor.js';
 import type { ModelCallOptions } from './model-host.js';
@@ -37,6 +41,9 @@ export interface VisionTimings {
 
 /** A loaded detection, pose or segmentation model. */
 export class VisionModel {
+  /** An SSD decoder's anchors, made on the first run. */
+  private anchors?: SsdAnchor[];
+
   private constructor(private readonly model: DescribedModel) {}
 
   get descriptor() {
@@ -75,7 +82,7 @@ export class VisionModel {
           'EINVAL',
           `${descriptor.name}: output ${name} is ${t?.dtype ?? 'missing'}, not float32`,
         );
-      return { dims: t.dims, data: t.data };
+      return { name, dims: t.dims, data: t.data };
     });
     const frame: Frame = {
       inputWidth: descriptor.input.width,
@@ -98,12 +105,18 @@ export class VisionModel {
     signal?.throwIfAborted();
     let result: Detection[] | Pose | Segmentation;
     let annotated: Uint8Array | undefined;
-    if (decoder.kind === 'nanodet' || decoder.kind === 'boxes') {
+    if (decoder.kind === 'nanodet' || decoder.kind === 'boxes' || decoder.kind === 'ssd') {
       const minScore = options.minScore ?? VISION_DEFAULTS.minScore;
-      const candidates =
-        decoder.kind === 'nanodet'
-          ? decodeNanodet(outputs, decoder.strides, decoder.regMax, frame, minScore, labels)
-          : decodeBoxes(main, frame, minScore, labels, decoder.coordinates);
+      let candidates: Detection[];
+      if (decoder.kind === 'nanodet')
+        candidates = decodeNanodet(outputs, decoder.strides, decoder.regMax, frame, minScore, labels);
+      else if (decoder.kind === 'boxes')
+        candidates = decodeBoxes(main, frame, minScore, labels, decoder.coordinates);
+      else {
+        const { boxes, scores } = ssdOutputs(outputs, decoder);
+        this.anchors ??= ssdAnchorsFor(decoder, boxes.dims.at(-2) ?? 0);
+        candidates = decodeSsd(boxes, scores, this.anchors, decoder, frame, minScore, labels);
+      }
       const found = nonMaxSuppression(
         candidates,
         options.iouThreshold ?? VISION_DEFAULTS.iouThreshold,

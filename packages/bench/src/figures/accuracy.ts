@@ -7,8 +7,9 @@
  * 640×480 (the size the default detector's ≤ 60 ms budget is stated for).
  * @module
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Detection } from '@vaccel/core';
 import type { FigureOptions } from '../figure.js';
@@ -16,6 +17,7 @@ import { describeMachine } from '../machine.js';
 import { Progress } from '../progress.js';
 import type { FigureResult, Point, Table } from '../result.js';
 import { summarize } from '../stats.js';
+import { type Detector, packagedDetectors, shippedDetectors } from './detectors.js';
 
 /** A box as [x, y, width, height], in pixels of the photo. */
 export type Box = readonly [number, number, number, number];
@@ -216,40 +218,6 @@ export function readEvalSet(dir = EVAL_DIR): EvalPhoto[] {
   return photos;
 }
 
-/** A detector the ONNX plugin ships: a model folder whose model.json has `task: object-detection`. */
-export interface Detector {
-  name: string;
-  dir: string;
-  labels: Set<string>;
-}
-
-/** Every object-detection model in the plugin's models folder (the default detector first). */
-export async function shippedDetectors(): Promise<Detector[]> {
-  const { DEFAULT_VISION_MODELS } = await import('@vaccel/plugin-onnx');
-  const root = dirname(DEFAULT_VISION_MODELS.detect);
-  const detectors: Detector[] = [];
-  for (const entry of readdirSync(root, { withFileTypes: true })) {
-    if (!entry.isDirectory()) continue;
-    const dir = join(root, entry.name);
-    let descriptor: { name?: string; task?: string; labels?: string };
-    try {
-      descriptor = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
-    } catch {
-      continue; // not a described model (or one being written right now)
-    }
-    if (descriptor.task !== 'object-detection') continue;
-    const labels = readFileSync(join(dir, descriptor.labels ?? 'labels.txt'), 'utf8')
-      .split('\n')
-      .map((line) => line.trim())
-      .filter(Boolean);
-    detectors.push({ name: descriptor.name ?? entry.name, dir, labels: new Set(labels) });
-  }
-  const isDefault = (d: Detector) => join(d.dir, '/') === join(DEFAULT_VISION_MODELS.detect, '/');
-  return detectors.sort(
-    (a, b) => Number(isDefault(b)) - Number(isDefault(a)) || a.name.localeCompare(b.name),
-  );
-}
-
 const asScored = (d: Detection): Scored => ({
   class: d.label,
   score: d.score,
@@ -279,7 +247,10 @@ export async function accuracyFigure(options: FigureOptions): Promise<FigureResu
   const photos = readEvalSet();
   const images = photos.map((p) => new Uint8Array(readFileSync(join(EVAL_DIR, p.file))));
   const framed = await Promise.all(images.map(resizeToBudgetFrame));
-  const detectors = await shippedDetectors();
+  const shipped = await shippedDetectors();
+  // Candidates that npm packages ship but the plugin does not: written to a temporary folder.
+  const packagedDir = mkdtempSync(join(tmpdir(), 'vaccel-accuracy-'));
+  const detectors = [...shipped, ...(await packagedDetectors(packagedDir))];
   const [{ Vaccel }, { onnxPlugin }] = await Promise.all([
     import('@vaccel/core'),
     import('@vaccel/plugin-onnx'),
@@ -305,6 +276,7 @@ export async function accuracyFigure(options: FigureOptions): Promise<FigureResu
     }
   } finally {
     progress.stop();
+    rmSync(packagedDir, { recursive: true, force: true });
   }
 
   async function measure(detector: Detector): Promise<void> {
@@ -461,7 +433,8 @@ export async function accuracyFigure(options: FigureOptions): Promise<FigureResu
   ];
   return {
     name: 'accuracy',
-    title: 'Object detection accuracy of the shipped detectors on the labelled photos of examples/eval',
+    title:
+      'Object detection accuracy of the shipped and packaged detectors on the labelled photos of examples/eval',
     xTitle: 'photos',
     machine: describeMachine(versions),
     options: { reps: timedRuns, quick },
@@ -470,7 +443,12 @@ export async function accuracyFigure(options: FigureOptions): Promise<FigureResu
     baselines: [],
     tables,
     notes: [
-      `${photos.length} photos of examples/eval (labels.json; sources and licences in its NOTICE.md), ${photos.reduce((n, p) => n + p.objects.filter((o) => !o.difficult).length, 0)} labelled objects of COCO classes (+${photos.reduce((n, p) => n + p.objects.filter((o) => o.difficult).length, 0)} difficult: neither required nor counted against a detection); every model with \`task: object-detection\` in @vaccel/plugin-onnx's models folder, in-process, default options (minScore 0.3, NMS IoU 0.5, the model's own input size)`,
+      `${photos.length} photos of examples/eval (labels.json; sources and licences in its NOTICE.md), ${photos.reduce((n, p) => n + p.objects.filter((o) => !o.difficult).length, 0)} labelled objects of COCO classes (+${photos.reduce((n, p) => n + p.objects.filter((o) => o.difficult).length, 0)} difficult: neither required nor counted against a detection); every model with \`task: object-detection\` in @vaccel/plugin-onnx's models folder, and every detector an npm package ships (${
+        detectors
+          .slice(shipped.length)
+          .map((d) => d.name)
+          .join(', ') || 'none'
+      }: packages/bench/src/figures/detectors.ts; candidates, not shipped), in-process, default options (minScore 0.3, NMS IoU 0.5, the model's own input size)`,
       'TP/FP/FN: detections in descending score, each matched to the unmatched labelled object of its class with the highest IoU, if ≥ 0.5; precision = TP / (TP + FP), recall = TP / (TP + FN), over all photos',
       'mAP@0.5: per labelled class, the area under the all-point interpolated precision–recall curve of its detections ranked over all photos, averaged over classes; only detections above minScore count, so it is a lower bound of the full-curve AP',
       "top-1 right: the photo's highest-scoring detection is of its main object's class (the object its package names the photo after); no detection counts as wrong",
