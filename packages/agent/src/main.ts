@@ -63,7 +63,8 @@ when it closes.
                            cheap ops (noop, sessions, resources, listing, health) never wait
                            (default: the cores, ${availableParallelism()} here). ONNX runs go to as many
                            compute threads, each with cores ÷ N ONNX Runtime threads, so that no
-                           run holds the event loop that answers every guest
+                           run holds the event loop that answers every guest; a shipped model's run
+                           that starts alone takes every core (VACCEL_ONNX_WIDE_THREADS, 0: off)
   --compute-nice N         nice value (0–19) of the compute threads: higher lets the event loop,
                            and so every guest's noops and replies, preempt runs sooner, at the
                            cost of runs yielding to other processes too

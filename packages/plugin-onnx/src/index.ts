@@ -68,10 +68,12 @@ export { VISION_DEFAULTS, VisionModel, type VisionTimings } from './vision.js';
 
 /** Creates the ONNX plugin. */
 export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
-  const { intake, settings, host, defaultModel, computeThreads, computeNice, visionDefaults } =
+  const { intake, settings, host, defaultModel, computeThreads, wideThreads, computeNice, visionDefaults } =
     pluginConfig(options);
   const threadPool =
-    computeThreads > 0 ? new ComputeThreads(computeThreads, settings, computeNice || undefined) : undefined;
+    computeThreads > 0
+      ? new ComputeThreads(computeThreads, settings, computeNice || undefined, undefined, wideThreads)
+      : undefined;
   /** Where a shipped model's session runs: on the compute threads, else in this thread. */
   const trusted = (key: string) => (threadPool ? hostedSession(threadPool, key, {}) : settings);
   const images = imageOps({ host, trusted, defaultModel, visionDefaults });

@@ -51,6 +51,13 @@ export interface OnnxPluginOptions {
    */
   computeThreads?: number;
   /**
+   * ONNX Runtime threads for a shipped model's run that starts alone on the compute threads
+   * (nothing else running or waiting): a lone caller gets every core, not its share of them; runs
+   * that overlap keep `threads` each (default `VACCEL_ONNX_WIDE_THREADS`, else all cores; not
+   * above `threads`, e.g. 0: off). Each compute thread then keeps a second session per model.
+   */
+  wideThreads?: number;
+  /**
    * Nice value (0–19, Linux) of the compute threads: higher lets the calling thread preempt
    * their runs sooner (default `VACCEL_ONNX_COMPUTE_NICE`, else 0).
    */
@@ -101,6 +108,8 @@ export interface PluginConfig {
   /** The default classification model's path. */
   defaultModel: string;
   computeThreads: number;
+  /** ONNX Runtime threads of a run alone on the compute threads (see `wideThreads`). */
+  wideThreads: number;
   computeNice: number;
   /** The default detection, pose and segmentation models' folders. */
   visionDefaults: Record<VisionTask, string>;
@@ -133,6 +142,13 @@ export function pluginConfig(options: OnnxPluginOptions): PluginConfig {
     options.computeThreads ?? wholeNumber(env.VACCEL_ONNX_COMPUTE_THREADS, 'VACCEL_ONNX_COMPUTE_THREADS');
   if (!Number.isSafeInteger(computeThreads) || computeThreads < 0)
     throw new VaccelError('EINVAL', `onnx: computeThreads must be an integer ≥ 0, got ${computeThreads}`);
+  const wideThreads =
+    options.wideThreads ??
+    (env.VACCEL_ONNX_WIDE_THREADS === undefined || env.VACCEL_ONNX_WIDE_THREADS.trim() === ''
+      ? availableParallelism()
+      : wholeNumber(env.VACCEL_ONNX_WIDE_THREADS, 'VACCEL_ONNX_WIDE_THREADS'));
+  if (!Number.isSafeInteger(wideThreads) || wideThreads < 0)
+    throw new VaccelError('EINVAL', `onnx: wideThreads must be an integer ≥ 0, got ${wideThreads}`);
   const computeNice =
     options.computeNice ?? wholeNumber(env.VACCEL_ONNX_COMPUTE_NICE, 'VACCEL_ONNX_COMPUTE_NICE');
   if (!Number.isSafeInteger(computeNice) || computeNice < 0 || computeNice > 19)
@@ -142,5 +158,5 @@ export function pluginConfig(options: OnnxPluginOptions): PluginConfig {
     pose: options.visionModels?.pose ?? env.VACCEL_ONNX_POSE_MODEL ?? DEFAULT_VISION_MODELS.pose,
     segment: options.visionModels?.segment ?? env.VACCEL_ONNX_SEGMENT_MODEL ?? DEFAULT_VISION_MODELS.segment,
   };
-  return { intake, settings, host, defaultModel, computeThreads, computeNice, visionDefaults };
+  return { intake, settings, host, defaultModel, computeThreads, wideThreads, computeNice, visionDefaults };
 }

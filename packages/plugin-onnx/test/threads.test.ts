@@ -7,9 +7,17 @@ import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { suite, test } from 'node:test';
-import { type SgemmArgs, Vaccel, VaccelError } from '@vaccel/core';
+import { type SgemmArgs, tensor, Vaccel, VaccelError } from '@vaccel/core';
 import { sgemmKernel } from '@vaccel/core/plugins';
-import { BLOCK_FLOPS, onnxPlugin, sgemmChannel } from '@vaccel/plugin-onnx';
+import {
+  BLOCK_FLOPS,
+  DataType,
+  modelBytes,
+  node,
+  onnxPlugin,
+  sgemmChannel,
+  valueInfo,
+} from '@vaccel/plugin-onnx';
 import { ComputeThreads } from '../src/threads/pool.js';
 import { photo } from './helpers.js';
 
@@ -153,12 +161,72 @@ suite('compute threads', () => {
     assert.deepEqual(results[1], results[0]);
   });
 
-  test('a bad count of compute threads is a clear EINVAL', () => {
+  test(
+    'a model run alone on the pool takes the wide session (every core); overlapping runs keep their share',
+    HANG,
+    async () => {
+      const n = 64;
+      const matmul = modelBytes({
+        name: 'matmul',
+        nodes: [node('MatMul', ['a', 'b'], ['c'])],
+        inputs: [valueInfo('a', DataType.FLOAT, [n, n]), valueInfo('b', DataType.FLOAT, [n, n])],
+        outputs: [valueInfo('c', DataType.FLOAT, [n, n])],
+      });
+      const inputs = () => ({
+        a: tensor(
+          'float32',
+          [n, n],
+          Float32Array.from({ length: n * n }, (_, i) => (i % 7) - 3),
+        ),
+        b: tensor(
+          'float32',
+          [n, n],
+          Float32Array.from({ length: n * n }, (_, i) => (i % 5) - 2),
+        ),
+      });
+      const threads = new ComputeThreads(2, settings, undefined, undefined, 2);
+      try {
+        await threads.load('m', matmul, 'matmul');
+        // Alone: nothing else running or waiting.
+        const alone = await threads.run('m', inputs(), ['c'], 'matmul');
+        assert.deepEqual(threads.runs, { wide: 1, narrow: 0 });
+        // Three at once: the first starts alone (wide); the second starts beside it and the third
+        // waits for a thread, then starts beside one of them: both with their share.
+        const together = await Promise.all([1, 2, 3].map(() => threads.run('m', inputs(), ['c'], 'matmul')));
+        assert.deepEqual(threads.runs, { wide: 2, narrow: 2 });
+        for (const out of together) assert.deepEqual(out.c!.data, alone.c!.data);
+        // Alone again, after the others: wide again.
+        await threads.run('m', inputs(), ['c'], 'matmul');
+        assert.deepEqual(threads.runs, { wide: 3, narrow: 2 });
+        await threads.release('m');
+        await assert.rejects(threads.run('m', inputs(), ['c'], 'matmul'), /not loaded/);
+      } finally {
+        await threads.close();
+      }
+      // Not above the settings' threads: off.
+      const narrow = new ComputeThreads(1, settings, undefined, undefined, 1);
+      try {
+        await narrow.load('m', matmul, 'matmul');
+        await narrow.run('m', inputs(), ['c'], 'matmul');
+        assert.deepEqual(narrow.runs, { wide: 0, narrow: 1 });
+      } finally {
+        await narrow.close();
+      }
+    },
+  );
+
+  test('a bad count of compute threads or wide threads is a clear EINVAL', () => {
     assert.throws(
       () => onnxPlugin({ env: { VACCEL_ONNX_COMPUTE_THREADS: 'two' } }),
       (e: unknown) =>
         e instanceof VaccelError && e.code === 'EINVAL' && /VACCEL_ONNX_COMPUTE_THREADS/.test(e.message),
     );
+    assert.throws(
+      () => onnxPlugin({ env: { VACCEL_ONNX_WIDE_THREADS: 'all' } }),
+      (e: unknown) =>
+        e instanceof VaccelError && e.code === 'EINVAL' && /VACCEL_ONNX_WIDE_THREADS/.test(e.message),
+    );
+    assert.throws(() => onnxPlugin({ wideThreads: -1 }), /wideThreads must be an integer ≥ 0, got -1/);
   });
 
   test("compute threads run at the nice value asked for; the caller's thread keeps its own", {

@@ -95,16 +95,23 @@ export class ComputeThreads implements ModelHost {
   readonly #buffers = new BufferPool();
   #nextId = 1;
   #closed = false;
+  /** Model runs started so far with the wide session, and with the settings' threads. */
+  readonly runs = { wide: 0, narrow: 0 };
 
   /**
    * @param size threads at most (started on demand)
    * @param settings how each thread makes its sessions
+   * @param wideThreads ONNX Runtime threads for a model run that starts alone (no other job
+   * running or waiting): a lone caller gets every core rather than its share of them, while runs
+   * that overlap keep the settings' threads, so together they ask for no more threads than
+   * cores plus one run's. Unset, or not above the settings' threads: off.
    */
   constructor(
     readonly size: number,
     private readonly settings: SessionSettings,
     private readonly nice?: number,
     private readonly logger?: Logger,
+    private readonly wideThreads?: number,
   ) {
     if (!Number.isSafeInteger(size) || size < 1)
       throw new VaccelError('EINVAL', `onnx: compute threads must be a positive integer, got ${size}`);
@@ -135,7 +142,9 @@ export class ComputeThreads implements ModelHost {
     this.#operands.delete(key);
     // Threads free the session after the job they run now (they take jobs in order).
     for (const thread of this.#threads) {
-      if (!thread.keys.delete(key)) continue;
+      const held = [...thread.keys].filter((k) => k === key || k.startsWith(`${key}@`));
+      if (held.length === 0) continue;
+      for (const k of held) thread.keys.delete(k);
       thread.worker.postMessage({ id: 0, kind: 'release', key } satisfies Request);
     }
   }
@@ -248,27 +257,62 @@ export class ComputeThreads implements ModelHost {
     while (this.#queue.length > 0) {
       const idle = this.#threads.filter((t) => t.busy === undefined);
       const head = this.#queue[0]!;
-      // An idle thread that holds the model, else any idle one (it opens the model), else a new one.
+      // A model run alone on the pool (nothing else running or waiting) takes the wide session.
+      const wide =
+        head.job.kind === 'run' &&
+        this.#wide !== undefined &&
+        this.#running.size === 0 &&
+        this.#queue.length === 1;
+      const holds = (t: Thread, w: boolean) =>
+        head.key !== undefined && t.keys.has(w ? this.#sessionKey(head.key, true) : head.key);
+      // An idle thread that holds the session, else the model, else any idle one (it opens the
+      // model), else a new one.
       const thread =
-        idle.find((t) => head.key !== undefined && t.keys.has(head.key)) ??
+        (wide ? idle.find((t) => holds(t, true)) : undefined) ??
+        idle.find((t) => holds(t, false)) ??
         idle[0] ??
         (this.#threads.length < this.size ? this.#spawn() : undefined);
       if (!thread) return;
       this.#queue.shift();
-      this.#start(thread, head);
+      this.#start(thread, head, wide);
     }
   }
 
-  #start(thread: Thread, pending: Pending): void {
+  /** The wide session's threads, when on. */
+  get #wide(): number | undefined {
+    const { wideThreads } = this;
+    return wideThreads !== undefined && wideThreads > this.settings.intraOpThreads ? wideThreads : undefined;
+  }
+
+  /** A thread's key for model `key`'s session: the settings' one, or the wide one. */
+  #sessionKey(key: string, wide: boolean): string {
+    return wide ? `${key}@${this.#wide}` : key;
+  }
+
+  #start(thread: Thread, pending: Pending, wide = false): void {
     const id = this.#nextId++;
     thread.busy = id;
     this.#running.set(id, { thread, pending });
     let job = pending.job;
-    if (job.kind === 'run' && !thread.keys.has(job.key))
-      job = { ...job, bytes: this.#models.get(job.key)?.bytes };
+    if (job.kind === 'run') {
+      this.runs[wide ? 'wide' : 'narrow']++;
+      const threads = wide ? this.#wide : undefined;
+      const sessionKey = this.#sessionKey(job.key, wide);
+      job = {
+        ...job,
+        threads,
+        bytes: thread.keys.has(sessionKey) ? undefined : this.#models.get(job.key)?.bytes,
+      };
+      thread.keys.add(sessionKey);
+    } else if (job.kind === 'load' && this.#wide !== undefined) {
+      // Both sessions at once, so that a lone caller's first run does not wait for one.
+      job = { ...job, threads: this.#wide };
+      thread.keys.add(this.#sessionKey(job.key, true));
+    }
     if (job.kind === 'sgemm' && !thread.keys.has(job.key))
       job = { ...job, args: { ...job.args, b: this.#operands.get(job.key) ?? new Float32Array(0) } };
-    if (job.kind !== 'release' && pending.key !== undefined) thread.keys.add(pending.key);
+    if (job.kind !== 'release' && job.kind !== 'run' && pending.key !== undefined)
+      thread.keys.add(pending.key);
     // Model inputs are transferred; SGEMM operands are in shared memory.
     const arrays = job.kind === 'run' ? Object.values(job.inputs).map((t) => t.data) : [];
     thread.worker.ref();

@@ -16,7 +16,14 @@ export interface ThreadConfig {
 
 /** One job for a compute thread. */
 export type Job =
-  | { kind: 'load'; key: string; what: string; bytes: Uint8Array }
+  | {
+      kind: 'load';
+      key: string;
+      what: string;
+      bytes: Uint8Array;
+      /** Also open the model's wide session, with this many ONNX Runtime threads. */
+      threads?: number | undefined;
+    }
   | {
       kind: 'run';
       key: string;
@@ -25,6 +32,11 @@ export type Job =
       bytes?: Uint8Array | undefined;
       inputs: Record<string, Tensor>;
       outputs: readonly string[];
+      /**
+       * ONNX Runtime threads for this run's session when not the settings' (a run alone on the
+       * pool: {@link ComputeThreads}' `wideThreads`); the thread keeps that session beside the other.
+       */
+      threads?: number | undefined;
     }
   /** Frees a model's session, or an SGEMM's B kept for its next row blocks. */
   | { kind: 'release'; key: string }

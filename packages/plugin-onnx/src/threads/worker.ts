@@ -40,32 +40,47 @@ const MAX_OPERANDS = 16;
 /** …and at most this many bytes of them: an evicted B is sent again with its SGEMM's next block. */
 const MAX_OPERAND_BYTES = 256 * 2 ** 20;
 
-function open(key: string, bytes: Uint8Array | undefined, what: string): Promise<OrtSession> {
-  let session = sessions.get(key);
+/** The session of model `key` with `threads` ONNX Runtime threads (default: the settings'). */
+function open(
+  key: string,
+  bytes: Uint8Array | undefined,
+  what: string,
+  threads?: number,
+): Promise<OrtSession> {
+  const sessionKey = threads === undefined ? key : `${key}@${threads}`;
+  let session = sessions.get(sessionKey);
   if (!session) {
-    if (!bytes) throw new Error(`${what}: this thread has no session ${key}`);
-    session = createSession(bytes, settings, what);
-    sessions.set(key, session);
-    session.catch(() => sessions.delete(key));
+    if (!bytes) throw new Error(`${what}: this thread has no session ${sessionKey}`);
+    session = createSession(
+      bytes,
+      threads === undefined ? settings : { ...settings, intraOpThreads: threads },
+      what,
+    );
+    sessions.set(sessionKey, session);
+    session.catch(() => sessions.delete(sessionKey));
   }
   return session;
 }
 
 async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
   switch (job.kind) {
-    case 'load':
-      return { info: describeSession(await open(job.key, job.bytes, job.what)) };
+    case 'load': {
+      const info = describeSession(await open(job.key, job.bytes, job.what));
+      if (job.threads !== undefined) await open(job.key, job.bytes, job.what, job.threads);
+      return { info };
+    }
     case 'run': {
-      const session = await open(job.key, job.bytes, job.what);
+      const session = await open(job.key, job.bytes, job.what, job.threads);
       const outputs = await runSession(session, job.inputs, job.outputs, job.what);
       for (const [name, t] of Object.entries(outputs)) outputs[name] = owned(t);
       return { outputs };
     }
     case 'release': {
       operands.delete(job.key);
-      const session = sessions.get(job.key);
-      sessions.delete(job.key);
-      await (await session?.catch(() => undefined))?.release();
+      // The model's sessions: the settings' and any wide one (`key@threads`).
+      const mine = [...sessions].filter(([k]) => k === job.key || k.startsWith(`${job.key}@`));
+      for (const [k] of mine) sessions.delete(k);
+      await Promise.all(mine.map(async ([, s]) => (await s.catch(() => undefined))?.release()));
       return {};
     }
     case 'sgemm': {
