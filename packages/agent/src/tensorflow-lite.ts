@@ -76,6 +76,9 @@ export function tensorflowLiteRpcs(call: ModelCall) {
         return packModelRun(t.modelId, inputs, outputs);
       });
       const results = decodeTensors(write[0]!.buf);
+      const missing = outputs.find((o) => !results[o]);
+      if (missing !== undefined)
+        throw new VaccelError('EPROTO', `tflite model run: the backend gave no output ${missing}`);
       return { outTensors: outputs.map((o) => tfliteTensorToWire(results[o]!)), status: TFLITE_OK };
     },
   };

@@ -7,7 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import { type Classification, type ResourceBlob, type Tensor, VaccelError } from '@vaccel/core';
 import { hasTfliteIdentifier } from '@vaccel/tf2onnx/tflite';
 import { type ModelDescriptor, parseDescriptor, parseLabels } from './descriptor.js';
-import { onnxModelOffThread } from './model-formats.js';
+import { type OffThreadOptions, onnxModelOffThread } from './model-formats.js';
 import type { ModelCallOptions } from './model-host.js';
 import { inProcessSession, type ModelSession, type SessionOpener } from './model-session.js';
 import { preprocess } from './preprocess.js';
@@ -95,11 +95,18 @@ export const imageTensor = (data: Float32Array | Int32Array, dims: readonly numb
  * the TFLite identifier) converted on a worker thread under the constant budget, as model_load
  * converts a guest's; anything else as it is.
  */
-async function onnxOf(file: string, data: Uint8Array, what: string): Promise<Uint8Array> {
+async function onnxOf(
+  file: string,
+  data: Uint8Array,
+  what: string,
+  limits: Pick<OffThreadOptions, 'maxConstantBytes'>,
+): Promise<Uint8Array> {
   if (!file.toLowerCase().endsWith('.tflite') && !hasTfliteIdentifier(data)) return data;
+  // No caller's signal: the load is shared by every caller that waits for the model.
   return onnxModelOffThread(
     [{ name: file.toLowerCase().endsWith('.tflite') ? file : `${file}.tflite`, data }],
     what,
+    { maxConstantBytes: limits.maxConstantBytes },
   );
 }
 
@@ -113,6 +120,7 @@ export async function openDescribedModel(
   source: SessionSource,
   what: string,
   task: ModelDescriptor['task'],
+  limits: Pick<OffThreadOptions, 'maxConstantBytes'> = {},
 ): Promise<DescribedModel> {
   const byName = new Map(blobs.map((b) => [b.name, b.data]));
   const json = byName.get(DESCRIPTOR);
@@ -133,7 +141,7 @@ export async function openDescribedModel(
       'EINVAL',
       `${what}: ${DESCRIPTOR} names labels ${descriptor.labels}, which are missing`,
     );
-  const session = await openerOf(source)(await onnxOf(descriptor.file, onnx, what), what);
+  const session = await openerOf(source)(await onnxOf(descriptor.file, onnx, what, limits), what);
   const inputName = descriptor.input.name ?? session.inputNames[0]!;
   if (!session.inputNames.includes(inputName)) {
     await session.release();
@@ -161,8 +169,9 @@ export class Classifier {
     blobs: readonly ResourceBlob[],
     source: SessionSource,
     what = 'model',
+    limits: Pick<OffThreadOptions, 'maxConstantBytes'> = {},
   ): Promise<Classifier> {
-    const model = await openDescribedModel(blobs, source, what, 'classification');
+    const model = await openDescribedModel(blobs, source, what, 'classification', limits);
     const outputName = model.descriptor.outputName ?? model.session.outputNames[0]!;
     if (!model.session.outputNames.includes(outputName)) {
       await model.session.release();

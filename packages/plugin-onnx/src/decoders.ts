@@ -6,7 +6,9 @@
  */
 import type { Box, Detection, Keypoint } from '@vaccel/core';
 import { VaccelError } from '@vaccel/core';
-import type { SsdAnchorOptions, SsdDecoderSpec } from './descriptor.js';
+import { type SsdAnchorOptions, type SsdDecoderSpec, ssdAnchorCount } from './descriptor.js';
+
+export { ssdAnchorCount };
 
 /** An output tensor as ONNX Runtime returns it. */
 export interface OutputTensor {
@@ -181,10 +183,6 @@ function ssdLayers(o: SsdAnchorOptions) {
   return grids;
 }
 
-/** How many anchors {@link ssdAnchors} makes, without making them. */
-export const ssdAnchorCount = (o: SsdAnchorOptions): number =>
-  ssdLayers(o).reduce((n, l) => n + l.cols * l.rows * l.shapes.length, 0);
-
 /**
  * SSD anchors as MediaPipe's SsdAnchorsCalculator makes them (see {@link SsdAnchorOptions}), in
  * the order the model emits its boxes: grid by grid, row by row, cell by cell, shape by shape.
@@ -301,6 +299,8 @@ export function decodeSsd(
     const cx = (tx / sx) * a.w + a.cx;
     const h = Math.exp(th / sh) * a.h;
     const w = Math.exp(tw / sw) * a.w;
+    // A box the model's numbers make NaN or infinite is no box (it would match nothing in NMS).
+    if (!Number.isFinite(cx + cy + w + h)) continue;
     found.push({
       label: labels[best] ?? `class ${best}`,
       index: best,

@@ -297,6 +297,29 @@ function decoderOf(
   }
 }
 
+/** Most SSD layers and aspect ratios a descriptor may ask for (real ones: 4–6 and 1–6). */
+export const MAX_SSD_LAYERS = 16;
+/** Most anchors an ssd decoder may make (real ones: 896 BlazeFace, 1917 SSD-300, 24564 SSD-512). */
+export const MAX_SSD_ANCHORS = 100_000;
+/** Largest anchor scale (a fraction of the input's side; real ones stay under 1). */
+export const MAX_SSD_SCALE = 10;
+
+/**
+ * How many anchors `o` makes, by arithmetic alone: per layer, its grid (⌈input ÷ stride⌉ a side)
+ * times its shapes (3 in a reduced lowest layer, else the aspect ratios plus the interpolated one).
+ */
+export function ssdAnchorCount(o: SsdAnchorOptions): number {
+  let count = 0;
+  o.strides.forEach((stride, layer) => {
+    const shapes =
+      layer === 0 && o.reduceBoxesInLowestLayer
+        ? 3
+        : o.aspectRatios.length + (o.interpolatedScaleAspectRatio > 0 ? 1 : 0);
+    count += Math.ceil(o.inputWidth / stride) * Math.ceil(o.inputHeight / stride) * shapes;
+  });
+  return count;
+}
+
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const positiveNumbers = (v: unknown) =>
   Array.isArray(v) && v.length > 0 && v.every((x) => isNumber(x) && x > 0);
@@ -313,17 +336,29 @@ function ssdDecoderOf(
     );
   const anchors = a as Record<string, unknown>;
   const { minScale, maxScale } = anchors;
-  if (!isNumber(minScale) || !isNumber(maxScale) || minScale <= 0 || maxScale < minScale)
+  if (
+    !isNumber(minScale) ||
+    !isNumber(maxScale) ||
+    minScale <= 0 ||
+    maxScale < minScale ||
+    maxScale > MAX_SSD_SCALE
+  )
     bad(
-      `output.anchors.minScale and maxScale must be numbers with 0 < minScale ≤ maxScale, got ${String(minScale)} and ${String(maxScale)}`,
+      `output.anchors.minScale and maxScale must be numbers with 0 < minScale ≤ maxScale ≤ ${MAX_SSD_SCALE}, got ${String(minScale)} and ${String(maxScale)}`,
     );
   const strides = anchors.strides;
   if (!positiveInts(strides)) bad('output.anchors.strides must be positive integers, one per layer');
+  if ((strides as number[]).length > MAX_SSD_LAYERS)
+    bad(`output.anchors.strides has ${(strides as number[]).length} layers, more than ${MAX_SSD_LAYERS}`);
   const layers = (strides as number[]).length;
   if (anchors.numLayers !== undefined && anchors.numLayers !== layers)
     bad(`output.anchors.numLayers is ${String(anchors.numLayers)} but strides has ${layers} layers`);
   const aspectRatios = anchors.aspectRatios ?? [1];
   if (!positiveNumbers(aspectRatios)) bad('output.anchors.aspectRatios must be positive numbers');
+  if ((aspectRatios as number[]).length > MAX_SSD_LAYERS)
+    bad(
+      `output.anchors.aspectRatios has ${(aspectRatios as number[]).length} ratios, more than ${MAX_SSD_LAYERS}`,
+    );
   const interpolated = anchors.interpolatedScaleAspectRatio ?? 1;
   if (!isNumber(interpolated) || interpolated < 0)
     bad('output.anchors.interpolatedScaleAspectRatio must be a number ≥ 0 (0: no interpolated anchor)');
@@ -358,21 +393,26 @@ function ssdDecoderOf(
   for (const name of ['boxesOutput', 'scoresOutput'])
     if (output[name] !== undefined && typeof output[name] !== 'string')
       bad(`output.${name} must be an output name`);
+  const anchorOptions: SsdAnchorOptions = {
+    inputWidth: size('inputWidth', input.width),
+    inputHeight: size('inputHeight', input.height),
+    minScale: minScale as number,
+    maxScale: maxScale as number,
+    strides: strides as number[],
+    aspectRatios: aspectRatios as number[],
+    reduceBoxesInLowestLayer: flag('reduceBoxesInLowestLayer'),
+    interpolatedScaleAspectRatio: interpolated as number,
+    offsetX: offset('offsetX'),
+    offsetY: offset('offsetY'),
+    fixedAnchorSize: flag('fixedAnchorSize'),
+  };
+  // Counted before any anchor is made: a descriptor (a guest's, too) cannot ask for millions.
+  const count = ssdAnchorCount(anchorOptions);
+  if (count > MAX_SSD_ANCHORS)
+    bad(`output.anchors makes ${count} anchors, more than the ${MAX_SSD_ANCHORS} an ssd decoder may have`);
   return {
     kind: 'ssd',
-    anchors: {
-      inputWidth: size('inputWidth', input.width),
-      inputHeight: size('inputHeight', input.height),
-      minScale: minScale as number,
-      maxScale: maxScale as number,
-      strides: strides as number[],
-      aspectRatios: aspectRatios as number[],
-      reduceBoxesInLowestLayer: flag('reduceBoxesInLowestLayer'),
-      interpolatedScaleAspectRatio: interpolated as number,
-      offsetX: offset('offsetX'),
-      offsetY: offset('offsetY'),
-      fixedAnchorSize: flag('fixedAnchorSize'),
-    },
+    anchors: anchorOptions,
     boxScale: boxScale as SsdDecoderSpec['boxScale'],
     boxOrder: boxOrder as SsdDecoderSpec['boxOrder'],
     activation: activation as SsdDecoderSpec['activation'],

@@ -15,6 +15,7 @@ import {
 } from '@vaccel/core';
 import { Classifier, readModelBlobs, type SessionSource } from './classifier.js';
 import type { ModelTask } from './descriptor.js';
+import type { IntakeLimits } from './intake.js';
 import type { ModelHost } from './model-host.js';
 import { hostedSession } from './model-session.js';
 import { VisionModel } from './vision.js';
@@ -35,10 +36,12 @@ export interface ImageOpsHost {
   defaultModel: string;
   /** The default detection, pose and segmentation models' folders. */
   visionDefaults: Record<VisionTask, string>;
+  /** The budget a guest's model is converted under (a `.tflite` its descriptor names). */
+  intake?: IntakeLimits;
 }
 
 /** The image op handlers, and what releases the models they loaded. */
-export function imageOps({ host, trusted, defaultModel, visionDefaults }: ImageOpsHost) {
+export function imageOps({ host, trusted, defaultModel, visionDefaults, intake }: ImageOpsHost) {
   const visionModels = new Map<string, Promise<VisionModel>>();
   const classifiers = new Map<string, Promise<Classifier>>();
 
@@ -73,7 +76,7 @@ export function imageOps({ host, trusted, defaultModel, visionDefaults }: ImageO
     const resource = ctx.resource(modelId);
     const key = `classify:${resource.digest}`;
     return cached(classifiers, resource.digest, () =>
-      Classifier.load(resource.blobs, hostedSession(host, key, callOf(ctx)), `model ${modelId}`),
+      Classifier.load(resource.blobs, hostedSession(host, key, callOf(ctx)), `model ${modelId}`, intake),
     );
   };
 
@@ -105,6 +108,7 @@ export function imageOps({ host, trusted, defaultModel, visionDefaults }: ImageO
         hostedSession(host, key, callOf(ctx)),
         VISION_TASKS[task],
         `model ${modelId}`,
+        intake,
       ),
     );
   };

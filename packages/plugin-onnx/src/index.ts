@@ -76,7 +76,7 @@ export function onnxPlugin(options: OnnxPluginOptions = {}): Plugin {
       : undefined;
   /** Where a shipped model's session runs: on the compute threads, else in this thread. */
   const trusted = (key: string) => (threadPool ? hostedSession(threadPool, key, {}) : settings);
-  const images = imageOps({ host, trusted, defaultModel, visionDefaults });
+  const images = imageOps({ host, trusted, defaultModel, visionDefaults, intake });
   const sgemm = new OrtSgemm(settings);
   const runSgemm = sgemmRunner(sgemm, threadPool);
   const models = modelOps(host, intake);

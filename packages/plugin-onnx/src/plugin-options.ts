@@ -53,8 +53,8 @@ export interface OnnxPluginOptions {
   /**
    * ONNX Runtime threads for a shipped model's run that starts alone on the compute threads
    * (nothing else running or waiting): a lone caller gets every core, not its share of them; runs
-   * that overlap keep `threads` each (default `VACCEL_ONNX_WIDE_THREADS`, else all cores; not
-   * above `threads`, e.g. 0: off). Each compute thread then keeps a second session per model.
+   * that overlap keep `threads` each (default `VACCEL_ONNX_WIDE_THREADS`, else all cores; at most
+   * the cores; not above `threads`, e.g. 0: off). Each compute thread then keeps a second session per model.
    */
   wideThreads?: number;
   /**
@@ -149,6 +149,8 @@ export function pluginConfig(options: OnnxPluginOptions): PluginConfig {
       : wholeNumber(env.VACCEL_ONNX_WIDE_THREADS, 'VACCEL_ONNX_WIDE_THREADS'));
   if (!Number.isSafeInteger(wideThreads) || wideThreads < 0)
     throw new VaccelError('EINVAL', `onnx: wideThreads must be an integer ≥ 0, got ${wideThreads}`);
+  // More threads than cores would only make a lone run slower.
+  const wideRunThreads = Math.min(wideThreads, availableParallelism());
   const computeNice =
     options.computeNice ?? wholeNumber(env.VACCEL_ONNX_COMPUTE_NICE, 'VACCEL_ONNX_COMPUTE_NICE');
   if (!Number.isSafeInteger(computeNice) || computeNice < 0 || computeNice > 19)
@@ -158,5 +160,14 @@ export function pluginConfig(options: OnnxPluginOptions): PluginConfig {
     pose: options.visionModels?.pose ?? env.VACCEL_ONNX_POSE_MODEL ?? DEFAULT_VISION_MODELS.pose,
     segment: options.visionModels?.segment ?? env.VACCEL_ONNX_SEGMENT_MODEL ?? DEFAULT_VISION_MODELS.segment,
   };
-  return { intake, settings, host, defaultModel, computeThreads, wideThreads, computeNice, visionDefaults };
+  return {
+    intake,
+    settings,
+    host,
+    defaultModel,
+    computeThreads,
+    wideThreads: wideRunThreads,
+    computeNice,
+    visionDefaults,
+  };
 }

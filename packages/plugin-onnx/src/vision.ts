@@ -21,6 +21,7 @@ import {
   ssdOutputs,
 } from './decoders.js';
 import type { ModelTask } from './descriptor.js';
+import type { OffThreadOptions } from './model-formats.js';
 import type { ModelCallOptions } from './model-host.js';
 import { preprocess } from './preprocess.js';
 
@@ -54,8 +55,14 @@ export class VisionModel {
    * Opens a model for `task` from its blobs; `source` says where its session runs (see
    * {@link SessionSource}). @throws VaccelError `EINVAL` if it does not fit.
    */
-  static async load(blobs: readonly ResourceBlob[], source: SessionSource, task: ModelTask, what: string) {
-    return new VisionModel(await openDescribedModel(blobs, source, what, task));
+  static async load(
+    blobs: readonly ResourceBlob[],
+    source: SessionSource,
+    task: ModelTask,
+    what: string,
+    limits: Pick<OffThreadOptions, 'maxConstantBytes'> = {},
+  ) {
+    return new VisionModel(await openDescribedModel(blobs, source, what, task, limits));
   }
 
   /**

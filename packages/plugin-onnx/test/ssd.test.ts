@@ -114,6 +114,9 @@ suite('ssd anchors', () => {
     boxes.set([10, 5, 5 * Math.LN2, 0], 1083 * 4);
     scores[1083 * 24 + 4] = 0;
     scores[1083 * 24] = 5;
+    // Anchor 7: a confident class but an encoding that overflows (exp(1e6)): no box, not NaN.
+    boxes.set([0, 0, 1e6, 0], 7 * 4);
+    scores[7 * 24 + 2] = 8;
     const frame: Frame = { inputWidth: 300, inputHeight: 300, width: 1000, height: 1000 };
     const found = decodeSsd(
       { dims: [1, n, 4], data: boxes },
@@ -180,6 +183,20 @@ suite('ssd descriptors', () => {
       /output\.anchors\.strides must be positive integers/,
     );
     rejects(described({ anchors: { ...anchors, numLayers: 5 } }), /numLayers is 5 but strides has 6 layers/);
+    // Bounded before any anchor is made: a guest's descriptor cannot ask for millions of them.
+    rejects(
+      described({ anchors: { ...anchors, strides: new Array(17).fill(16) } }),
+      /strides has 17 layers, more than 16/,
+    );
+    rejects(
+      described({ anchors: { ...anchors, aspectRatios: new Array(17).fill(1) } }),
+      /aspectRatios has 17 ratios, more than 16/,
+    );
+    rejects(
+      described({ anchors: { ...anchors, strides: [1] } }),
+      /makes 270000 anchors, more than the 100000/,
+    );
+    rejects(described({ anchors: { ...anchors, maxScale: 1e308 } }), /maxScale ≤ 10/);
     rejects(described({ anchors: { ...anchors, minScale: 0.9, maxScale: 0.2 } }), /minScale ≤ maxScale/);
     rejects(
       described({ anchors: { ...anchors, aspectRatios: [1, -2] } }),

@@ -198,6 +198,12 @@ suite('compute threads', () => {
         // Alone again, after the others: wide again.
         await threads.run('m', inputs(), ['c'], 'matmul');
         assert.deepEqual(threads.runs, { wide: 3, narrow: 2 });
+        // A run that fails frees the thread's sessions of the model, both kinds: the next lone run
+        // opens them again and succeeds.
+        const bad = { a: tensor('float32', [1, 3], new Float32Array(3)), b: inputs().b };
+        await assert.rejects(threads.run('m', bad, ['c'], 'matmul'));
+        assert.deepEqual((await threads.run('m', inputs(), ['c'], 'matmul')).c!.data, alone.c!.data);
+        assert.deepEqual(threads.runs, { wide: 5, narrow: 2 });
         await threads.release('m');
         await assert.rejects(threads.run('m', inputs(), ['c'], 'matmul'), /not loaded/);
       } finally {

@@ -141,12 +141,7 @@ export class ComputeThreads implements ModelHost {
     this.#models.delete(key);
     this.#operands.delete(key);
     // Threads free the session after the job they run now (they take jobs in order).
-    for (const thread of this.#threads) {
-      const held = [...thread.keys].filter((k) => k === key || k.startsWith(`${key}@`));
-      if (held.length === 0) continue;
-      for (const k of held) thread.keys.delete(k);
-      thread.worker.postMessage({ id: 0, kind: 'release', key } satisfies Request);
-    }
+    for (const thread of this.#threads) this.#forget(thread, key);
   }
 
   /**
@@ -278,6 +273,14 @@ export class ComputeThreads implements ModelHost {
     }
   }
 
+  /** Drops what `thread` holds for `key` (its sessions, both kinds; a B) there and here. */
+  #forget(thread: Thread, key: string): void {
+    const held = [...thread.keys].filter((k) => k === key || k.startsWith(`${key}@`));
+    if (held.length === 0) return;
+    for (const k of held) thread.keys.delete(k);
+    thread.worker.postMessage({ id: 0, kind: 'release', key } satisfies Request);
+  }
+
   /** The wide session's threads, when on. */
   get #wide(): number | undefined {
     const { wideThreads } = this;
@@ -348,14 +351,12 @@ export class ComputeThreads implements ModelHost {
       return;
     }
     const what = pending.job.kind === 'sgemm' ? 'sgemm' : 'what' in pending.job ? pending.job.what : 'onnx';
-    if (
-      reply.error &&
-      pending.job.kind !== 'release' &&
-      pending.key !== undefined &&
-      thread.keys.delete(pending.key)
-    )
-      // What the thread may still hold for it (a session, a B) is freed there too.
-      thread.worker.postMessage({ id: 0, kind: 'release', key: pending.key } satisfies Request);
+    // The wide session could not be opened: the thread runs the model with its share only.
+    if (reply.wideFailed && pending.key !== undefined)
+      thread.keys.delete(this.#sessionKey(pending.key, true));
+    if (reply.error && pending.job.kind !== 'release' && pending.key !== undefined)
+      // What the thread may still hold for it (its sessions, a B) is freed there too.
+      this.#forget(thread, pending.key);
     this.#settle(pending, () =>
       reply.error ? pending.reject(errorOf(reply, what)) : pending.resolve(reply),
     );

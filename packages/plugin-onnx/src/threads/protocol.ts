@@ -63,6 +63,8 @@ export interface Reply {
   c?: Float32Array;
   /** The thread no longer holds the SGEMM's B: send the block again with it. */
   missing?: boolean;
+  /** The model's wide session could not be opened: the thread has (and used) the other only. */
+  wideFailed?: boolean;
   error?: { code?: string | undefined; message: string };
 }
 

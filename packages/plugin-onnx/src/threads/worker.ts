@@ -66,14 +66,27 @@ async function handle(job: Job): Promise<Omit<Reply, 'id'>> {
   switch (job.kind) {
     case 'load': {
       const info = describeSession(await open(job.key, job.bytes, job.what));
-      if (job.threads !== undefined) await open(job.key, job.bytes, job.what, job.threads);
-      return { info };
+      // The wide session is a speed-up: a model whose wide session fails still loads.
+      const wideFailed =
+        job.threads !== undefined &&
+        (await open(job.key, job.bytes, job.what, job.threads).then(
+          () => false,
+          () => true,
+        ));
+      return wideFailed ? { info, wideFailed } : { info };
     }
     case 'run': {
-      const session = await open(job.key, job.bytes, job.what, job.threads);
+      let session: OrtSession;
+      let wideFailed = false;
+      if (job.threads === undefined) session = await open(job.key, job.bytes, job.what);
+      else
+        session = await open(job.key, job.bytes, job.what, job.threads).catch(() => {
+          wideFailed = true;
+          return open(job.key, job.bytes, job.what);
+        });
       const outputs = await runSession(session, job.inputs, job.outputs, job.what);
       for (const [name, t] of Object.entries(outputs)) outputs[name] = owned(t);
-      return { outputs };
+      return wideFailed ? { outputs, wideFailed } : { outputs };
     }
     case 'release': {
       operands.delete(job.key);
