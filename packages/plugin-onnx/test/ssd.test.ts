@@ -153,19 +153,8 @@ suite('ssd descriptors', () => {
     assert.equal(descriptor.file, 'model.tflite');
     assert.deepEqual(descriptor.decoder, {
       kind: 'ssd',
-      anchors: {
-        inputWidth: 300,
-        inputHeight: 300,
-        minScale: 0.2,
-        maxScale: 0.95,
-        strides: [16, 32, 64, 128, 256, 512],
-        aspectRatios: [1, 2, 0.5, 3, 0.3333],
-        reduceBoxesInLowestLayer: true,
-        interpolatedScaleAspectRatio: 1,
-        offsetX: 0.5,
-        offsetY: 0.5,
-        fixedAnchorSize: false,
-      },
+      // The input's size and fixedAnchorSize (false) come from defaults.
+      anchors: { inputWidth: 300, inputHeight: 300, ...OBJECTRON_ANCHORS, fixedAnchorSize: false },
       boxScale: [10, 10, 5, 5],
       boxOrder: 'yxhw',
       activation: 'sigmoid',
