@@ -6,7 +6,8 @@
  * or SIGKILL of a test file. Two ties, both applied:
  * - on Linux, the child is started through util-linux's `setpriv --pdeathsig KILL`, so the kernel
  *   kills it the moment its parent dies, even by SIGKILL (prctl `PR_SET_PDEATHSIG`, kept across
- *   the exec of the real command);
+ *   the exec of the real command); a parent that died before the prctl is caught by a check of the
+ *   child's parent right after it;
  * - every tied child still running when this process exits normally is sent SIGKILL.
  * @module
  */
@@ -47,6 +48,15 @@ export function tie(): Tie {
   return setpriv() ? 'pdeathsig' : 'exit-hook';
 }
 
+/**
+ * Run by `sh` between setpriv and the command (each execs the next, so the pid stays the
+ * command's): a parent that died before setpriv set the parent-death signal sends none (the
+ * child is already someone else's), so the child checks that its parent is still the process that
+ * started it ($0) and exits if not, instead of running on as an orphan. Seen on a loaded machine.
+ * @internal
+ */
+export const ORPHAN_GUARD = 'if [ "$PPID" != "$0" ]; then exit 129; fi; exec "$@"';
+
 const live = new Set<ChildProcess>();
 let hooked = false;
 
@@ -57,7 +67,7 @@ function killLive(): void {
 /**
  * `child_process.spawn`, with the child tied to this process (see the module's notes): it dies when
  * this process dies. Its `pid` is the command's own (setpriv execs it). A missing command shows as
- * exit code 127 from setpriv rather than an `error` event, where setpriv is used.
+ * exit code 127 (from the shell that would exec it) rather than an `error` event, where setpriv is used.
  */
 export function spawnTied(
   command: string,
@@ -66,7 +76,11 @@ export function spawnTied(
 ): ChildProcess {
   const wrapper = setpriv();
   const child = wrapper
-    ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', command, ...args], options)
+    ? spawn(
+        wrapper,
+        ['--pdeathsig', 'KILL', '--', '/bin/sh', '-c', ORPHAN_GUARD, String(process.pid), command, ...args],
+        options,
+      )
     : spawn(command, args, options);
   if (child.pid === undefined) return child; // failed to start: nothing to tie
   if (!hooked) {

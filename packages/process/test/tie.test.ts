@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { suite, test } from 'node:test';
-import { processAlive, processGone, spawnTied, tie } from '../src/index.js';
+import { ORPHAN_GUARD, processAlive, processGone, spawnTied, tie } from '../src/index.js';
 
 const source = new URL('../src/index.ts', import.meta.url).href;
 
@@ -38,6 +38,24 @@ suite('tied children die with their parent', () => {
       assert.equal(processAlive(pid), false);
     });
   }
+
+  test('a child whose parent died before the tie was set exits instead of running on', async () => {
+    // The guard between setpriv and the command: the child's parent must still be the process
+    // that started it. Here it is told another pid (as when the starter died first): it exits
+    // 129 without running the command; told this process's pid, it runs the command.
+    const orphan = spawn('/bin/sh', ['-c', ORPHAN_GUARD, '1', 'sleep', '1000'], { stdio: 'ignore' });
+    const [code] = await once(orphan, 'exit');
+    assert.equal(code, 129);
+    const child = spawn('/bin/sh', ['-c', ORPHAN_GUARD, String(process.pid), 'echo', 'ran'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+    });
+    const [status] = await once(child, 'exit');
+    assert.deepEqual([status, out], [0, 'ran\n']);
+  });
 
   test('a child still running when this process exits normally is killed', async () => {
     const code = `import { spawnTied } from ${JSON.stringify(source)};
