@@ -39,6 +39,21 @@ function setpriv(): string | null {
   return setprivPath;
 }
 
+let hasShell: boolean | undefined;
+
+/** Whether `/bin/sh` is here to run {@link ORPHAN_GUARD} (a distroless image has none). */
+function shell(): boolean {
+  if (hasShell === undefined) {
+    try {
+      accessSync('/bin/sh', constants.X_OK);
+      hasShell = true;
+    } catch {
+      hasShell = false;
+    }
+  }
+  return hasShell;
+}
+
 /**
  * How children started by {@link spawnTied} are tied to this process: `pdeathsig` (the kernel
  * kills them when it dies, however it dies) or only `exit-hook` (killed when it exits normally;
@@ -75,12 +90,10 @@ export function spawnTied(
   options: SpawnOptions = {},
 ): ChildProcess {
   const wrapper = setpriv();
+  // Without a shell (a distroless image) the command follows setpriv directly, unguarded.
+  const guard = shell() ? ['/bin/sh', '-c', ORPHAN_GUARD, String(process.pid)] : [];
   const child = wrapper
-    ? spawn(
-        wrapper,
-        ['--pdeathsig', 'KILL', '--', '/bin/sh', '-c', ORPHAN_GUARD, String(process.pid), command, ...args],
-        options,
-      )
+    ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', ...guard, command, ...args], options)
     : spawn(command, args, options);
   if (child.pid === undefined) return child; // failed to start: nothing to tie
   if (!hooked) {
