@@ -286,10 +286,8 @@ export async function accuracyFigure(options: FigureOptions): Promise<FigureResu
     for (const p of vaccel.plugins()) versions[p.name] = p.version;
     await using session = await vaccel.createSession();
     await session.imageDetect(images[0]!); // warm-up: loads the model
-    const detections: Scored[][] = [];
-    const times: number[] = [];
-    const framedTimes: number[] = [];
-    for (const [i, image] of images.entries()) {
+    /** `timedRuns` detections of `image`: the median time, and the last call's detections. */
+    const timed = async (image: Uint8Array): Promise<{ median: number; found: Detection[] }> => {
       const samples: number[] = [];
       let found: Detection[] = [];
       for (let run = 0; run < timedRuns; run++) {
@@ -297,16 +295,17 @@ export async function accuracyFigure(options: FigureOptions): Promise<FigureResu
         found = (await session.imageDetect(image)).result;
         samples.push(performance.now() - started);
       }
+      return { median: summarize(samples).median, found };
+    };
+    const detections: Scored[][] = [];
+    const times: number[] = [];
+    const framedTimes: number[] = [];
+    for (const [i, image] of images.entries()) {
+      const { median, found } = await timed(image);
       detections.push(found.map(asScored));
-      times.push(summarize(samples).median);
+      times.push(median);
       // The same photo at 640×480, timed the same way, right after it (so both see the same load).
-      const framedSamples: number[] = [];
-      for (let run = 0; run < timedRuns; run++) {
-        const started = performance.now();
-        await session.imageDetect(framed[i]!);
-        framedSamples.push(performance.now() - started);
-      }
-      framedTimes.push(summarize(framedSamples).median);
+      framedTimes.push((await timed(framed[i]!)).median);
       progress.tick();
     }
     const score = scoreSet(photos, detections);
