@@ -101,13 +101,13 @@ async function onnxOf(
   what: string,
   limits: Pick<OffThreadOptions, 'maxConstantBytes'>,
 ): Promise<Uint8Array> {
-  if (!file.toLowerCase().endsWith('.tflite') && !hasTfliteIdentifier(data)) return data;
-  // No caller's signal: the load is shared by every caller that waits for the model.
-  return onnxModelOffThread(
-    [{ name: file.toLowerCase().endsWith('.tflite') ? file : `${file}.tflite`, data }],
-    what,
-    { maxConstantBytes: limits.maxConstantBytes },
-  );
+  const named = file.toLowerCase().endsWith('.tflite');
+  if (!named && !hasTfliteIdentifier(data)) return data;
+  // Named .tflite for the converter, whatever the file is called; no caller's signal: the load is
+  // shared by every caller that waits for the model.
+  return onnxModelOffThread([{ name: named ? file : `${file}.tflite`, data }], what, {
+    maxConstantBytes: limits.maxConstantBytes,
+  });
 }
 
 /**
